@@ -1,0 +1,1 @@
+"""Quality filters: heuristic rules, fastText language ID and quality classifiers, datatrove adapter."""

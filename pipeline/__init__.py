@@ -1,0 +1,1 @@
+"""Documents as Arrow record batches: schema, readers, writers, stages, executors and the CLI."""

@@ -1,0 +1,1 @@
+"""BPE training and tokenization of documents into memory-mappable Arrow token shards."""

@@ -1,0 +1,1 @@
+"""Packing trainer: token-shard loader, document-aware packer, models, training loop, checkpoints."""
