@@ -1,0 +1,69 @@
+"""Shared timing, memory and reporting helpers for the GPU benchmarks under bench/."""
+
+import datetime
+import statistics
+import subprocess
+from collections.abc import Callable
+
+import torch
+
+
+def machine() -> str:
+    """The GPU name and software versions, for the RESULTS line."""
+    import triton
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return f"{gpu}, torch {torch.__version__}, triton {triton.__version__}"
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def time_ms(fn: Callable[[], object], warmup_ms: int = 100, rep_ms: int = 500) -> float:
+    """Median milliseconds of `fn` on the GPU (CUDA events through triton's do_bench)."""
+    from triton.testing import do_bench
+
+    return do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median")
+
+
+def peak_memory_mb(fn: Callable[[], object]) -> float:
+    """Peak GPU memory allocated during one call of `fn`, above what was allocated before it."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def median_cpu_seconds(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Median wall seconds over `repeat` runs, for CPU pipeline benchmarks."""
+    import time
+
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A GitHub markdown table; floats printed with 3 significant digits."""
+
+    def cell(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
