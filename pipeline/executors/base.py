@@ -1,0 +1,54 @@
+"""The executor interface and its configuration."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(kw_only=True)
+class ExecutorConfig:
+    kind: Literal["local", "ray"] = "local"
+    """`local`: a process pool on this machine; `ray`: tasks on the cluster at RAY_ADDRESS, else a local Ray."""
+    workers: int = 1
+    """Parallel tasks (local: processes; ray: CPUs of a locally started Ray; a cluster uses its own)."""
+    max_retries: int = 3
+    """Ray only: how often a task whose worker died is re-run."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"executor.workers must be >= 1, got {self.workers}")
+
+
+class Executor(ABC):
+    """Runs a picklable top-level function over tasks and returns results in task order."""
+
+    @abstractmethod
+    def map(self, fn: Callable[[T], R], tasks: Sequence[T], description: str) -> list[R]: ...
+
+    def close(self) -> None:
+        """Releases workers; the executor is unusable afterwards."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_executor(config: ExecutorConfig) -> Executor:
+    if config.kind == "ray":
+        from gristmill.pipeline.executors.ray import RayExecutor
+
+        return RayExecutor(config)
+    from gristmill.pipeline.executors.local import LocalExecutor
+
+    return LocalExecutor(config)
+
+
+def documents_of(result: object) -> int:
+    """Documents a finished task processed, for the docs/s shown by the progress bar."""
+    return int(getattr(result, "docs", 0) or 0)

@@ -1,0 +1,54 @@
+"""Renders a run's per-stage stats as a terminal table (`gristmill run`, `gristmill stats`)."""
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from gristmill.pipeline.errors import UserError
+from gristmill.pipeline.stats import StageStats, merge_stage_stats
+
+
+def load_run_stats(out: Path) -> dict[str, StageStats]:
+    """Stats of every stage folder of a run, in pipeline order (plan.json), merged from shards if needed."""
+    if not out.is_dir():
+        raise UserError(f"no such run folder: {out}")
+    plan_path = out / "plan.json"
+    order = ["read"]
+    if plan_path.is_file():
+        order += [json.loads(key)[0] for key in json.loads(plan_path.read_text(encoding="utf-8"))["stages"]]
+    folders = order + sorted(p.name for p in out.iterdir() if p.is_dir() and p.name not in order)
+    stats = {}
+    for folder in folders:
+        merged = merge_stage_stats(out / folder)
+        if merged is None and (out / folder / "stats.json").is_file():
+            merged = StageStats.from_dict(json.loads((out / folder / "stats.json").read_text(encoding="utf-8")))
+        if merged is not None:
+            stats[folder] = merged
+    if not stats:
+        raise UserError(f"{out} holds no stats (is it a gristmill run folder?)")
+    return stats
+
+
+def print_stats(stats: dict[str, StageStats]) -> None:
+    table = Table(title="gristmill run")
+    for column in ("stage", "docs in", "docs out", "removed", "errors", "MB in", "MB out", "docs/s", "top reasons"):
+        table.add_column(column, justify="left" if column in ("stage", "top reasons") else "right")
+    for name, s in stats.items():
+        reasons = (s.removed + s.errors).most_common(3)
+        table.add_row(
+            name,
+            f"{s.docs_in:,}",
+            f"{s.docs_out:,}",
+            f"{s.docs_removed:,}",
+            f"{s.docs_errors:,}",
+            f"{s.bytes_in / 2**20:,.2f}",
+            f"{s.bytes_out / 2**20:,.2f}",
+            f"{s.docs_in / s.wall_s:,.0f}" if s.wall_s > 0 else "-",
+            ", ".join(f"{reason} {count:,}" for reason, count in reasons),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
