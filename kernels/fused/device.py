@@ -1,0 +1,31 @@
+"""Where the fused kernels may launch: a CUDA device, or any device under Triton's CPU interpreter."""
+
+import os
+
+import torch
+
+
+def check_triton_device(op: str, *tensors: torch.Tensor) -> None:
+    """Raises ValueError before a launch Triton would reject, pointing CPU users at the reference."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return
+    for tensor in tensors:
+        if tensor.device.type != "cuda":
+            raise ValueError(
+                f"{op}: got a tensor on {tensor.device}; the Triton kernel needs CUDA "
+                f"(or TRITON_INTERPRET=1). On CPU call {op}_reference instead."
+            )
+
+
+def num_warps_for_row(block: int) -> int:
+    """Warps for a program that owns one row of `block` elements: about 512 elements per warp."""
+    return max(1, min(16, block // 512))
+
+
+def persistent_programs(device: torch.device, n_items: int) -> int:
+    """Programs for a grid that loops over items: a few per multiprocessor, never more than items."""
+    if device.type == "cuda":
+        slots = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        slots = 4
+    return max(1, min(n_items, slots))

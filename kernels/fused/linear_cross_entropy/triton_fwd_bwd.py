@@ -1,0 +1,220 @@
+"""Linear + cross-entropy that never holds `[N, V]` logits: chunks of rows through cuBLAS and one Triton kernel.
+
+Per chunk of rows: logits = h @ W.T (GEMM, float32 accumulation) into a reused buffer; the kernel finds
+each row's logsumexp in float32 and overwrites the logits with d loss / d logits; two more GEMMs turn
+that into the chunk's d hidden and add its share of d weight. For a scalar loss this runs in the
+forward (the backward only scales by the incoming gradient); for reduction="none" the backward
+recomputes the chunks with per-row gradient scales.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from gristmill.kernels.fused.device import check_triton_device
+from gristmill.kernels.fused.linear_cross_entropy.reference import REDUCTIONS
+
+_MAX_BLOCK_V = 4096
+_CHUNK_ELEMENTS = 2**28
+
+
+@triton.jit
+def _cross_entropy_rows_kernel(
+    LOGITS, LABELS, GRAD_SCALE, LOSS, V, ignore_index, z_loss, label_smoothing,
+    SCALE_PER_ROW: tl.constexpr, COMPUTE_GRAD: tl.constexpr, BLOCK_V: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    row_logits = LOGITS + row * V
+    label = tl.load(LABELS + row).to(tl.int64)
+    valid = label != ignore_index
+    max_so_far = float("-inf")
+    sum_exp = 0.0
+    sum_logits = 0.0
+    for start in range(0, V, BLOCK_V):
+        cols = start + tl.arange(0, BLOCK_V)
+        x = tl.load(row_logits + cols, mask=cols < V, other=float("-inf")).to(tl.float32)  # [BLOCK_V]
+        new_max = tl.maximum(max_so_far, tl.max(x, axis=0))
+        sum_exp = sum_exp * tl.exp(max_so_far - new_max) + tl.sum(tl.exp(x - new_max), axis=0)
+        sum_logits += tl.sum(tl.where(cols < V, x, 0.0), axis=0)
+        max_so_far = new_max
+    lse = max_so_far + tl.log(sum_exp)
+    label_in_range = valid & (label >= 0) & (label < V)
+    label_logit = tl.load(row_logits + label, mask=label_in_range, other=0.0).to(tl.float32)
+    loss = lse - (1.0 - label_smoothing) * label_logit - label_smoothing / V * sum_logits + z_loss * lse * lse
+    tl.store(LOSS + row, tl.where(valid, loss, 0.0))
+    if COMPUTE_GRAD:
+        if SCALE_PER_ROW:
+            scale = tl.load(GRAD_SCALE + row)
+        else:
+            scale = tl.load(GRAD_SCALE)
+        scale = tl.where(valid, scale, 0.0)
+        softmax_factor = 1.0 + 2.0 * z_loss * lse
+        for start in range(0, V, BLOCK_V):
+            cols = start + tl.arange(0, BLOCK_V)
+            mask = cols < V
+            x = tl.load(row_logits + cols, mask=mask, other=0.0).to(tl.float32)
+            grad = tl.exp(x - lse) * softmax_factor - label_smoothing / V
+            grad = tl.where(cols == label, grad - (1.0 - label_smoothing), grad)
+            tl.store(row_logits + cols, (grad * scale).to(LOGITS.dtype.element_ty), mask=mask)
+
+
+@dataclass(frozen=True, slots=True)
+class LossSettings:
+    ignore_index: int
+    z_loss: float
+    label_smoothing: float
+    chunk_size: int
+
+
+def default_chunk_size(n_rows: int, vocab: int) -> int:
+    """Rows per chunk: a power of two with about 2^28 logits per chunk (512 MiB in bf16), at most N."""
+    rows = max(1, _CHUNK_ELEMENTS // vocab)
+    return min(n_rows, 1 << (rows.bit_length() - 1))
+
+
+def chunked_loss_and_grads(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    settings: LossSettings,
+    grad_scale: torch.Tensor | None,
+    need_grad_hidden: bool,
+    need_grad_weight: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Per-row losses [N] (0 on ignored rows) and, if `grad_scale` is given, the scaled gradients.
+
+    `grad_scale` is float32, one value for all rows ([1]) or one per row ([N]); d weight accumulates
+    across chunks in weight's dtype, one rounding per chunk.
+    """
+    n_rows, vocab = hidden.shape[0], weight.shape[0]
+    compute_grad = grad_scale is not None
+    loss_rows = torch.empty(n_rows, dtype=torch.float32, device=hidden.device)
+    grad_hidden = torch.empty_like(hidden) if compute_grad and need_grad_hidden else None
+    grad_weight = None
+    chunk = min(settings.chunk_size, n_rows)
+    logits_buffer = torch.empty(chunk, vocab, dtype=hidden.dtype, device=hidden.device)
+    block_v = min(_MAX_BLOCK_V, triton.next_power_of_2(vocab))
+    scale_per_row = grad_scale is not None and grad_scale.numel() > 1
+    for start in range(0, n_rows, chunk):
+        stop = min(start + chunk, n_rows)
+        hidden_chunk = hidden[start:stop]
+        logits = logits_buffer[: stop - start]
+        torch.mm(hidden_chunk, weight.t(), out=logits)
+        scale = grad_scale[start:stop] if scale_per_row else grad_scale
+        _cross_entropy_rows_kernel[(stop - start,)](
+            logits, labels[start:stop], loss_rows if scale is None else scale, loss_rows[start:stop],
+            vocab, settings.ignore_index, settings.z_loss, settings.label_smoothing,
+            SCALE_PER_ROW=scale_per_row, COMPUTE_GRAD=compute_grad,
+            BLOCK_V=block_v, num_warps=8,
+        )
+        if grad_hidden is not None:
+            torch.mm(logits, weight, out=grad_hidden[start:stop])
+        if compute_grad and need_grad_weight:
+            if grad_weight is None:
+                grad_weight = torch.mm(logits.t(), hidden_chunk)
+            else:
+                grad_weight.addmm_(logits.t(), hidden_chunk)
+    return loss_rows, grad_hidden, grad_weight
+
+
+def _reduce(loss_rows: torch.Tensor, labels: torch.Tensor, ignore_index: int, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return loss_rows
+    if reduction == "sum":
+        return loss_rows.sum()
+    return loss_rows.sum() / (labels != ignore_index).sum().clamp_min(1)
+
+
+def _scalar_grad_scale(labels: torch.Tensor, ignore_index: int, reduction: str) -> torch.Tensor:
+    """d loss / d row loss for "mean" (1 / valid count) and "sum" (1), kept on the device: no sync."""
+    if reduction == "sum":
+        return torch.ones(1, dtype=torch.float32, device=labels.device)
+    return 1.0 / (labels != ignore_index).sum().clamp_min(1).float().reshape(1)
+
+
+class LinearCrossEntropyFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, settings, reduction, need_grad_hidden, need_grad_weight):
+        ctx.settings, ctx.reduction = settings, reduction
+        ctx.need_grads = (need_grad_hidden, need_grad_weight)
+        grad_scale = None
+        if reduction != "none" and (need_grad_hidden or need_grad_weight):
+            grad_scale = _scalar_grad_scale(labels, settings.ignore_index, reduction)
+        loss_rows, grad_hidden, grad_weight = chunked_loss_and_grads(
+            hidden, weight, labels, settings, grad_scale, need_grad_hidden, need_grad_weight
+        )
+        if reduction == "none":
+            ctx.save_for_backward(hidden, weight, labels)
+        else:
+            ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.backward_done = False
+        return _reduce(loss_rows, labels, settings.ignore_index, reduction)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        if ctx.backward_done:
+            raise RuntimeError("linear_cross_entropy: backward twice through one loss is not supported")
+        ctx.backward_done = True
+        if ctx.reduction == "none":
+            hidden, weight, labels = ctx.saved_tensors
+            _, grad_hidden, grad_weight = chunked_loss_and_grads(
+                hidden, weight, labels, ctx.settings, grad_loss.float().contiguous(), *ctx.need_grads
+            )
+        else:
+            grad_hidden, grad_weight = ctx.saved_tensors
+            for grad in (grad_hidden, grad_weight):
+                if grad is not None:
+                    grad.mul_(grad_loss.to(grad.dtype))
+        return grad_hidden, grad_weight, None, None, None, None, None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    z_loss: float = 0.0,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of `hidden [N, D] @ weight[V, D].T` against labels `[N]` without `[N, V]` logits.
+
+    Adds `z_loss · logsumexp²` per non-ignored token; label smoothing spreads `label_smoothing` evenly
+    over the vocab (as torch's cross_entropy). "mean" divides by the non-ignored count (an all-ignored
+    batch gives 0). `chunk_size` rows of logits live at a time (default: about 2^28 logits). Gradients
+    are computed in the forward for "mean"/"sum", so call backward once per loss.
+
+    Example: `loss = linear_cross_entropy(h.flatten(0, 1), lm_head.weight, labels.flatten())`.
+    """
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"linear_cross_entropy: hidden {tuple(hidden.shape)} must be [N, D] and weight {tuple(weight.shape)} [V, D]"
+        )
+    if hidden.dtype != weight.dtype:
+        raise ValueError(f"linear_cross_entropy: hidden dtype {hidden.dtype} != weight dtype {weight.dtype}")
+    if labels.shape != (hidden.shape[0],) or labels.dtype not in (torch.int32, torch.int64):
+        raise ValueError(
+            f"linear_cross_entropy: labels {tuple(labels.shape)} {labels.dtype} must be int32/int64 [{hidden.shape[0]}]"
+        )
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"linear_cross_entropy: reduction {reduction!r} is not one of {REDUCTIONS}")
+    if not 0.0 <= label_smoothing < 1.0 or z_loss < 0.0:
+        raise ValueError(f"linear_cross_entropy: need 0 <= label_smoothing < 1 ({label_smoothing}), z_loss >= 0 ({z_loss})")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"linear_cross_entropy: chunk_size must be positive, got {chunk_size}")
+    if hidden.shape[0] == 0:
+        raise ValueError("linear_cross_entropy: hidden has no rows")
+    check_triton_device("linear_cross_entropy", hidden, weight, labels)
+    settings = LossSettings(
+        ignore_index, float(z_loss), float(label_smoothing),
+        chunk_size or default_chunk_size(hidden.shape[0], weight.shape[0]),
+    )
+    grad_on = torch.is_grad_enabled()
+    return LinearCrossEntropyFn.apply(
+        hidden.contiguous(), weight.contiguous(), labels.contiguous(), settings, reduction,
+        grad_on and hidden.requires_grad, grad_on and weight.requires_grad,
+    )

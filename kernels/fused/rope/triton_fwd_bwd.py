@@ -1,0 +1,93 @@
+"""RoPE in Triton, in place on q and k; angles come from per-token positions, so packing needs nothing more."""
+
+import torch
+import triton
+import triton.language as tl
+
+from gristmill.kernels.fused.device import check_triton_device
+from gristmill.kernels.fused.rope.reference import rope_inv_freq
+
+
+@triton.jit
+def _rope_kernel(
+    X, Y, POS, INV_FREQ, stride_xt, stride_xh, stride_yt, stride_yh, n_heads, half,
+    INVERSE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_HALF: tl.constexpr,
+):
+    t = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK_HALF)
+    inv_freq = tl.load(INV_FREQ + cols, mask=cols < half, other=0.0)
+    angles = tl.load(POS + t).to(tl.float32) * inv_freq  # [BLOCK_HALF]
+    cos = tl.cos(angles)[None, :]
+    sin = tl.sin(angles)[None, :]
+    if INVERSE:
+        sin = -sin
+    heads = tl.arange(0, BLOCK_H)[:, None]
+    mask = (heads < n_heads) & (cols[None, :] < half)
+    x_first = X + t * stride_xt + heads * stride_xh + cols[None, :]
+    y_first = Y + t * stride_yt + heads * stride_yh + cols[None, :]
+    x1 = tl.load(x_first, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_H, BLOCK_HALF]
+    x2 = tl.load(x_first + half, mask=mask, other=0.0).to(tl.float32)
+    tl.store(y_first, (x1 * cos - x2 * sin).to(Y.dtype.element_ty), mask=mask)
+    tl.store(y_first + half, (x2 * cos + x1 * sin).to(Y.dtype.element_ty), mask=mask)
+
+
+def rope_rotate(
+    x: torch.Tensor, out: torch.Tensor, position_ids: torch.Tensor, inv_freq: torch.Tensor, inverse: bool
+) -> None:
+    """Writes x `[T, H, D]` rotated by +angle (or -angle if `inverse`) into out, which may be x itself."""
+    n_tokens, n_heads, head_dim = x.shape
+    _rope_kernel[(n_tokens,)](
+        x, out, position_ids, inv_freq, x.stride(0), x.stride(1), out.stride(0), out.stride(1),
+        n_heads, head_dim // 2, INVERSE=inverse, BLOCK_H=triton.next_power_of_2(n_heads),
+        BLOCK_HALF=triton.next_power_of_2(head_dim // 2), num_warps=4,
+    )
+
+
+class RoPEFn(torch.autograd.Function):
+    """Rotates one tensor in place: q and k go through separately, since autograd lets a Function
+    modify a view in place only when it returns that one tensor (q, k are often slices of qkv)."""
+
+    @staticmethod
+    def forward(ctx, x, position_ids, inv_freq):
+        rope_rotate(x, x, position_ids, inv_freq, inverse=False)
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(position_ids, inv_freq)
+        return x
+
+    @staticmethod
+    def backward(ctx, dy):
+        position_ids, inv_freq = ctx.saved_tensors
+        dy = dy if dy.stride(-1) == 1 else dy.contiguous()
+        dx = torch.empty_like(dy)
+        rope_rotate(dy, dx, position_ids, inv_freq, inverse=True)
+        return dx, None, None
+
+
+def apply_rope(
+    q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor, theta: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotates q `[T, Hq, D]` and k `[T, Hkv, D]` in place by position_ids `[T]` (int32/int64).
+
+    Positions restart at 0 at each packed document, as the packer emits them, so a packed row rotates
+    exactly like its documents one by one. q and k may be strided views (e.g. slices of a fused qkv
+    projection) as long as their last dim is contiguous; views from `split`/`chunk` cannot be
+    modified in place under autograd, slice instead. Returns the same q and k tensors.
+    """
+    if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
+        raise ValueError(f"apply_rope: q {tuple(q.shape)} and k {tuple(k.shape)} must be [T, H, D] with equal T, D")
+    if theta <= 0:
+        raise ValueError(f"apply_rope: theta must be positive, got {theta}")
+    if q.shape[2] % 2:
+        raise ValueError(f"apply_rope: head dim {q.shape[2]} must be even")
+    if q.dtype != k.dtype:
+        raise ValueError(f"apply_rope: q dtype {q.dtype} != k dtype {k.dtype}")
+    if q.stride(-1) != 1 or k.stride(-1) != 1:
+        raise ValueError(f"apply_rope: last dim must be contiguous, got strides {q.stride()} and {k.stride()}")
+    if position_ids.shape != (q.shape[0],) or position_ids.dtype not in (torch.int32, torch.int64):
+        raise ValueError(
+            f"apply_rope: position_ids {tuple(position_ids.shape)} {position_ids.dtype} must be int32/int64 [{q.shape[0]}]"
+        )
+    check_triton_device("apply_rope", q, k, position_ids)
+    position_ids = position_ids.contiguous()
+    inv_freq = rope_inv_freq(q.shape[-1], theta, q.device)
+    return RoPEFn.apply(q, position_ids, inv_freq), RoPEFn.apply(k, position_ids, inv_freq)

@@ -1,0 +1,79 @@
+"""Chunked linear + cross-entropy against the float64 full-logits reference: loss and both gradients."""
+
+import pytest
+import torch
+
+from gristmill.kernels.fused import linear_cross_entropy, linear_cross_entropy_reference
+from gristmill.kernels.testing import assert_close
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+IGNORE = -100
+
+SHAPES = [
+    pytest.param(torch.float32, 37, 24, 5000, 16, 1e-5, id="f32-N37-D24-V5000-chunk16"),
+    pytest.param(torch.bfloat16, 4096, 1024, 50257, 1024, 1e-2, id="bf16-N4096-D1024-V50257-chunk1024",
+                 marks=ON_GPU),
+    pytest.param(torch.float32, 1000, 256, 32000, None, 1e-4, id="f32-N1000-D256-V32000-auto", marks=ON_GPU),
+]
+OPTIONS = [
+    pytest.param("mean", 0.0, 0.0, id="mean"),
+    pytest.param("mean", 1e-3, 0.1, id="mean-zloss-smooth"),
+    pytest.param("sum", 1e-2, 0.0, id="sum-zloss"),
+    pytest.param("none", 0.0, 0.2, id="none-smooth"),
+]
+
+
+def _inputs(dtype: torch.dtype, n_rows: int, dim: int, vocab: int, ignore_fraction: float = 0.2):
+    hidden = torch.randn(n_rows, dim, device=DEVICE).to(dtype)
+    weight = (torch.randn(vocab, dim, device=DEVICE) / dim**0.5).to(dtype)
+    labels = torch.randint(0, vocab, (n_rows,), device=DEVICE)
+    labels[torch.rand(n_rows, device=DEVICE) < ignore_fraction] = IGNORE
+    return hidden, weight, labels
+
+
+def _loss_and_grads(fn, hidden, weight, labels, loss_weights, **options):
+    hidden, weight = hidden.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
+    loss = fn(hidden, weight, labels, ignore_index=IGNORE, **options)
+    scalar = loss if loss.dim() == 0 else (loss * loss_weights.to(loss.dtype)).sum()
+    return loss, torch.autograd.grad(scalar, (hidden, weight))
+
+
+@pytest.mark.parametrize("reduction, z_loss, label_smoothing", OPTIONS)
+@pytest.mark.parametrize("dtype, n_rows, dim, vocab, chunk_size, tol", SHAPES)
+def test_linear_cross_entropy(dtype, n_rows, dim, vocab, chunk_size, tol, reduction, z_loss, label_smoothing):
+    torch.manual_seed(0)
+    hidden, weight, labels = _inputs(dtype, n_rows, dim, vocab)
+    loss_weights = torch.randn(n_rows, device=DEVICE)
+    options = dict(z_loss=z_loss, label_smoothing=label_smoothing, reduction=reduction)
+    loss, grads = _loss_and_grads(
+        linear_cross_entropy, hidden, weight, labels, loss_weights, chunk_size=chunk_size, **options
+    )
+    ref_loss, ref_grads = _loss_and_grads(
+        linear_cross_entropy_reference, hidden.double(), weight.double(), labels, loss_weights, **options
+    )
+    assert_close("loss", loss, ref_loss, tol)
+    for name, grad, ref in zip(["dhidden", "dweight"], grads, ref_grads):
+        assert_close(name, grad, ref, tol)
+
+
+def test_linear_cross_entropy_all_ignored_gives_zero() -> None:
+    hidden, weight, labels = _inputs(torch.float32, 9, 8, 300, ignore_fraction=1.1)
+    loss, (dhidden, dweight) = _loss_and_grads(linear_cross_entropy, hidden, weight, labels, None, chunk_size=4)
+    assert loss.item() == 0.0
+    assert not dhidden.any() and not dweight.any()
+
+
+def test_linear_cross_entropy_without_grad_matches() -> None:
+    torch.manual_seed(0)
+    hidden, weight, labels = _inputs(torch.float32, 21, 16, 700)
+    with torch.no_grad():
+        loss = linear_cross_entropy(hidden, weight, labels, z_loss=1e-3, chunk_size=8)
+    ref = linear_cross_entropy_reference(hidden.double(), weight.double(), labels, z_loss=1e-3)
+    assert_close("loss", loss, ref, 1e-5)
+
+
+def test_linear_cross_entropy_rejects_bad_reduction() -> None:
+    hidden, weight, labels = _inputs(torch.float32, 4, 8, 16)
+    with pytest.raises(ValueError, match="reduction 'avg'"):
+        linear_cross_entropy(hidden, weight, labels, reduction="avg")

@@ -1,0 +1,51 @@
+"""Fused RMSNorm against its float64 reference: output, residual stream and every gradient."""
+
+import pytest
+import torch
+
+from gristmill.kernels.fused import rms_norm, rms_norm_reference
+from gristmill.kernels.testing import assert_close
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CASES = [
+    pytest.param(torch.float32, (3, 5, 48), 1e-5, id="f32-B3-T5-D48"),
+    pytest.param(torch.float32, (1, 100), 1e-5, id="f32-T1-D100"),
+    pytest.param(torch.bfloat16, (2, 1000, 4096), 1e-2, id="bf16-B2-T1000-D4096", marks=ON_GPU),
+    pytest.param(torch.float32, (777, 1536), 1e-5, id="f32-T777-D1536", marks=ON_GPU),
+]
+
+
+def _leaves(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.detach().clone().requires_grad_() for t in tensors]
+
+
+@pytest.mark.parametrize("dtype, shape, tol", CASES)
+@pytest.mark.parametrize("with_residual", [False, True], ids=["plain", "residual"])
+def test_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, with_residual: bool) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(shape, device=DEVICE, dtype=dtype)
+    residual = torch.randn(shape, device=DEVICE, dtype=dtype)
+    weight = 1.0 + 0.1 * torch.randn(shape[-1], device=DEVICE, dtype=dtype)
+    dy, dstream = torch.randn_like(x), torch.randn_like(x)
+
+    def run(fn, x, weight, residual):
+        if not with_residual:
+            y = fn(x, weight, eps=1e-6)
+            return (y,), torch.autograd.grad(y, (x, weight), dy.to(y.dtype))
+        y, stream = fn(x, weight, eps=1e-6, residual=residual)
+        grads = torch.autograd.grad((y, stream), (x, weight, residual), (dy.to(y.dtype), dstream.to(y.dtype)))
+        return (y, stream), grads
+
+    outs, grads = run(rms_norm, *_leaves(x, weight, residual))
+    ref_outs, ref_grads = run(rms_norm_reference, *_leaves(x.double(), weight.double(), residual.double()))
+    for name, out, ref in zip(["y", "stream"], outs, ref_outs):
+        assert_close(name, out, ref, tol)
+    for name, grad, ref in zip(["dx", "dweight", "dresidual"], grads, ref_grads):
+        assert_close(name, grad, ref, tol)
+
+
+def test_rms_norm_rejects_mismatched_weight() -> None:
+    with pytest.raises(ValueError, match="weight shape"):
+        rms_norm(torch.randn(2, 8, device=DEVICE), torch.ones(6, device=DEVICE))
