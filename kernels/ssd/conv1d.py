@@ -1,0 +1,167 @@
+"""Triton causal depthwise conv1d over packed documents (the Mamba2 block's short convolution).
+
+Tokens before a document's start count as zeros, so the window never mixes documents. Backward recomputes
+the pre-activation with the forward kernel, then one kernel gives dx and per-block partial weight grads.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
+from gristmill.kernels.ssd.documents import token_doc_start, whole_stream
+
+
+@triton.jit(do_not_specialize=["T"])
+def _conv1d_fwd_kernel(
+    x,
+    weight,
+    bias,
+    doc_start,
+    y,
+    T,
+    CHANNELS: tl.constexpr,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_t = offs_t < T
+    mask_c = offs_c < CHANNELS
+    first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
+    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    for k in tl.static_range(WIDTH):
+        src = offs_t - (WIDTH - 1 - k)
+        inside = mask_t & (src >= first)
+        x_k = tl.load(x + src.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :], mask=inside[:, None] & mask_c[None, :], other=0.0)
+        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
+        acc += x_k.to(tl.float32) * w_k[None, :]
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    ptrs = offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
+    tl.store(y + ptrs, acc.to(y.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
+
+
+@triton.jit(do_not_specialize=["T"])
+def _conv1d_bwd_kernel(
+    x,
+    weight,
+    dpre,
+    doc_start,
+    dx,
+    dweight_partial,
+    T,
+    CHANNELS: tl.constexpr,
+    WIDTH: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    block_t = tl.program_id(0)
+    offs_t = block_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_t = offs_t < T
+    mask_c = offs_c < CHANNELS
+    first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
+    grad = tl.load(dpre + offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :], mask=mask_t[:, None] & mask_c[None, :], other=0.0)
+    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
+    for k in tl.static_range(WIDTH):
+        shift = WIDTH - 1 - k
+        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
+        # dx_t takes dpre_{t+shift} when t+shift is in t's document
+        dst = offs_t + shift
+        dst_ok = (dst < T) & (tl.load(doc_start + dst, mask=dst < T, other=T) <= offs_t)
+        g = tl.load(dpre + dst.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :], mask=dst_ok[:, None] & mask_c[None, :], other=0.0)
+        acc += g.to(tl.float32) * w_k[None, :]
+        # dweight_k sums dpre_t * x_{t-shift} over tokens whose window reaches t-shift
+        src = offs_t - shift
+        src_ok = mask_t & (src >= first)
+        x_k = tl.load(x + src.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :], mask=src_ok[:, None] & mask_c[None, :], other=0.0)
+        tl.store(
+            dweight_partial + (block_t * CHANNELS + offs_c) * WIDTH + k,
+            tl.sum(grad.to(tl.float32) * x_k.to(tl.float32), axis=0),
+            mask=mask_c,
+        )
+    ptrs = offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
+    tl.store(dx + ptrs, acc.to(dx.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
+
+
+_BLOCK_T = 64
+_BLOCK_C = 64
+
+
+def _conv1d_fwd(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, doc_start: torch.Tensor, silu: bool
+) -> torch.Tensor:
+    T, channels = x.shape
+    y = torch.empty_like(x)
+    grid = (triton.cdiv(T, _BLOCK_T), triton.cdiv(channels, _BLOCK_C))
+    _conv1d_fwd_kernel[grid](
+        x, weight, bias, doc_start, y, T, CHANNELS=channels, WIDTH=weight.shape[1], HAS_BIAS=bias is not None,
+        SILU=silu, BLOCK_T=_BLOCK_T, BLOCK_C=_BLOCK_C,
+    )  # fmt: skip
+    return y
+
+
+class CausalConv1dFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        doc_start: torch.Tensor,
+        silu: bool,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight, bias, doc_start)
+        ctx.silu = silu
+        return _conv1d_fwd(x, weight, bias, doc_start, silu)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, bias, doc_start = ctx.saved_tensors
+        dpre = dy.float()
+        if ctx.silu:
+            pre = _conv1d_fwd(x, weight, bias, doc_start, silu=False).float()
+            gate = torch.sigmoid(pre)
+            dpre = dpre * gate * (1 + pre * (1 - gate))
+        T, channels = x.shape
+        n_blocks = triton.cdiv(T, _BLOCK_T)
+        dx = torch.empty_like(x)
+        dweight_partial = torch.empty(n_blocks, channels, weight.shape[1], device=x.device, dtype=torch.float32)
+        _conv1d_bwd_kernel[(n_blocks, triton.cdiv(channels, _BLOCK_C))](
+            x, weight, dpre, doc_start, dx, dweight_partial, T, CHANNELS=channels, WIDTH=weight.shape[1],
+            BLOCK_T=_BLOCK_T, BLOCK_C=_BLOCK_C,
+        )  # fmt: skip
+        dweight = dweight_partial.sum(0).to(weight.dtype)
+        dbias = None if bias is None else dpre.sum(0).to(bias.dtype)
+        return dx, dweight, dbias, None, None
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    cu_seqlens: torch.Tensor | None = None,
+    activation: str | None = "silu",
+) -> torch.Tensor:
+    """Causal depthwise conv1d over packed documents: x `[T, C]`, weight `[C, W]`, bias `[C]`.
+
+    y_t = act(bias + sum_k weight[:, k] x_{t-W+1+k}), with tokens before the document's start as zeros;
+    `activation` is "silu" or None.
+    """
+    check_conv1d_inputs(x, weight, bias, cu_seqlens, activation)
+    T = x.shape[0]
+    cu = whole_stream(T, x.device) if cu_seqlens is None else cu_seqlens
+    return CausalConv1dFunction.apply(
+        x.contiguous(),
+        weight.contiguous(),
+        None if bias is None else bias.contiguous(),
+        token_doc_start(cu, T),
+        activation == "silu",
+    )

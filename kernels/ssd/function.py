@@ -1,0 +1,94 @@
+"""Autograd wrapper and public entry point of the Triton SSD scan over packed documents."""
+
+import torch
+
+from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fwd
+from gristmill.kernels.ssd.chunk_scan_bwd import chunk_scan_bwd
+from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
+from gristmill.kernels.ssd.chunk_state import chunk_state
+from gristmill.kernels.ssd.documents import ChunkPlan, plan_chunks, whole_stream
+from gristmill.kernels.ssd.reference import ScanOutput
+from gristmill.kernels.ssd.state_passing import state_passing_bwd, state_passing_fwd
+from gristmill.kernels.ssd.validation import check_ssd_inputs
+
+
+class SSDScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        dt: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        D: torch.Tensor | None,
+        initial_state: torch.Tensor | None,
+        plan: ChunkPlan,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        a = chunk_cumsum_fwd(dt, A, plan)
+        entering = chunk_state(x, dt, a, B, plan, to_end=True)
+        final_state = state_passing_fwd(entering, a, initial_state, plan)
+        y = chunk_scan_fwd(x, dt, a, B, C, D, entering, plan)
+        ctx.save_for_backward(x, dt, A, B, C, D, a, entering)
+        ctx.plan = plan
+        ctx.has_initial_state = initial_state is not None
+        ctx.initial_state_dtype = None if initial_state is None else initial_state.dtype
+        ctx.set_materialize_grads(False)  # an unused final state sends None, not a zero tensor
+        return y, final_state
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor, dfinal_state: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        x, dt, A, B, C, D, a, entering = ctx.saved_tensors
+        plan: ChunkPlan = ctx.plan
+        dy = torch.zeros_like(x) if dy is None else dy.contiguous()
+        da = torch.zeros_like(a)
+        dstates = chunk_state(dy, dt, a, C, plan, to_end=False)
+        dfirst = state_passing_bwd(
+            dstates, entering, a, da, None if dfinal_state is None else dfinal_state.contiguous(), plan
+        )
+        dx, ddt_direct, dB, dC, dD = chunk_scan_bwd(x, dt, a, B, C, D, dy, entering, dstates, da, plan)
+        ddt, dA = chunk_cumsum_bwd(dt, A, da, ddt_direct, plan)
+        dinitial = dfirst.to(ctx.initial_state_dtype) if ctx.has_initial_state else None
+        return dx, ddt, dA, dB, dC, None if dD is None else dD.to(D.dtype), dinitial, None
+
+
+def ssd_scan(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+    chunk_size: int = 256,
+    initial_state: torch.Tensor | None = None,
+    return_final_state: bool = False,
+) -> ScanOutput:
+    """Mamba2 selective state-space scan (SSD, chunked) over packed documents, on CUDA or the interpreter.
+
+    x `[T, H, P]`, dt `[T, H]` (positive: softplus and bias already applied), A `[H]` (negative),
+    B and C `[T, G, N]` with G dividing H, D `[H]`; `cu_seqlens` int32 `[n_docs + 1]` from 0 to T, the
+    state restarting at each boundary (None: one document). `initial_state` `[n_docs, H, P, N]`.
+    Returns y `[T, H, P]` in x's dtype, and with `return_final_state` also each document's final state
+    `[n_docs, H, P, N]` in fp32. The state is kept in fp32 throughout; matrix products take x's dtype.
+
+    >>> y = ssd_scan(x, F.softplus(dt + dt_bias), -torch.exp(A_log), B, C, D=D, cu_seqlens=cu)
+    """
+    check_ssd_inputs(x, dt, A, B, C, D, cu_seqlens, chunk_size, initial_state)
+    T = x.shape[0]
+    cu = whole_stream(T, x.device) if cu_seqlens is None else cu_seqlens
+    plan = plan_chunks(cu, T, chunk_size)
+    y, final_state = SSDScanFunction.apply(
+        x.contiguous(),
+        dt.contiguous(),
+        A.contiguous(),
+        B.contiguous(),
+        C.contiguous(),
+        None if D is None else D.contiguous(),
+        None if initial_state is None else initial_state.contiguous(),
+        plan,
+    )
+    return (y, final_state) if return_final_state else y
