@@ -1,0 +1,43 @@
+"""Autotune candidates per kernel: Hopper-sized tiles on a GPU, one small tile set in the interpreter.
+
+Keys are head dim and the masking flags only (never a length), so packed batches of changing total length
+reuse the tuned choice. Configs that do not fit a smaller GPU fail to compile and the autotuner skips them.
+"""
+
+import os
+
+import triton
+
+AUTOTUNE_KEY = ["HEAD_DIM", "CAUSAL", "HAS_WINDOW"]
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _configs(tiles: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
+        for bm, bn, warps, stages in tiles
+    ]
+
+
+def forward_configs() -> list[triton.Config]:
+    """BLOCK_M queries per program, BLOCK_N keys per step."""
+    if _interpreting():
+        return _configs([(32, 16, 4, 1)])
+    return _configs([(128, 128, 8, 2), (128, 64, 8, 3), (128, 64, 4, 3), (64, 64, 4, 2)])
+
+
+def key_grad_configs() -> list[triton.Config]:
+    """BLOCK_N keys per program (dk, dv accumulate in registers), BLOCK_M queries per step."""
+    if _interpreting():
+        return _configs([(16, 32, 4, 1)])
+    return _configs([(64, 128, 8, 2), (32, 128, 4, 3), (64, 64, 4, 2)])
+
+
+def query_grad_configs() -> list[triton.Config]:
+    """BLOCK_M queries per program (dq accumulates in registers), BLOCK_N keys per step."""
+    if _interpreting():
+        return _configs([(32, 16, 4, 1)])
+    return _configs([(128, 64, 8, 2), (128, 32, 4, 3), (64, 64, 4, 2)])

@@ -1,0 +1,124 @@
+"""Forward kernel: online softmax over key tiles, one program per (query tile, document, q head)."""
+
+import torch
+import triton
+import triton.language as tl
+
+from gristmill.kernels.attention.configs import AUTOTUNE_KEY, forward_configs
+from gristmill.kernels.attention.masking import key_ranges, visible
+from gristmill.kernels.attention.tile_dot import tile_dot
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _attention_fwd_tiles(
+    acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, start, end, seqlen, window, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    MASKED: tl.constexpr,
+):
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    for n0 in range(start, end, BLOCK_N):
+        cols = n0 + offs_n
+        k_ptrs = k_base + cols[:, None] * stride_kt + offs_d[None, :]
+        v_ptrs = v_base + cols[:, None] * stride_vt + offs_d[None, :]
+        if MASKED:
+            k_tile = tl.load(k_ptrs, mask=cols[:, None] < seqlen, other=0.0)  # [BN, D]
+            v_tile = tl.load(v_ptrs, mask=cols[:, None] < seqlen, other=0.0)  # [BN, D]
+        else:
+            k_tile = tl.load(k_ptrs)
+            v_tile = tl.load(v_ptrs)
+        scores = tile_dot(q_tile, tl.trans(k_tile)) * qk_scale  # [BM, BN], log2 units
+        if MASKED:
+            ok = visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW)
+            scores = tl.where(ok, scores, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(scores, 1))
+        if MASKED:
+            # rows that have seen no visible key yet keep m = -inf; exponentiate against 0 instead
+            m_base = tl.where(m_new == float("-inf"), 0.0, m_new)
+        else:
+            m_base = m_new
+        p = tl.math.exp2(scores - m_base[:, None])
+        alpha = tl.math.exp2(m_i - m_base)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tile_dot(p.to(v_tile.dtype), v_tile)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.autotune(configs=forward_configs(), key=AUTOTUNE_KEY)
+@triton.jit(do_not_specialize=["window", "stride_lse_h"])
+def _attention_fwd_kernel(
+    q, k, v, o, lse, cu_seqlens,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse_h,
+    qk_scale, window, group,
+    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    doc = tl.program_id(1)
+    head = tl.program_id(2)
+    doc_start = tl.load(cu_seqlens + doc).to(tl.int64)
+    seqlen = (tl.load(cu_seqlens + doc + 1) - doc_start).to(tl.int32)
+    m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
+    if m0 >= seqlen:
+        return
+    kv_head = head // group
+    rows = m0 + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = rows[:, None] < seqlen
+    q_ptrs = q + (doc_start + rows[:, None]) * stride_qt + head * stride_qh + offs_d[None, :]
+    q_tile = tl.load(q_ptrs, mask=row_ok, other=0.0)  # [BM, D]
+    k_base = k + doc_start * stride_kt + kv_head * stride_kh
+    v_base = v + doc_start * stride_vt + kv_head * stride_vh
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    lo, mid_lo, mid_hi, hi = key_ranges(m0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    acc, l_i, m_i = _attention_fwd_tiles(
+        acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, lo, mid_lo, seqlen, window,
+        qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
+    )
+    acc, l_i, m_i = _attention_fwd_tiles(
+        acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, mid_lo, mid_hi, seqlen, window,
+        qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=False,
+    )
+    acc, l_i, m_i = _attention_fwd_tiles(
+        acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, mid_hi, hi, seqlen, window,
+        qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
+    )
+    o_ptrs = o + (doc_start + rows[:, None]) * stride_ot + head * stride_oh + offs_d[None, :]
+    tl.store(o_ptrs, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=row_ok)
+    tl.store(lse + head * stride_lse_h + doc_start + rows, m_i + tl.math.log2(l_i), mask=rows < seqlen)
+
+
+def attention_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    causal: bool,
+    window: int | None,
+    softmax_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns the output `[T, Hq, D]` and the log-sum-exp `[Hq, T]` in fp32, base 2 (log2 of the softmax sum)."""
+    total, heads_q, head_dim = q.shape
+    out = torch.empty(total, heads_q, head_dim, dtype=q.dtype, device=q.device)
+    lse = torch.empty(heads_q, total, dtype=torch.float32, device=q.device)
+    num_docs = cu_seqlens.numel() - 1
+    if max_seqlen == 0:
+        return out, lse
+
+    def grid(meta: dict) -> tuple[int, int, int]:
+        return triton.cdiv(max_seqlen, meta["BLOCK_M"]), num_docs, heads_q
+
+    _attention_fwd_kernel[grid](
+        q, k, v, out, lse, cu_seqlens,
+        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        out.stride(0), out.stride(1), lse.stride(0),
+        softmax_scale * LOG2E, window or 0, heads_q // k.shape[1],
+        HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None,
+    )
+    return out, lse

@@ -1,0 +1,88 @@
+"""The public entry point: input checks, the autograd Function over the Triton kernels, and the fallback."""
+
+import os
+import warnings
+
+import torch
+
+from gristmill.kernels.attention.backward import attention_backward
+from gristmill.kernels.attention.forward import attention_forward
+from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
+from gristmill.kernels.attention.reference import attention_reference
+
+SUPPORTED_HEAD_DIMS = (64, 128)
+SUPPORTED_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+class FlashAttentionVarlenFunction(torch.autograd.Function):
+    """Saves q, k, v, the output and the base-2 log-sum-exp; the backward recomputes probabilities."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, q, k, v, cu_seqlens, max_seqlen, causal, window, softmax_scale):
+        q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
+        out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, causal, window, softmax_scale)
+        ctx.save_for_backward(q, k, v, out, lse, cu_seqlens)
+        ctx.settings = (max_seqlen, causal, window, softmax_scale)
+        return out
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad_out):
+        q, k, v, out, lse, cu_seqlens = ctx.saved_tensors
+        dq, dk, dv = attention_backward(
+            _last_dim_contiguous(grad_out), q, k, v, out, lse, cu_seqlens, *ctx.settings
+        )
+        return dq, dk, dv, None, None, None, None, None
+
+
+def _unsupported_reason(q: torch.Tensor) -> str | None:
+    if q.shape[-1] not in SUPPORTED_HEAD_DIMS:
+        return f"head dim {q.shape[-1]} (kernel supports {SUPPORTED_HEAD_DIMS})"
+    if q.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {q.dtype} (kernel supports bfloat16 and float16)"
+    return None
+
+
+def flash_attention_varlen(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    *,
+    causal: bool = True,
+    window: int | None = None,
+    softmax_scale: float | None = None,
+) -> torch.Tensor:
+    """Exact attention over packed documents; no token attends across a `cu_seqlens` boundary.
+
+    Args:
+        q: `[T, Hq, D]`, all tokens of the batch one after another; bf16 or fp16, D in (64, 128).
+        k, v: `[T, Hkv, D]`; Hkv divides Hq (grouped-query attention).
+        cu_seqlens: int32 `[N+1]`, document starts from 0 to T; empty documents are allowed.
+        max_seqlen: the longest document, in tokens (an upper bound is fine; it only sizes the grid).
+        causal: each query sees only keys at or before it.
+        window: with causal, query i sees keys i-window+1 .. i; None for full causal attention.
+        softmax_scale: defaults to 1/sqrt(D).
+
+    Returns `[T, Hq, D]` in q's dtype, differentiable in q, k, v. Other head dims and dtypes fall back to
+    `attention_reference` with a warning. CPU tensors run only in Triton's interpreter (TRITON_INTERPRET=1).
+
+    Example:
+        >>> cu = torch.tensor([0, 3000, 8192], dtype=torch.int32, device="cuda")
+        >>> out = flash_attention_varlen(q, k, v, cu, max_seqlen=5192)
+    """
+    check_attention_inputs(q, k, v, cu_seqlens, max_seqlen, causal, window)
+    scale = resolve_softmax_scale(q.shape[-1], softmax_scale)
+    reason = _unsupported_reason(q)
+    if reason is not None:
+        warnings.warn(f"flash_attention_varlen: {reason}; using the slow fp32 reference", stacklevel=2)
+        return attention_reference(q, k, v, cu_seqlens, max_seqlen, causal=causal, window=window, softmax_scale=scale)
+    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"q is on {q.device}: the Triton kernel needs CUDA tensors; use attention_reference on CPU")
+    return FlashAttentionVarlenFunction.apply(q, k, v, cu_seqlens, max_seqlen, causal, window, scale)
