@@ -1,0 +1,69 @@
+"""Triton causal depthwise conv1d against its per-document PyTorch reference, forward and backward, with
+document starts inside the window (length-1 and empty documents, one document spanning the row)."""
+
+import pytest
+import torch
+
+from gristmill.kernels.ssd import causal_conv1d, causal_conv1d_reference
+from gristmill.kernels.testing import assert_close
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CASES = [
+    pytest.param((1, 2, 0, 3, 30, 14), 24, torch.float32, 1e-5, id="f32-ragged-T50-C24"),
+    pytest.param((70,), 80, torch.float32, 1e-5, id="f32-one-doc-T70-C80"),
+    pytest.param((1, 900, 3, 0, 2000, 1), 512, torch.bfloat16, 1e-2, id="bf16-ragged-T2905-C512", marks=ON_GPU),
+]
+
+
+@pytest.mark.parametrize("doc_lens, channels, dtype, tol", CASES)
+@pytest.mark.parametrize("activation", ["silu", None], ids=["silu", "linear"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, activation, with_bias: bool) -> None:
+    torch.manual_seed(0)
+    T = sum(doc_lens)
+    cu = torch.tensor([0, *torch.tensor(doc_lens).cumsum(0).tolist()], dtype=torch.int32, device=DEVICE)
+    x = torch.randn(T, channels, device=DEVICE, dtype=dtype)
+    weight = torch.randn(channels, 4, device=DEVICE, dtype=dtype) / 2
+    bias = torch.randn(channels, device=DEVICE, dtype=dtype) if with_bias else None
+    dy = torch.randn(T, channels, device=DEVICE)
+
+    def run(fn, upcast: bool):
+        leaves = [t if t is None else (t.float() if upcast else t).detach().requires_grad_() for t in (x, weight, bias)]
+        y = fn(leaves[0], leaves[1], leaves[2], cu_seqlens=cu, activation=activation)
+        grads = torch.autograd.grad((y.float() * dy).sum(), [t for t in leaves if t is not None])
+        return y, grads
+
+    y, grads = run(causal_conv1d, False)
+    y_ref, grads_ref = run(causal_conv1d_reference, True)
+    assert_close("y", y, y_ref, tol)
+    for name, grad, ref in zip(["dx", "dweight", "dbias"], grads, grads_ref):
+        assert_close(name, grad, ref, tol)
+
+
+def test_causal_conv1d_never_reads_across_documents() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(12, 8, device=DEVICE)
+    weight = torch.randn(8, 4, device=DEVICE)
+    cu = torch.tensor([0, 5, 12], dtype=torch.int32, device=DEVICE)
+    packed = causal_conv1d(x, weight, cu_seqlens=cu)
+    assert_close("second document", packed[5:], causal_conv1d(x[5:], weight), 1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"weight": torch.randn(7, 4)}, "weight"),
+        ({"bias": torch.randn(3)}, "bias"),
+        ({"activation": "gelu"}, "activation"),
+        ({"cu_seqlens": torch.tensor([0, 4], dtype=torch.int32)}, "cu_seqlens"),
+    ],
+    ids=["weight", "bias", "activation", "cu-end"],
+)
+def test_causal_conv1d_rejects_bad_arguments(kwargs: dict, message: str) -> None:
+    args = {"weight": torch.randn(8, 4), "bias": None, "activation": "silu", "cu_seqlens": None}
+    args.update(kwargs)
+    args = {k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in args.items()}
+    with pytest.raises(ValueError, match=message):
+        causal_conv1d(torch.randn(10, 8, device=DEVICE), args.pop("weight"), args.pop("bias"), **args)
