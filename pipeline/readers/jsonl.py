@@ -1,11 +1,14 @@
 """JSONL reader (plain, .gz, .zst, ...): one JSON object per line, streamed line by line."""
 
+import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
 import orjson
 import pyarrow as pa
+import zstandard
 
 from gristmill.pipeline.readers.base import InputConfig, ReadErrors
 from gristmill.pipeline.schema import DOCUMENT_SCHEMA
@@ -39,7 +42,7 @@ def read_jsonl(path: str, config: InputConfig, errors: ReadErrors) -> Iterator[p
     columns = _Columns()
     line_no = 0
     try:
-        with fsspec.open(path, "rb", compression="infer") as handle:
+        with _open_lines(path) as handle:
             for line_no, line in enumerate(handle, 1):
                 record = line.strip()
                 if not record:
@@ -63,6 +66,18 @@ def read_jsonl(path: str, config: InputConfig, errors: ReadErrors) -> Iterator[p
             errors.add(path, 0, "empty_file", "the file holds no records", b"")
     if len(columns):
         yield columns.batch()
+
+
+@contextmanager
+def _open_lines(path: str) -> Iterator[io.BufferedIOBase]:
+    """A binary stream that iterates by line; zstd through a buffered reader, since fsspec's cannot."""
+    if path.endswith(".zst"):
+        with fsspec.open(path, "rb") as raw:
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            yield io.BufferedReader(reader, buffer_size=1 << 20)
+    else:
+        with fsspec.open(path, "rb", compression="infer") as handle:
+            yield handle
 
 
 class _BadRecord(Exception):

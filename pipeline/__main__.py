@@ -1,0 +1,5 @@
+"""`python -m gristmill.pipeline` is the `gristmill` command."""
+
+from gristmill.pipeline.cli import main
+
+main()

@@ -1,0 +1,111 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from gristmill.pipeline.errors import UserError
+from gristmill.pipeline.recipe import load_recipe
+from gristmill.pipeline.run import run_recipe
+
+from conftest import write_recipe
+
+MIN_CHARS = {"type": "stages_for_tests:MinChars", "min_chars": 60}
+
+
+def part_bytes(out: Path) -> dict[str, bytes]:
+    """Every data file of a run (documents and side outputs), by relative path; stats hold timings."""
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("part-*"))
+        if p.suffix in (".parquet", ".jsonl", ".arrow") and "stats" not in p.parts
+    }
+
+
+def test_run_accounts_for_every_document(tmp_path: Path, corpus: Path) -> None:
+    (corpus / "broken.jsonl").write_bytes(b'{"id": "x", "text": "ok text long enough to pass the filter, surely yes"}\nnot json\n')
+    recipe = write_recipe(tmp_path / "r.toml", str(corpus), tmp_path / "out", [MIN_CHARS])
+    stats = run_recipe(load_recipe(recipe))
+    read, kept = stats["read"], stats["min_chars"]
+    assert read.docs_in == 242 and dict(read.errors) == {"malformed_json": 1} and read.docs_out == 241
+    assert kept.docs_in == 241 and kept.docs_out + kept.removed["too_short"] == 241 and kept.docs_out > 0
+    out_rows = sum(pq.read_metadata(p).num_rows for p in (tmp_path / "out/min_chars").glob("part-*.parquet"))
+    assert out_rows == kept.docs_out
+    removed = pq.read_table(tmp_path / "out/min_chars/removed").to_pylist()
+    assert len(removed) == kept.removed["too_short"]
+    assert all(r["reason"] == "too_short" and r["value"] < 60 for r in removed)
+    merged = json.loads((tmp_path / "out/min_chars/stats.json").read_text())
+    assert merged["docs_in"] == merged["docs_out"] + merged["docs_removed"] + merged["docs_errors"]
+
+
+def test_rerun_skips_and_is_byte_identical(tmp_path: Path, corpus: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.toml", str(corpus), tmp_path / "out", [MIN_CHARS])
+    run_recipe(load_recipe(recipe))
+    first = part_bytes(tmp_path / "out")
+    marker = tmp_path / "out/min_chars/done/part-00000.json"
+    stamp = marker.stat().st_mtime_ns
+    run_recipe(load_recipe(recipe))
+    assert marker.stat().st_mtime_ns == stamp, "a finished shard was redone"
+    assert part_bytes(tmp_path / "out") == first
+
+
+def test_parallel_workers_give_the_same_output(tmp_path: Path, corpus: Path) -> None:
+    one = write_recipe(tmp_path / "one.toml", str(corpus), tmp_path / "one", [MIN_CHARS], workers=1)
+    two = write_recipe(tmp_path / "two.toml", str(corpus), tmp_path / "two", [MIN_CHARS], workers=2)
+    run_recipe(load_recipe(one))
+    run_recipe(load_recipe(two))
+    assert part_bytes(tmp_path / "one") == part_bytes(tmp_path / "two")
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, corpus: Path) -> None:
+    stages = [MIN_CHARS, {"type": "stages_for_tests:CrashOnEnv"}]
+    clean = write_recipe(tmp_path / "clean.toml", str(corpus), tmp_path / "clean", stages)
+    run_recipe(load_recipe(clean))
+    recipe = write_recipe(tmp_path / "r.toml", str(corpus), tmp_path / "out", stages)
+    env = {**os.environ, "GRISTMILL_TEST_CRASH_SHARD": "2"}
+    died = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "run", str(recipe)], env=env,
+                          capture_output=True, text=True)
+    assert died.returncode == 3, died.stderr
+    done = sorted(p.name for p in (tmp_path / "out/crash_on_env/done").iterdir())
+    assert done == ["part-00000.json", "part-00001.json"]
+    resumed = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "run", str(recipe)],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert part_bytes(tmp_path / "out") == part_bytes(tmp_path / "clean")
+
+
+def test_changed_recipe_refuses_to_resume(tmp_path: Path, corpus: Path) -> None:
+    run_recipe(load_recipe(write_recipe(tmp_path / "a.toml", str(corpus), tmp_path / "out", [MIN_CHARS])))
+    other = write_recipe(tmp_path / "b.toml", str(corpus), tmp_path / "out", [{**MIN_CHARS, "min_chars": 5}])
+    with pytest.raises(UserError, match="different recipe"):
+        run_recipe(load_recipe(other))
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ({"type": "no_such_stage"}, "error: unknown stage 'no_such_stage'"),
+        ({**MIN_CHARS, "min_chars": "many"}, "error: stage 'min_chars'.min_chars: expected int, got 'many'"),
+        ({**MIN_CHARS, "colour": 1}, "error: stage 'min_chars'.colour: unknown option"),
+    ],
+)
+def test_cli_reports_user_mistakes_in_one_line(tmp_path: Path, corpus: Path, stage: dict, message: str) -> None:
+    recipe = write_recipe(tmp_path / "r.toml", str(corpus), tmp_path / "out", [stage])
+    result = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "run", str(recipe)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_missing_recipe_and_stats_table(tmp_path: Path, corpus: Path) -> None:
+    missing = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "run", str(tmp_path / "nope.toml")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: no such file: {tmp_path / 'nope.toml'}"
+    run_recipe(load_recipe(write_recipe(tmp_path / "r.toml", str(corpus), tmp_path / "out", [MIN_CHARS])))
+    shown = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "stats", str(tmp_path / "out")],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0 and "min_chars" in shown.stdout and "too_short" in shown.stdout
