@@ -12,6 +12,7 @@ IGNORE = -100
 
 SHAPES = [
     pytest.param(torch.float32, 37, 24, 5000, 16, 1e-5, id="f32-N37-D24-V5000-chunk16"),
+    pytest.param(torch.bfloat16, 19, 32, 700, 8, 1e-2, id="bf16-N19-D32-V700-chunk8"),
     pytest.param(torch.bfloat16, 4096, 1024, 50257, 1024, 1e-2, id="bf16-N4096-D1024-V50257-chunk1024",
                  marks=ON_GPU),
     pytest.param(torch.float32, 1000, 256, 32000, None, 1e-4, id="f32-N1000-D256-V32000-auto", marks=ON_GPU),

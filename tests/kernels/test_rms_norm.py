@@ -12,6 +12,7 @@ ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA 
 CASES = [
     pytest.param(torch.float32, (3, 5, 48), 1e-5, id="f32-B3-T5-D48"),
     pytest.param(torch.float32, (1, 100), 1e-5, id="f32-T1-D100"),
+    pytest.param(torch.bfloat16, (4, 64), 1e-2, id="bf16-T4-D64"),
     pytest.param(torch.bfloat16, (2, 1000, 4096), 1e-2, id="bf16-B2-T1000-D4096", marks=ON_GPU),
     pytest.param(torch.float32, (777, 1536), 1e-5, id="f32-T777-D1536", marks=ON_GPU),
 ]

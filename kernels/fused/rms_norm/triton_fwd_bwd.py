@@ -14,11 +14,12 @@ def _rms_norm_fwd_kernel(
     row_start = tl.program_id(0).to(tl.int64) * D
     cols = tl.arange(0, BLOCK_D)
     mask = cols < D
-    x = tl.load(X + row_start + cols, mask=mask, other=0.0)
+    h = tl.load(X + row_start + cols, mask=mask, other=0.0).to(tl.float32)
     if HAS_RESIDUAL:
-        x = x + tl.load(RESIDUAL + row_start + cols, mask=mask, other=0.0)
-        tl.store(HIDDEN + row_start + cols, x, mask=mask)
-    h = x.to(tl.float32)
+        # round the stream to its storage dtype first, so the norm sees what the next block will add to
+        h += tl.load(RESIDUAL + row_start + cols, mask=mask, other=0.0).to(tl.float32)
+        h = h.to(HIDDEN.dtype.element_ty).to(tl.float32)
+        tl.store(HIDDEN + row_start + cols, h.to(HIDDEN.dtype.element_ty), mask=mask)
     rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=0) / D + eps)
     tl.store(RSTD + tl.program_id(0), rstd)
     w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)

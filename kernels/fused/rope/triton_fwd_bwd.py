@@ -5,20 +5,18 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.fused.device import check_triton_device
-from gristmill.kernels.fused.rope.reference import rope_inv_freq
+from gristmill.kernels.fused.rope.reference import rope_cos_sin
 
 
 @triton.jit
 def _rope_kernel(
-    X, Y, POS, INV_FREQ, stride_xt, stride_xh, stride_yt, stride_yh, n_heads, half,
+    X, Y, COS, SIN, stride_xt, stride_xh, stride_yt, stride_yh, n_heads, half,
     INVERSE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_HALF: tl.constexpr,
 ):
     t = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_HALF)
-    inv_freq = tl.load(INV_FREQ + cols, mask=cols < half, other=0.0)
-    angles = tl.load(POS + t).to(tl.float32) * inv_freq  # [BLOCK_HALF]
-    cos = tl.cos(angles)[None, :]
-    sin = tl.sin(angles)[None, :]
+    cos = tl.load(COS + t * half + cols, mask=cols < half, other=0.0)[None, :]  # [1, BLOCK_HALF]
+    sin = tl.load(SIN + t * half + cols, mask=cols < half, other=0.0)[None, :]
     if INVERSE:
         sin = -sin
     heads = tl.arange(0, BLOCK_H)[:, None]
@@ -32,12 +30,12 @@ def _rope_kernel(
 
 
 def rope_rotate(
-    x: torch.Tensor, out: torch.Tensor, position_ids: torch.Tensor, inv_freq: torch.Tensor, inverse: bool
+    x: torch.Tensor, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, inverse: bool
 ) -> None:
     """Writes x `[T, H, D]` rotated by +angle (or -angle if `inverse`) into out, which may be x itself."""
     n_tokens, n_heads, head_dim = x.shape
     _rope_kernel[(n_tokens,)](
-        x, out, position_ids, inv_freq, x.stride(0), x.stride(1), out.stride(0), out.stride(1),
+        x, out, cos, sin, x.stride(0), x.stride(1), out.stride(0), out.stride(1),
         n_heads, head_dim // 2, INVERSE=inverse, BLOCK_H=triton.next_power_of_2(n_heads),
         BLOCK_HALF=triton.next_power_of_2(head_dim // 2), num_warps=4,
     )
@@ -48,18 +46,18 @@ class RoPEFn(torch.autograd.Function):
     modify a view in place only when it returns that one tensor (q, k are often slices of qkv)."""
 
     @staticmethod
-    def forward(ctx, x, position_ids, inv_freq):
-        rope_rotate(x, x, position_ids, inv_freq, inverse=False)
+    def forward(ctx, x, cos, sin):
+        rope_rotate(x, x, cos, sin, inverse=False)
         ctx.mark_dirty(x)
-        ctx.save_for_backward(position_ids, inv_freq)
+        ctx.save_for_backward(cos, sin)
         return x
 
     @staticmethod
     def backward(ctx, dy):
-        position_ids, inv_freq = ctx.saved_tensors
+        cos, sin = ctx.saved_tensors
         dy = dy if dy.stride(-1) == 1 else dy.contiguous()
         dx = torch.empty_like(dy)
-        rope_rotate(dy, dx, position_ids, inv_freq, inverse=True)
+        rope_rotate(dy, dx, cos, sin, inverse=True)
         return dx, None, None
 
 
@@ -88,6 +86,5 @@ def apply_rope(
             f"apply_rope: position_ids {tuple(position_ids.shape)} {position_ids.dtype} must be int32/int64 [{q.shape[0]}]"
         )
     check_triton_device("apply_rope", q, k, position_ids)
-    position_ids = position_ids.contiguous()
-    inv_freq = rope_inv_freq(q.shape[-1], theta, q.device)
-    return RoPEFn.apply(q, position_ids, inv_freq), RoPEFn.apply(k, position_ids, inv_freq)
+    cos, sin = rope_cos_sin(position_ids, q.shape[-1], theta)
+    return RoPEFn.apply(q, cos, sin), RoPEFn.apply(k, cos, sin)

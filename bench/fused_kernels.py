@@ -1,0 +1,150 @@
+"""Fused training kernels vs eager PyTorch and torch.compile of the same reference: fwd+bwd time, peak memory.
+
+Run on the GPU from the repository root, after the kernel tests pass:
+    source bench/gpu_env.sh && python -m pytest -o addopts="" tests/kernels/test_rms_norm.py ... \
+        && python -m bench.fused_kernels --out $OUT/fused.md
+"""
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from bench.harness import git_revision, machine, markdown_table, peak_memory_mb, time_ms, today
+from gristmill.kernels import fused
+from gristmill.kernels.testing import relative_error
+
+DEVICE = "cuda"
+Step = Callable[[Callable], tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One op at one size: `step(fn)` runs fwd+bwd of `fn` on fixed inputs and returns output and grads."""
+
+    name: str
+    shape: str
+    triton_fn: Callable
+    reference_fn: Callable
+    step: Step
+    min_bytes: float = 0.0
+    flops: float = 0.0
+
+
+def _leaves(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.detach().requires_grad_() for t in tensors]
+
+
+def rms_norm_case(tokens: int = 16384, dim: int = 4096) -> Case:
+    x, residual = (torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
+    weight = torch.randn(dim, device=DEVICE, dtype=torch.bfloat16)
+    dy, dstream = torch.randn_like(x), torch.randn_like(x)
+    x, residual, weight = _leaves(x, residual, weight)
+
+    def step(fn):
+        y, stream = fn(x, weight, residual=residual)
+        return (y, *torch.autograd.grad((y, stream), (x, weight, residual), (dy, dstream)))
+
+    # fwd reads x, residual, writes y, stream; bwd reads dy, dstream, stream, writes dx
+    return Case("rms_norm+residual", f"T{tokens} D{dim} bf16", fused.rms_norm, fused.rms_norm_reference, step,
+                min_bytes=8 * x.numel() * 2)
+
+
+def swiglu_case(tokens: int = 16384, ffn: int = 14336) -> Case:
+    gate, up = _leaves(*(torch.randn(tokens, ffn, device=DEVICE, dtype=torch.bfloat16) for _ in range(2)))
+    dy = torch.randn_like(gate)
+
+    def step(fn):
+        y = fn(gate, up)
+        return (y, *torch.autograd.grad(y, (gate, up), dy))
+
+    # fwd reads gate, up, writes y; bwd reads gate, up, dy, writes dgate, dup
+    return Case("swiglu", f"T{tokens} F{ffn} bf16", fused.swiglu, fused.swiglu_reference, step,
+                min_bytes=8 * gate.numel() * 2)
+
+
+def rope_case(tokens: int = 16384, q_heads: int = 32, kv_heads: int = 8, head_dim: int = 128) -> Case:
+    q_leaf = torch.randn(tokens, q_heads, head_dim, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+    k_leaf = torch.randn(tokens, kv_heads, head_dim, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+    dq, dk = torch.randn_like(q_leaf), torch.randn_like(k_leaf)
+    positions = (torch.arange(tokens, device=DEVICE) % 4096).to(torch.int32)
+
+    def step(fn):
+        # the clone stands in for the projection that produces q, k: both sides pay it
+        q, k = fn(q_leaf.clone(), k_leaf.clone(), positions)
+        return (q, k, *torch.autograd.grad((q, k), (q_leaf, k_leaf), (dq, dk)))
+
+    # fwd reads and writes q, k; bwd reads dq, dk and writes their rotations
+    return Case("rope", f"T{tokens} Hq{q_heads} Hkv{kv_heads} D{head_dim} bf16", fused.apply_rope,
+                fused.apply_rope_reference, step, min_bytes=4 * (q_leaf.numel() + k_leaf.numel()) * 2)
+
+
+def linear_cross_entropy_case(tokens: int = 8192, dim: int = 4096, vocab: int = 128256) -> Case:
+    hidden = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
+    weight = torch.randn(vocab, dim, device=DEVICE, dtype=torch.bfloat16) / dim**0.5
+    labels = torch.randint(0, vocab, (tokens,), device=DEVICE)
+    labels[::17] = -100
+    hidden, weight = _leaves(hidden, weight)
+
+    def step(fn):
+        loss = fn(hidden, weight, labels)
+        return (loss, *torch.autograd.grad(loss, (hidden, weight)))
+
+    return Case("linear_cross_entropy", f"N{tokens} D{dim} V{vocab} bf16", fused.linear_cross_entropy,
+                fused.linear_cross_entropy_reference, step, flops=3 * 2 * tokens * dim * vocab)
+
+
+def measure(case: Case) -> list[object]:
+    """Times and peak memory of eager, compiled and Triton fwd+bwd, and the Triton result's error."""
+    compiled = torch.compile(case.reference_fn, dynamic=False)
+    impls = {"eager": case.reference_fn, "compile": compiled, "triton": case.triton_fn}
+    outputs = {label: case.step(fn) for label, fn in impls.items()}  # also warms up and compiles
+    error = max(relative_error(out.float(), ref.float()) for out, ref in zip(outputs["triton"], outputs["eager"]))
+    del outputs
+    times = {label: time_ms(lambda fn=fn: case.step(fn)) for label, fn in impls.items()}
+    memory = {label: peak_memory_mb(lambda fn=fn: case.step(fn)) for label, fn in impls.items()}
+    seconds = times["triton"] / 1e3
+    achieved = f"{case.min_bytes / seconds / 1e9:.0f} GB/s" if case.min_bytes else f"{case.flops / seconds / 1e12:.0f} TFLOP/s"
+    return [
+        case.name, case.shape, times["eager"], times["compile"], times["triton"],
+        times["eager"] / times["triton"], times["compile"] / times["triton"],
+        memory["eager"], memory["compile"], memory["triton"],
+        memory["triton"] / memory["eager"], memory["triton"] / memory["compile"], achieved, f"{error:.1e}",
+    ]
+
+
+HEADER = [
+    "op", "shape", "eager ms", "compile ms", "triton ms", "eager/triton", "compile/triton",
+    "eager MiB", "compile MiB", "triton MiB", "mem triton/eager", "mem triton/compile", "triton achieved",
+    "max rel err vs eager",
+]
+CASES = {"linear_cross_entropy": linear_cross_entropy_case, "rms_norm": rms_norm_case, "swiglu": swiglu_case,
+         "rope": rope_case}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--out", help="also write the markdown table here")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("fused_kernels benchmark needs a CUDA GPU")
+    rows = []
+    for op in args.ops:
+        rows.append(measure(CASES[op]()))
+        print(markdown_table(HEADER, rows[-1:]), flush=True)
+        torch.cuda.empty_cache()
+    report = "\n".join([
+        f"{today()} · {machine()} · rev {git_revision()} · fwd+bwd, median of do_bench, peak = max allocated above inputs",
+        markdown_table(HEADER, rows),
+    ])
+    print(report)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
