@@ -24,21 +24,14 @@ _ID, _TOKENS, _NUM_TOKENS = range(3)
 _COMPRESSED_BATCHES_KEPT = 8
 
 
-class _MappedShard:
+class MappedShard:
     """One shard file mapped into memory; a record batch is decoded on first use and kept.
 
     Uncompressed batches are views into the map, so all are kept; LZ4 batches are real copies, so only the
     last few are.
     """
 
-    def __init__(self, path: Path, entry: ShardEntry, dtype: str, compressed: bool, verify_checksum: bool) -> None:
-        if not path.is_file():
-            raise ValueError(f"{path}: shard listed in manifest.json is missing")
-        size = path.stat().st_size
-        if size != entry.bytes:
-            raise ValueError(f"{path}: {size} bytes on disk, manifest.json records {entry.bytes} (truncated?)")
-        if verify_checksum and file_sha256(path) != entry.sha256:
-            raise ValueError(f"{path}: sha256 differs from manifest.json (the file is corrupted)")
+    def __init__(self, path: Path, dtype: str, *, compressed: bool = False) -> None:
         self.path = path
         self._keep = _COMPRESSED_BATCHES_KEPT if compressed else None
         self._batches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -51,11 +44,26 @@ class _MappedShard:
             raise ValueError(f"{path}: not a readable token shard ({err})") from None
         self.lengths = np.concatenate(batch_lengths) if batch_lengths else np.zeros(0, np.int64)
         self.batch_starts = np.cumsum([0] + [len(b) for b in batch_lengths])
-        if len(self.lengths) != entry.num_documents or int(self.lengths.sum()) != entry.num_tokens:
+
+    @classmethod
+    def open_checked(cls, path: Path, entry: ShardEntry, dtype: str, *, compressed: bool, verify_checksum: bool
+                     ) -> "MappedShard":
+        """Opens a shard after checking it against its manifest entry; every mismatch names the file."""
+        if not path.is_file():
+            raise ValueError(f"{path}: shard listed in manifest.json is missing")
+        size = path.stat().st_size
+        if size != entry.bytes:
+            raise ValueError(f"{path}: {size} bytes on disk, manifest.json records {entry.bytes} (truncated?)")
+        if verify_checksum and file_sha256(path) != entry.sha256:
+            raise ValueError(f"{path}: sha256 differs from manifest.json (the file is corrupted)")
+        shard = cls(path, dtype, compressed=compressed)
+        num_tokens = int(shard.lengths.sum())
+        if len(shard.lengths) != entry.num_documents or num_tokens != entry.num_tokens:
             raise ValueError(
-                f"{path}: holds {len(self.lengths)} documents / {int(self.lengths.sum())} tokens, "
+                f"{path}: holds {len(shard.lengths)} documents / {num_tokens} tokens, "
                 f"manifest.json records {entry.num_documents} / {entry.num_tokens}"
             )
+        return shard
 
     def column(self, index: int) -> Iterator[pa.Array]:
         """One column, batch by batch, decoding (and decompressing) nothing else."""
@@ -91,8 +99,36 @@ class _MappedShard:
                 yield values[offsets[k] : offsets[k + 1]]
 
 
-class TokenDataset:
-    """All documents of a token dataset, indexed globally in shard order.
+class ShardSequence:
+    """Documents of several mapped shards as one sequence, indexed globally in shard order."""
+
+    def __init__(self, shards: list[MappedShard]) -> None:
+        self._shards = shards
+        self._shard_starts = np.cumsum([0] + [len(s.lengths) for s in shards])
+        self.lengths = np.concatenate([s.lengths for s in shards]) if shards else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def document(self, index: int) -> np.ndarray:
+        """Tokens of document `index` (EOS last), a read-only view into the mapped shard."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"document index {index} out of range for {len(self)} documents")
+        shard = int(np.searchsorted(self._shard_starts, index, side="right")) - 1
+        return self._shards[shard].document(index - int(self._shard_starts[shard]))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for shard in self._shards:
+            yield from shard.documents()
+
+    def ids(self) -> Iterator[pa.Array]:
+        """Document ids, one array per record batch, in document order."""
+        for shard in self._shards:
+            yield from shard.column(_ID)
+
+
+class TokenDataset(ShardSequence):
+    """A token dataset directory, checked against its manifest on open (see the module docstring).
 
     `tokenizer_sha256`, when given, must match the manifest's (the trainer passes the hash of the tokenizer it
     expects); `verify_checksums` also hashes every shard, catching corruption that keeps the file size.
@@ -105,12 +141,11 @@ class TokenDataset:
         self.manifest = read_manifest(self.directory)
         self._check_tokenizer(tokenizer_sha256)
         compressed = self.manifest.compression is not None
-        self._shards = [
-            _MappedShard(self.directory / e.file, e, self.manifest.dtype, compressed, verify_checksums)
+        super().__init__([
+            MappedShard.open_checked(self.directory / e.file, e, self.manifest.dtype, compressed=compressed,
+                                     verify_checksum=verify_checksums)
             for e in self.manifest.shards
-        ]
-        self._shard_starts = np.cumsum([0] + [len(s.lengths) for s in self._shards])
-        self.lengths = np.concatenate([s.lengths for s in self._shards]) if self._shards else np.zeros(0, np.int64)
+        ])
         self._splits: dict[str, np.ndarray] = {}
 
     def _check_tokenizer(self, expected: str | None) -> None:
@@ -154,31 +189,13 @@ class TokenDataset:
     def num_tokens(self) -> int:
         return self.manifest.num_tokens
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def document(self, index: int) -> np.ndarray:
-        """Tokens of document `index` (EOS last), a read-only view into the mapped shard."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"document index {index} out of range for {len(self)} documents")
-        shard = int(np.searchsorted(self._shard_starts, index, side="right")) - 1
-        return self._shards[shard].document(index - int(self._shard_starts[shard]))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for shard in self._shards:
-            yield from shard.documents()
-
     def split_indices(self, split: Literal["train", "validation"]) -> np.ndarray:
-        """Global indices of the documents in `split`, decided by each id's seeded hash (see `is_validation`)."""
+        """Global indices of the documents in `split`, decided by each id's seeded hash (`id_in_fraction`)."""
         if split not in ("train", "validation"):
             raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
         if not self._splits:
-            masks = [
-                validation_mask(ids.to_pylist(), validation_fraction=self.manifest.validation_fraction,
-                                seed=self.manifest.seed)
-                for shard in self._shards
-                for ids in shard.column(_ID)
-            ]
+            fraction, seed = self.manifest.validation_fraction, self.manifest.seed
+            masks = [validation_mask(ids.to_pylist(), validation_fraction=fraction, seed=seed) for ids in self.ids()]
             validation = np.concatenate(masks) if masks else np.zeros(0, bool)
             self._splits = {
                 "validation": np.flatnonzero(validation).astype(np.int64),

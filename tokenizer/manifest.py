@@ -49,15 +49,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def is_validation(doc_id: str, *, validation_fraction: float, seed: int) -> bool:
-    """The split of one document: a seeded hash of its id, so it never depends on shard layout or order."""
-    return xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=seed) < validation_fraction * 2**64
+def id_in_fraction(doc_id: str, *, fraction: float, seed: int) -> bool:
+    """Whether a document falls in a seeded `fraction` of all ids: a hash of the id, so membership never
+    depends on shard layout, order or executor."""
+    return xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=seed) < fraction * 2**64
 
 
 def validation_mask(doc_ids: Sequence[str], *, validation_fraction: float, seed: int) -> np.ndarray:
-    """`is_validation` for many ids at once, as a bool array."""
+    """Which of `doc_ids` belong to the validation split of a manifest with this fraction and seed."""
     return np.fromiter(
-        (is_validation(d, validation_fraction=validation_fraction, seed=seed) for d in doc_ids),
+        (id_in_fraction(d, fraction=validation_fraction, seed=seed) for d in doc_ids),
         dtype=bool,
         count=len(doc_ids),
     )

@@ -33,6 +33,7 @@ __all__ = [
     "TokenDataset",
     "TokenManifest",
     "TokenShardWriter",
+    "token_batch",
     "write_manifest",
     "write_token_dataset",
     "write_token_shard",
@@ -70,6 +71,16 @@ def token_list_array(token_lists: TokenLists, dtype: str) -> pa.ListArray:
         raise ValueError(f"token ids do not fit {dtype}: {err}") from None
 
 
+def token_batch(ids: pa.Array | Sequence[str], token_lists: TokenLists, dtype: str) -> pa.RecordBatch:
+    """One record batch of the shard schema, `num_tokens` derived from the token lists."""
+    tokens = token_list_array(token_lists, dtype)
+    ids = ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
+    if len(ids) != len(tokens):
+        raise ValueError(f"{len(ids)} ids for {len(tokens)} token lists")
+    lengths = pc.list_value_length(tokens).cast(pa.int32())
+    return pa.record_batch([ids, tokens, lengths], schema=shard_schema(dtype))
+
+
 class TokenShardWriter:
     """Streams record batches into one shard under a temporary name; `close` renames it into place.
 
@@ -79,23 +90,18 @@ class TokenShardWriter:
 
     def __init__(self, path: str | Path, dtype: str, *, compression: str | None = None) -> None:
         self.path = Path(path)
-        self.schema = shard_schema(dtype)
         self.dtype = dtype
         self._temporary = self.path.with_name(f".{self.path.name}.tmp")
         self._sink = pa.OSFile(str(self._temporary), "wb")
         options = pa.ipc.IpcWriteOptions(compression=compression)
-        self._writer = pa.ipc.new_file(self._sink, self.schema, options=options)
+        self._writer = pa.ipc.new_file(self._sink, shard_schema(dtype), options=options)
         self.num_documents = self.num_tokens = 0
 
     def write(self, ids: pa.Array | Sequence[str], token_lists: TokenLists) -> None:
-        tokens = token_list_array(token_lists, self.dtype)
-        ids = ids.cast(pa.string()) if isinstance(ids, pa.Array) else pa.array(ids, pa.string())
-        if len(ids) != len(tokens):
-            raise ValueError(f"{len(ids)} ids for {len(tokens)} token lists")
-        lengths = pc.list_value_length(tokens).cast(pa.int32())
-        self._writer.write_batch(pa.record_batch([ids, tokens, lengths], schema=self.schema))
-        self.num_documents += len(ids)
-        self.num_tokens += len(tokens.values)
+        batch = token_batch(ids, token_lists, self.dtype)
+        self._writer.write_batch(batch)
+        self.num_documents += batch.num_rows
+        self.num_tokens += int(pc.sum(batch.column("num_tokens")).as_py() or 0)
 
     def close(self) -> ShardEntry:
         self._writer.close()

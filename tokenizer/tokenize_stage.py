@@ -1,0 +1,143 @@
+"""The `tokenize` stage: documents to token shards, then (once, on the driver) the final token dataset.
+
+Per input shard, batches are encoded with the tokenizer's parallel batch encoder, EOS is appended and the
+result is written as `OUT/<stage>/part-XXXXX.arrow` by the pipeline (so resume and both executors work as
+for every stage). `finalize` then lays those shards out into `OUT/<stage>/dataset/`: shards of about
+`shard_mb`, optionally shuffled across sources, with the tokenizer and `manifest.json`.
+"""
+
+import shutil
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gristmill.pipeline.errors import UserError
+from gristmill.pipeline.log import get_logger
+from gristmill.pipeline.stage import ShardContext, Stage
+from gristmill.tokenizer.dataset import MappedShard, ShardSequence
+from gristmill.tokenizer.manifest import SpecialIds, TokenManifest, file_sha256, token_dtype, write_manifest
+from gristmill.tokenizer.shard_format import token_batch
+from gristmill.tokenizer.shuffle import reshard
+
+log = get_logger(__name__)
+
+DATASET_FOLDER = "dataset"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(kw_only=True)
+class TokenizeConfig:
+    tokenizer: str
+    """A tokenizer.json: one from `gristmill tokenizer train` or any Hugging Face `tokenizers` file."""
+    eos_token: str = "<|endoftext|>"
+    """Appended to every document; must be in the tokenizer's vocabulary."""
+    bos_token: str | None = None
+    """Recorded in the manifest for the trainer (not inserted); must be in the vocabulary when set."""
+    pad_token: str | None = None
+    """Recorded in the manifest for the trainer; must be in the vocabulary when set."""
+    shard_mb: float = 256.0
+    """Target size of the final shards, in MiB of tokens."""
+    shuffle: bool = False
+    """Shuffle documents across all final shards (seeded), so reading shards in order mixes sources."""
+    seed: int = 0
+    """Seed of the shuffle and of the train/validation split."""
+    validation_fraction: float = 0.01
+    """Share of documents (by a seeded hash of their id) in the validation split."""
+    compression: Literal["none", "lz4"] = "none"
+    """`lz4` makes smaller final shards that are decompressed batch by batch instead of mapped zero-copy."""
+
+    def __post_init__(self) -> None:
+        if not Path(self.tokenizer).is_file():
+            raise ValueError(f"tokenizer: no such file {self.tokenizer!r}")
+        if self.shard_mb <= 0:
+            raise ValueError(f"shard_mb must be > 0, got {self.shard_mb}")
+        if not 0.0 <= self.validation_fraction <= 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1], got {self.validation_fraction}")
+
+
+class Tokenize(Stage):
+    name = "tokenize"
+    Config = TokenizeConfig
+    requires = ("tokenizers",)
+    output_format = "arrow"
+
+    def setup(self) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(self.config.tokenizer)
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        vocab = self.tokenizer.get_vocab(with_added_tokens=True)
+        self.vocab_size = max(vocab.values()) + 1
+        self.dtype = token_dtype(self.vocab_size)
+        self.special_ids = SpecialIds(
+            eos=self._token_id(vocab, "eos_token"),
+            bos=self._token_id(vocab, "bos_token"),
+            pad=self._token_id(vocab, "pad_token"),
+        )
+
+    def _token_id(self, vocab: dict[str, int], option: str) -> int | None:
+        token = getattr(self.config, option)
+        if token is None:
+            return None
+        if token not in vocab:
+            special = sorted(t.content for t in self.tokenizer.get_added_tokens_decoder().values())
+            raise UserError(f"{option}: {token!r} is not in {self.config.tokenizer} (its special tokens: {special})")
+        return vocab[token]
+
+    def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
+        """Encodes every non-empty document whole (no truncation) and appends EOS."""
+        empty = pc.equal(pc.binary_length(batch.column("text")), 0)
+        ctx.remove(batch.filter(empty), "empty_text")
+        batch = batch.filter(pc.invert(empty))
+        encodings = self.tokenizer.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
+        id_lists = [e.ids for e in encodings]
+        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        if not lengths.all():
+            no_tokens = pa.array(lengths == 0)
+            ctx.remove(batch.filter(no_tokens), "no_tokens")
+            batch = batch.filter(pc.invert(no_tokens))
+            lengths = lengths[lengths > 0]
+        offsets = np.concatenate([[0], np.cumsum(lengths + 1)])
+        tokens = np.full(offsets[-1], self.special_ids.eos, dtype=self.dtype)
+        is_text = np.ones(offsets[-1], dtype=bool)
+        is_text[offsets[1:] - 1] = False
+        tokens[is_text] = np.fromiter(chain.from_iterable(id_lists), dtype=self.dtype, count=int(lengths.sum()))
+        return token_batch(batch.column("id"), (tokens, offsets), self.dtype)
+
+    def finalize(self, stage_dir: Path, outputs: list[Path]) -> None:
+        """Writes `stage_dir/dataset/`; its manifest goes last, so the dataset is whole once it exists."""
+        if any(path.parent != stage_dir or path.suffix != ".arrow" for path in outputs):
+            raise UserError(f"stage {stage_dir.name!r} (tokenize) must be the last stage of a recipe")
+        self.setup()
+        directory = stage_dir / DATASET_FOLDER
+        (directory / "manifest.json").unlink(missing_ok=True)
+        source = ShardSequence([MappedShard(path, self.dtype) for path in sorted(outputs)])
+        compression = None if self.config.compression == "none" else self.config.compression
+        shards = reshard(
+            source,
+            directory,
+            dtype=self.dtype,
+            shard_bytes=int(self.config.shard_mb * 2**20),
+            seed=self.config.seed if self.config.shuffle else None,
+            compression=compression,
+        )
+        shutil.copyfile(self.config.tokenizer, directory / TOKENIZER_FILE)
+        manifest = TokenManifest(
+            tokenizer_file=TOKENIZER_FILE,
+            tokenizer_sha256=file_sha256(directory / TOKENIZER_FILE),
+            vocab_size=self.vocab_size,
+            special_ids=self.special_ids,
+            shards=tuple(shards),
+            compression=compression,
+            validation_fraction=self.config.validation_fraction,
+            seed=self.config.seed,
+        )
+        write_manifest(directory, manifest)
+        log.info("token dataset: %s (%d documents, %d tokens, %d shards)", directory, manifest.num_documents,
+                 manifest.num_tokens, len(shards))
