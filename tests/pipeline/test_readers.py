@@ -117,3 +117,30 @@ def test_paths_expand_globs_and_folders_and_reject_missing(corpus: Path) -> None
     assert len(expand_paths([str(corpus)])) == 4
     with pytest.raises(UserError, match="no input files match"):
         expand_paths([str(corpus / "nothing-*.jsonl")])
+
+
+def test_fsspec_urls_are_read(corpus: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/corpus/a.jsonl", (corpus / "part0.jsonl").read_bytes())
+    (url,) = expand_paths(["memory://corpus/*.jsonl"])
+    assert url == "memory:///corpus/a.jsonl"
+    table, stats, _ = read_all(url)
+    assert table.num_rows == 60 and stats.docs_errors == 0
+
+
+def test_reading_streams_in_bounded_memory(tmp_path: Path) -> None:
+    """A 40 MB file read in batches of 64 never holds more than a few batches in Arrow memory."""
+    line = json.dumps({"text": "x" * 4000}).encode() + b"\n"
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(line * 10_000)
+    stats = StageStats(stage="read")
+    peak = 0
+    rows = 0
+    for batch in read_documents(str(path), InputConfig(batch_size=64), ReadErrors(stats, None)):
+        rows += batch.num_rows
+        peak = max(peak, pa.total_allocated_bytes())
+        del batch
+    assert rows == 10_000
+    assert peak < 8 * 2**20, f"peak Arrow memory {peak / 2**20:.1f} MB for 40 MB of input"
