@@ -1,0 +1,52 @@
+"""`gristmill train`: train a model from a TOML recipe and/or a named preset; the root CLI mounts `app`."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gristmill.pipeline.errors import UserError
+from gristmill.trainer.config import TrainConfig
+from gristmill.trainer.presets import TRAIN_PRESETS
+
+app = typer.Typer(add_completion=False, help="Train a language model on token shards.")
+
+
+@app.callback(invoke_without_command=True)
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="TOML recipe (sections: model, data, optimizer, ...)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in out_dir.")] = False,
+    preset: Annotated[
+        Optional[str], typer.Option(help=f"Base run the recipe edits: {', '.join(TRAIN_PRESETS)}.")
+    ] = None,
+    overrides: Annotated[
+        Optional[list[str]], typer.Option("--set", help="section.option=value, TOML syntax; repeatable.")
+    ] = None,
+) -> None:
+    """Train; a config mistake prints one line and exits with status 2 before any GPU work."""
+    from gristmill.trainer.recipe import check_run, load_train_config
+
+    try:
+        if config is None and preset is None:
+            raise UserError("give a CONFIG.toml, a --preset, or both")
+        cfg = load_train_config(config, preset=preset, overrides=overrides or [])
+        check_run(cfg)
+    except UserError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    run(cfg, resume=resume)
+
+
+def run(cfg: TrainConfig, *, resume: bool) -> None:
+    """Trains in this process (one rank of a torchrun or Ray Train job, or the only one)."""
+    import torch.distributed as dist
+
+    from gristmill.trainer.train import Trainer
+
+    trainer = Trainer(cfg, resume=resume)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,85 @@
+"""The decoder-only language model: embedding, a stack of pre-norm residual blocks, the output head."""
+
+import math
+
+import torch
+from torch import nn
+
+from gristmill.trainer import ops
+from gristmill.trainer.models.attention import Attention
+from gristmill.trainer.models.config import ModelConfig
+from gristmill.trainer.models.mamba2 import Mamba2
+from gristmill.trainer.models.mlp import SwiGLU
+from gristmill.trainer.models.norm import RMSNorm
+from gristmill.trainer.models.segments import Segments
+
+IGNORE_INDEX = -100
+
+
+class AttentionBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.ffn_hidden)
+
+    def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), segments)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class MambaBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mixer = Mamba2(cfg)
+
+    def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
+        return x + self.mixer(self.norm(x), segments)
+
+
+_BLOCKS = {"A": AttentionBlock, "M": MambaBlock}
+
+
+class LanguageModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(_BLOCKS[kind](cfg) for kind in cfg.layer_pattern)
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.output = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Normal(init_std) for embeddings and projections; the projections that write into the residual
+        stream get init_std / sqrt(2 * layers) so the stream's variance does not grow with depth."""
+        residual_std = self.cfg.init_std / math.sqrt(2 * len(self.layers))
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                writes_residual = name.endswith(("attn.wo", "mlp.down", "mixer.out_proj"))
+                nn.init.normal_(module.weight, std=residual_std if writes_residual else self.cfg.init_std)
+
+    def forward(
+        self, input_ids: torch.Tensor, labels: torch.Tensor, segments: Segments
+    ) -> torch.Tensor:
+        """input_ids, labels [B, L] -> the summed loss over labels != IGNORE_INDEX (a scalar)."""
+        x = self.embed(input_ids.reshape(-1))
+        for layer in self.layers:
+            x = layer(x, segments)
+        x = self.norm(x)
+        head = self.embed.weight if self.output is None else self.output.weight
+        return ops.linear_cross_entropy(
+            x, head, labels.reshape(-1), ignore_index=IGNORE_INDEX, z_loss=self.cfg.z_loss
+        )
+
+
+def matmul_params(cfg: ModelConfig) -> int:
+    """Parameters that take part in a matrix product per token (everything but the embedding lookup)."""
+    model = torch.device("meta")
+    with model:
+        counted = LanguageModel(cfg)
+    total = sum(p.numel() for p in counted.parameters())
+    return total - (0 if cfg.tie_embeddings else cfg.vocab_size * cfg.d_model)
+

@@ -1,0 +1,202 @@
+"""The training loop: build every piece from the config, step, validate, log, checkpoint, resume."""
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from gristmill.pipeline.log import get_logger
+from gristmill.trainer import ops
+from gristmill.trainer.checkpoint import (
+    Checkpointer,
+    capture_rng,
+    load_model_and_optimizer,
+    model_and_optimizer_state,
+    restore_rng,
+)
+from gristmill.trainer.config import TrainConfig
+from gristmill.trainer.loader import DatasetSummary, TrainLoader, check_datasets, empty_batch, validation_batches
+from gristmill.trainer.metrics import MetricsWriter, ThroughputMeter, peak_flops, training_flops
+from gristmill.trainer.models.model import LanguageModel, matmul_params
+from gristmill.trainer.optim import build_optimizer
+from gristmill.trainer.packing import PackedBatch
+from gristmill.trainer.parallel import Runtime, init_runtime, parallelize, uses_fsdp
+from gristmill.trainer.schedule import build_scheduler
+
+_log = get_logger(__name__)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.data: DatasetSummary = check_datasets(cfg.data, cfg.model.vocab_size)
+        self.runtime: Runtime = init_runtime()
+        self.sharded = uses_fsdp(cfg, self.runtime)
+        ops.enable_kernels(cfg.kernels)
+        self.model = self._build_model()
+        self.optimizer = build_optimizer(self.model, cfg.optimizer, self.runtime.device)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.steps)
+        self.loader = self._build_loader()
+        self.checkpointer = Checkpointer(
+            cfg.out_dir / "checkpoints", keep_last=cfg.checkpoint.keep_last,
+            rank=self.runtime.rank, world_size=self.runtime.world_size,
+        )
+        self.metrics = MetricsWriter(cfg.out_dir, enabled=self.runtime.is_main, tensorboard=cfg.metrics.tensorboard)
+        self.matmul_params = matmul_params(cfg.model)
+        self.peak = peak_flops(self.runtime.device, cfg.metrics.peak_tflops)
+        self.step = 0
+        self.tokens_seen = 0
+        if resume:
+            self._restore()
+
+    def _build_model(self) -> torch.nn.Module:
+        torch.manual_seed(self.cfg.seed)
+        with torch.device(self.runtime.device):
+            model = LanguageModel(self.cfg.model)
+        return parallelize(model, self.cfg, self.runtime, self.sharded)
+
+    def _build_loader(self) -> TrainLoader:
+        return TrainLoader(
+            self.cfg.data, rows=self.cfg.micro_batch_rows, pad_id=self.data.pad_id, rank=self.runtime.rank,
+            world_size=self.runtime.world_size, pin_memory=self.runtime.device.type == "cuda",
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.runtime.device.type == "cuda" and self.cfg.dtype == "bfloat16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _sum_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        if self.runtime.world_size > 1:
+            dist.all_reduce(value)
+        return value
+
+    def fit(self, *, stop_at: int | None = None) -> list[dict[str, Any]]:
+        """Trains up to cfg.steps (or `stop_at`, to end early as a crash would); returns the logged records."""
+        cfg, last = self.cfg, min(self.cfg.steps, stop_at or self.cfg.steps)
+        batches = iter(self.loader)
+        meter = ThroughputMeter()
+        history = []
+        while self.step < last:
+            micro_batches = [next(batches) for _ in range(cfg.grad_accum_steps)]
+            loss, grad_norm = self.train_step(micro_batches)
+            for batch in micro_batches:
+                meter.add(batch, training_flops(cfg.model, self.matmul_params, batch))
+                self.tokens_seen += batch.real_tokens * self.runtime.world_size
+            self.step += 1
+            if self.step % cfg.metrics.log_every == 0 or self.step == last:
+                record = {
+                    "loss": loss.item(),
+                    "grad_norm": grad_norm.item(),
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "tokens_seen": self.tokens_seen,
+                    **meter.summary(self.runtime.world_size, self.peak),
+                }
+                self.metrics.write(self.step, record)
+                history.append({"step": self.step, **record})
+                meter.reset()
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                validation = self.validate()
+                if validation is not None:
+                    self.metrics.write(self.step, {"val_loss": validation})
+                    history.append({"step": self.step, "val_loss": validation})
+            if (cfg.checkpoint.every_steps and self.step % cfg.checkpoint.every_steps == 0) or self.step == cfg.steps:
+                self.save()
+        return history
+
+    def train_step(self, micro_batches: list[PackedBatch]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over the micro-batches; the loss is averaged over every target token of the
+        global batch, so accumulation and ranks never reweight documents."""
+        device = self.runtime.device
+        targets = self._sum_over_ranks(
+            torch.tensor(float(sum(b.target_tokens for b in micro_batches)), device=device)
+        ).clamp_min(1.0)
+        # FSDP2 averages gradients over ranks; scaling by world_size turns that average back into a sum.
+        scale = self.runtime.world_size / targets
+        loss_sum = torch.zeros((), device=device)
+        for index, batch in enumerate(micro_batches):
+            if self.sharded:
+                self.model.set_requires_gradient_sync(index == len(micro_batches) - 1)
+            batch = batch.to(device)
+            with self._autocast():
+                batch_loss = self.model(batch.input_ids, batch.labels, batch.segments)
+            (batch_loss * scale).backward()
+            loss_sum += batch_loss.detach().float()
+        max_norm = self.cfg.optimizer.grad_clip or math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._sum_over_ranks(loss_sum) / targets, grad_norm
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean loss over (at most eval_batches per rank of) the validation split; None if it is empty."""
+        self.model.eval()
+        device = self.runtime.device
+        batches = self._validation_batches()
+        loss_sum = torch.zeros((), device=device)
+        targets = torch.zeros((), device=device)
+        for batch in batches:
+            with self._autocast():
+                loss_sum += self.model(batch.input_ids, batch.labels, batch.segments).float()
+            targets += batch.target_tokens
+        self.model.train()
+        total = float(self._sum_over_ranks(targets))
+        if total == 0:
+            _log.warning("no validation documents (manifest validation_fraction is 0?); skipping validation")
+            return None
+        return float(self._sum_over_ranks(loss_sum)) / total
+
+    def _validation_batches(self) -> Iterator[PackedBatch]:
+        """This rank's validation batches; ranks that run out early feed padding until all are done, since
+        every FSDP forward is a collective all ranks must join."""
+        cfg, runtime = self.cfg, self.runtime
+        own = validation_batches(
+            cfg.data, rows=cfg.micro_batch_rows, pad_id=self.data.pad_id, rank=runtime.rank,
+            world_size=runtime.world_size, limit=cfg.eval_batches,
+        )
+        while True:
+            batch = next(own, None)
+            if runtime.world_size > 1:
+                more = torch.tensor(float(batch is not None), device=runtime.device)
+                dist.all_reduce(more, op=dist.ReduceOp.MAX)
+                if not more:
+                    return
+                batch = batch or empty_batch(cfg.data, cfg.micro_batch_rows, self.data.pad_id)
+            elif batch is None:
+                return
+            yield batch.to(runtime.device)
+
+    def save(self) -> None:
+        model_state, optimizer_state = model_and_optimizer_state(self.model, self.optimizer, self.sharded)
+        shared = {
+            "model": model_state,
+            "optimizer": optimizer_state,
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+        }
+        path = self.checkpointer.save(self.step, shared, {"loader": self.loader.state_dict(), "rng": capture_rng()})
+        _log.info("saved %s", path)
+
+    def _restore(self) -> None:
+        loaded = self.checkpointer.load_latest()
+        if loaded is None:
+            _log.warning("--resume: no checkpoint under %s yet; starting from step 0", self.checkpointer.directory)
+            return
+        shared, own = loaded
+        load_model_and_optimizer(self.model, self.optimizer, shared, self.sharded)
+        self.scheduler.load_state_dict(shared["scheduler"])
+        self.step, self.tokens_seen = shared["step"], shared["tokens_seen"]
+        self.loader.load_state_dict(own["loader"])
+        restore_rng(own["rng"])
+        _log.info("resumed from step %d", self.step)
+
+    def close(self) -> None:
+        self.metrics.close()
