@@ -17,6 +17,16 @@ from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
 
+@triton.autotune(
+    candidates(
+        ({"BLOCK_S": 64, "BLOCK_L": 64}, 8, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64}, 4, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 32}, 8, 2),
+    ),
+    key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
+    restore_value=["da", "dD"],  # both are accumulated with atomics, so every trial must start from the same
+)
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_source(
     x,
@@ -39,15 +49,16 @@ def _ssd_bwd_kernel_source(
     G: tl.constexpr,
     P: tl.constexpr,
     N: tl.constexpr,
+    CHUNK: tl.constexpr,
     HAS_D: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    c = tl.program_id(0)
-    g = tl.program_id(1)
-    s_first = tl.program_id(2) * BLOCK_S
+    s_first = tl.program_id(0) * BLOCK_S
+    c = tl.program_id(1)
+    g = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if s_first >= length:
         return
@@ -125,7 +136,15 @@ def _ssd_bwd_kernel_source(
     )
 
 
-@triton.autotune(candidates((4, 2), (8, 2), (4, 3), (8, 3)), key=["BLOCK_P", "BLOCK_N", "BLOCK_L", "H", "G"])
+@triton.autotune(
+    candidates(
+        ({"BLOCK_L": 64, "BLOCK_S": 64}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_L": 32, "BLOCK_S": 64}, 4, 2),
+        ({"BLOCK_L": 128, "BLOCK_S": 64}, 8, 2),
+    ),
+    key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
+)
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_target(
     x,
@@ -144,14 +163,15 @@ def _ssd_bwd_kernel_target(
     G: tl.constexpr,
     P: tl.constexpr,
     N: tl.constexpr,
+    CHUNK: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    c = tl.program_id(0)
-    g = tl.program_id(1)
-    l_first = tl.program_id(2) * BLOCK_L
+    l_first = tl.program_id(0) * BLOCK_L
+    c = tl.program_id(1)
+    g = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if l_first >= length:
         return
@@ -182,9 +202,9 @@ def _ssd_bwd_kernel_target(
             other=0.0,
         )
         from_start = tl.where(mask_l, tl.exp(a_l), 0.0)
-        dy_s = tl.dot(dy_l, s_in.to(dy_l.dtype)) * from_start[:, None]
-        dc += dy_s
-        tl.store(da_inter + h * T + t_l, tl.sum(dy_s * c_l.to(tl.float32), axis=1), mask=mask_l)
+        dy_state = tl.dot(dy_l, s_in.to(dy_l.dtype)) * from_start[:, None]
+        dc += dy_state
+        tl.store(da_inter + h * T + t_l, tl.sum(dy_state * c_l.to(tl.float32), axis=1), mask=mask_l)
         for s0 in range(0, l_first + BLOCK_L, BLOCK_S):
             offs_s = s0 + tl.arange(0, BLOCK_S)
             mask_s = offs_s < length
@@ -223,22 +243,23 @@ def chunk_scan_bwd(
     G, N = B.shape[1], B.shape[2]
     block_p = max(16, triton.next_power_of_2(P))
     block_n = max(16, triton.next_power_of_2(N))
-    block = min(64, plan.chunk_size)
     dx = torch.empty_like(x)
     ddt_direct = torch.empty(T, H, device=x.device, dtype=torch.float32)
     dB = torch.empty_like(B)
     dC = torch.empty_like(C)
-    dD = torch.zeros(H, device=x.device, dtype=torch.float32) if D is not None else None
+    dD = torch.zeros(H, device=x.device, dtype=torch.float32)
     da_inter = torch.empty_like(da)
-    grid = (plan.num_chunks, G, plan.chunk_size // block)
-    _ssd_bwd_kernel_source[grid](
+
+    def grid(block: str):
+        return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), plan.num_chunks, G)
+
+    _ssd_bwd_kernel_source[grid("BLOCK_S")](
         x, dt, a, B, C, D, dy, dleaving, dx, ddt_direct, dB, da, dD, plan.chunk_start, plan.chunk_len, T,
-        H=H, G=G, P=P, N=N, HAS_D=D is not None,
-        BLOCK_S=block, BLOCK_L=block, BLOCK_P=block_p, BLOCK_N=block_n, num_warps=8, num_stages=2,
+        H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
-    _ssd_bwd_kernel_target[grid](
+    _ssd_bwd_kernel_target[grid("BLOCK_L")](
         x, dt, a, B, C, dy, entering, dC, da_inter, plan.chunk_start, plan.chunk_len, T,
-        H=H, G=G, P=P, N=N, BLOCK_L=block, BLOCK_S=block, BLOCK_P=block_p, BLOCK_N=block_n,
+        H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
     da += da_inter
-    return dx, ddt_direct, dB, dC, dD
+    return dx, ddt_direct, dB, dC, dD if D is not None else None

@@ -9,7 +9,16 @@ from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
 
-@triton.autotune(candidates((4, 2), (8, 2), (4, 3), (8, 3)), key=["BLOCK_P", "BLOCK_N", "CHUNK", "BLOCK_M"])
+@triton.autotune(
+    candidates(
+        ({"BLOCK_M": 64, "BLOCK_S": 64}, 4, 2),
+        ({"BLOCK_M": 64, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 3),
+        ({"BLOCK_M": 64, "BLOCK_S": 32}, 4, 3),
+    ),
+    key=["BLOCK_P", "BLOCK_N", "CHUNK"],
+)
 @triton.jit(do_not_specialize=["T"])
 def _ssd_fwd_kernel_output(
     x,
@@ -34,9 +43,9 @@ def _ssd_fwd_kernel_output(
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    c = tl.program_id(0)
-    h = tl.program_id(1)
-    m0 = tl.program_id(2) * BLOCK_M
+    m0 = tl.program_id(0) * BLOCK_M
+    c = tl.program_id(1)
+    h = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if m0 >= length:
         return
@@ -95,11 +104,13 @@ def chunk_scan_fwd(
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     y = torch.empty_like(x)
-    block_m = min(64, plan.chunk_size)
-    _ssd_fwd_kernel_output[(plan.num_chunks, H, plan.chunk_size // block_m)](
+
+    def grid(meta: dict) -> tuple[int, int, int]:
+        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), plan.num_chunks, H)
+
+    _ssd_fwd_kernel_output[grid](
         x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
-        BLOCK_M=block_m, BLOCK_S=block_m,
         BLOCK_P=max(16, triton.next_power_of_2(P)),
         BLOCK_N=max(16, triton.next_power_of_2(N)),
     )  # fmt: skip

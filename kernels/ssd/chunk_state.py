@@ -13,7 +13,9 @@ from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
 
-@triton.autotune(candidates((4, 2), (8, 2), (4, 3), (8, 3)), key=["BLOCK_P", "BLOCK_N", "CHUNK", "TO_END"])
+@triton.autotune(
+    candidates(({"BLOCK_S": 64}, 4, 2), ({"BLOCK_S": 64}, 8, 2), ({"BLOCK_S": 128}, 8, 2), ({"BLOCK_S": 32}, 4, 3)), key=["BLOCK_P", "BLOCK_N", "CHUNK", "TO_END"]
+)
 @triton.jit(do_not_specialize=["T"])
 def _ssd_kernel_chunk_state(
     v,
@@ -85,7 +87,6 @@ def chunk_state(
     _ssd_kernel_chunk_state[(plan.num_chunks, H)](
         v, dt, a, k, states, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, TO_END=to_end,
-        BLOCK_S=min(64, plan.chunk_size),
         BLOCK_P=max(16, triton.next_power_of_2(P)),
         BLOCK_N=max(16, triton.next_power_of_2(N)),
     )  # fmt: skip

@@ -1,15 +1,19 @@
 """Autotune candidates for the SSD kernels, keyed on head dims and chunk size only, never on token count.
 
-Under TRITON_INTERPRET=1 the CPU interpreter would time every candidate, so only the first is offered.
+Under TRITON_INTERPRET=1 the CPU interpreter would time every candidate, so it gets one config whose
+blocks of 16 tokens split even the tests' small chunks into several blocks.
 """
 
 import os
 
 import triton
 
+INTERPRETER_BLOCK = 16
 
-def candidates(*options: tuple[int, int]) -> list[triton.Config]:
-    """`options` are (num_warps, num_stages) pairs, the first being the safe default."""
+
+def candidates(*options: tuple[dict[str, int], int, int]) -> list[triton.Config]:
+    """`options` are (block sizes, num_warps, num_stages) for the GPU."""
     if os.environ.get("TRITON_INTERPRET") == "1":
-        options = options[:1]
-    return [triton.Config({}, num_warps=warps, num_stages=stages) for warps, stages in options]
+        meta = {name: INTERPRETER_BLOCK for name in options[0][0]}
+        return [triton.Config(meta, num_warps=4, num_stages=1)]
+    return [triton.Config(dict(meta), num_warps=warps, num_stages=stages) for meta, warps, stages in options]
