@@ -11,7 +11,7 @@ import typer
 
 from gristmill.pipeline.config import build_config
 
-app = typer.Typer(help="Train tokenizers.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 InputsArgument = Annotated[
     list[str], typer.Argument(help="Documents: files, globs, or a pipeline stage folder (its part-* files).")
@@ -27,6 +27,12 @@ def stage_inputs(inputs: list[str]) -> list[str]:
 def given(**options: Any) -> dict[str, Any]:
     """The options the user set; an empty string turns an optional token off."""
     return {name: (None if value == "" else value) for name, value in options.items() if value is not None}
+
+
+# A callback keeps `train` a sub-command however the app is mounted (typer collapses one-command apps).
+@app.callback()
+def tokenizer_commands() -> None:
+    """Train tokenizers."""
 
 
 @app.command()

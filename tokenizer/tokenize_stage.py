@@ -72,6 +72,7 @@ class Tokenize(Stage):
         self.tokenizer = Tokenizer.from_file(self.config.tokenizer)
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        self.tokenizer.encode_special_tokens = True
         vocab = self.tokenizer.get_vocab(with_added_tokens=True)
         self.vocab_size = max(vocab.values()) + 1
         self.dtype = token_dtype(self.vocab_size)
@@ -91,7 +92,11 @@ class Tokenize(Stage):
         return vocab[token]
 
     def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
-        """Encodes every non-empty document whole (no truncation) and appends EOS."""
+        """Encodes every non-empty document whole and appends EOS.
+
+        Truncation is off whatever the tokenizer file says, and special-token text inside a document is
+        encoded as plain text, so EOS appears only where this stage puts it.
+        """
         empty = pc.equal(pc.binary_length(batch.column("text")), 0)
         ctx.remove(batch.filter(empty), "empty_text")
         batch = batch.filter(pc.invert(empty))

@@ -1,0 +1,39 @@
+"""Fixtures for tokenizer tests: a BPE tokenizer trained once on the sample corpus, and small corpora."""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
+
+SAMPLE_CORPUS = Path(__file__).parents[2] / "data" / "sample"
+SPECIAL_TOKENS = ("<|endoftext|>", "<|bos|>", "<|pad|>")
+
+
+@pytest.fixture(scope="session")
+def tokenizer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1,000-token byte-level BPE learned from a fifth of the sample corpus."""
+    output = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
+    return train_bpe([str(SAMPLE_CORPUS)], output, BpeTrainingConfig(vocab_size=1000, sample_fraction=0.2))
+
+
+def write_documents(path: Path, ids: list[str], texts: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": ids, "text": pa.array(texts, pa.large_string())}), path)
+    return path
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    """Three parquet files of 40 documents each, one source per file; a few empty, one long, one quoting special tokens, some non-ASCII."""
+    root = tmp_path / "corpus"
+    words = "grist mill stone wheat flour sack river wheel Müller 磨坊 мельница".split()
+    for source in range(3):
+        texts = [" ".join(words[(source + i + j) % len(words)] for j in range(1 + (i * 13) % 50)) for i in range(40)]
+        texts[7] = ""
+        texts[11] = "long document " * 3000
+        texts[12] = "text that quotes <|endoftext|> and <|pad|> literally"
+        write_documents(root / f"part-{source:05d}.parquet", [f"s{source}-{i}" for i in range(40)], texts)
+    return root

@@ -1,0 +1,169 @@
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from gristmill.pipeline.config import build_config
+from gristmill.pipeline.errors import UserError
+from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
+from gristmill.pipeline.recipe import Recipe
+from gristmill.pipeline.run import run_recipe
+from gristmill.pipeline.stats import StageStats
+from gristmill.tokenizer.shard_format import TokenDataset
+from gristmill.tokenizer.tokenize_stage import Tokenize
+
+from conftest import SAMPLE_CORPUS
+
+
+def tokenize(corpus: Path, out: Path, tokenizer: Path, *, kind: str = "local", workers: int = 1,
+             **options: object) -> dict[str, StageStats]:
+    recipe = build_config(Recipe, {
+        "input": {"paths": [str(corpus)], "batch_size": 64},
+        "output": {"path": str(out)},
+        "executor": {"kind": kind, "workers": workers},
+        "stages": [{"type": "tokenize", "tokenizer": str(tokenizer), **options}],
+    })
+    return run_recipe(recipe)
+
+
+def dataset_files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "tokenize" / "dataset").iterdir())}
+
+
+def texts_by_id(corpus: Path) -> dict[str, str]:
+    errors = ReadErrors(StageStats(stage="read"), None)
+    return {
+        doc_id: text
+        for path in expand_paths([str(corpus)])
+        for batch in read_documents(path, InputConfig(), errors)
+        for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist())
+    }
+
+
+def stored_documents(dataset: TokenDataset) -> dict[str, np.ndarray]:
+    ids = [doc_id for chunk in dataset.ids() for doc_id in chunk.to_pylist()]
+    return dict(zip(ids, dataset, strict=True))
+
+
+def test_sample_corpus_round_trips_and_counts_match(tmp_path: Path, tokenizer_file: Path) -> None:
+    stats = tokenize(SAMPLE_CORPUS, tmp_path / "out", tokenizer_file, validation_fraction=0.1)
+    dataset = TokenDataset(tmp_path / "out/tokenize/dataset")
+    originals = texts_by_id(SAMPLE_CORPUS)
+    stored = stored_documents(dataset)
+    empty = sum(text == "" for text in originals.values())
+    assert len(stored) == len(originals) - empty == stats["tokenize"].docs_out
+    assert stats["tokenize"].removed == Counter({"empty_text": empty} if empty else {})
+    decoder = Tokenizer.from_file(str(dataset.tokenizer_path))
+    ordered = list(stored)
+    decoded = decoder.decode_batch([stored[i][:-1].tolist() for i in ordered], skip_special_tokens=False)
+    assert all(text == originals[doc_id] for doc_id, text in zip(ordered, decoded))
+    assert all(tokens[-1] == dataset.eos_id and dataset.eos_id not in tokens[:-1] for tokens in stored.values())
+    manifest = json.loads((tmp_path / "out/tokenize/dataset/manifest.json").read_text())
+    assert manifest["num_documents"] == len(dataset) == sum(s["num_documents"] for s in manifest["shards"])
+    assert manifest["num_tokens"] == int(dataset.lengths.sum()) == sum(map(len, stored.values()))
+    assert manifest["special_ids"] == {"bos": None, "eos": 0, "pad": None} and manifest["dtype"] == "uint16"
+    assert 0.05 < len(dataset.split_indices("validation")) / len(dataset) < 0.15
+
+
+def test_empty_documents_are_skipped_and_long_ones_kept_whole(tmp_path: Path, tokenizer_file: Path,
+                                                               small_corpus: Path) -> None:
+    truncating = Tokenizer.from_file(str(tokenizer_file))
+    truncating.enable_truncation(16)
+    truncating.save(str(tmp_path / "truncating.json"))
+    stats = tokenize(small_corpus, tmp_path / "out", tmp_path / "truncating.json", bos_token="<|bos|>",
+                     pad_token="<|pad|>")
+    assert stats["tokenize"].removed == Counter({"empty_text": 3})
+    dataset = TokenDataset(tmp_path / "out/tokenize/dataset")
+    assert (len(dataset), dataset.bos_id, dataset.pad_id) == (117, 1, 2)
+    stored = stored_documents(dataset)
+    decoder = Tokenizer.from_file(str(tokenizer_file))
+    assert decoder.decode(stored["s1-11"][:-1].tolist()) == "long document " * 3000
+    assert 0 not in stored["s2-12"][:-1] and 2 not in stored["s2-12"]
+    assert decoder.decode(stored["s2-12"][:-1].tolist(), skip_special_tokens=False).endswith("<|pad|> literally")
+
+
+def test_shuffle_mixes_sources_into_target_sized_shards(tmp_path: Path, tokenizer_file: Path,
+                                                       small_corpus: Path) -> None:
+    tokenize(small_corpus, tmp_path / "ordered", tokenizer_file, shard_mb=0.002)
+    tokenize(small_corpus, tmp_path / "shuffled", tokenizer_file, shard_mb=0.002, shuffle=True, seed=5)
+    ordered = TokenDataset(tmp_path / "ordered/tokenize/dataset")
+    shuffled = TokenDataset(tmp_path / "shuffled/tokenize/dataset")
+    ordered_docs, shuffled_docs = stored_documents(ordered), stored_documents(shuffled)
+    assert list(ordered_docs) == [f"s{s}-{i}" for s in range(3) for i in range(40) if i != 7]
+    assert sorted(ordered_docs) == sorted(shuffled_docs) and list(ordered_docs) != list(shuffled_docs)
+    assert all(np.array_equal(ordered_docs[i], shuffled_docs[i]) for i in ordered_docs)
+    first_shard = list(shuffled_docs)[: shuffled.manifest.shards[0].num_documents]
+    assert len({doc_id.split("-")[0] for doc_id in first_shard}) == 3
+    for dataset in (ordered, shuffled):
+        starts = np.cumsum([0] + [entry.num_documents for entry in dataset.manifest.shards])
+        assert len(starts) > 4
+        for start, end in zip(starts[:-1], starts[1:]):
+            assert end > start and dataset.lengths[start : end - 1].sum() * 2 < 0.002 * 2**20
+
+
+def test_lz4_dataset_holds_the_same_documents(tmp_path: Path, tokenizer_file: Path, small_corpus: Path) -> None:
+    tokenize(small_corpus, tmp_path / "plain", tokenizer_file)
+    tokenize(small_corpus, tmp_path / "lz4", tokenizer_file, compression="lz4")
+    plain = TokenDataset(tmp_path / "plain/tokenize/dataset")
+    compressed = TokenDataset(tmp_path / "lz4/tokenize/dataset")
+    assert compressed.manifest.compression == "lz4"
+    assert compressed.manifest.shards[0].bytes < plain.manifest.shards[0].bytes
+    for a, b in zip(plain, compressed, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_rerun_and_resume_after_a_failure_give_identical_files(tmp_path: Path, tokenizer_file: Path,
+                                                               small_corpus: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenize(small_corpus, tmp_path / "clean", tokenizer_file, shuffle=True)
+    clean = dataset_files(tmp_path / "clean")
+    process = Tokenize.process
+
+    def fail_on_third_shard(self, batch, ctx):  # noqa: ANN001, ANN202
+        if ctx.shard == 2:
+            raise RuntimeError("killed")
+        return process(self, batch, ctx)
+
+    monkeypatch.setattr(Tokenize, "process", fail_on_third_shard)
+    with pytest.raises(RuntimeError, match="killed"):
+        tokenize(small_corpus, tmp_path / "out", tokenizer_file, shuffle=True)
+    assert not (tmp_path / "out/tokenize/dataset").exists()
+    finished = tmp_path / "out/tokenize/done/part-00000.json"
+    stamp = finished.stat().st_mtime_ns
+    monkeypatch.setattr(Tokenize, "process", process)
+    tokenize(small_corpus, tmp_path / "out", tokenizer_file, shuffle=True)
+    assert finished.stat().st_mtime_ns == stamp, "a finished shard was tokenized again"
+    assert dataset_files(tmp_path / "out") == clean
+    (tmp_path / "out/tokenize/dataset/part-00000.arrow").unlink()
+    tokenize(small_corpus, tmp_path / "out", tokenizer_file, shuffle=True)
+    assert dataset_files(tmp_path / "out") == clean
+
+
+def test_local_and_ray_write_identical_datasets(tmp_path: Path, tokenizer_file: Path, small_corpus: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))
+    tokenize(small_corpus, tmp_path / "local", tokenizer_file, shuffle=True)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        tokenize(small_corpus, tmp_path / "ray", tokenizer_file, kind="ray", workers=2, shuffle=True)
+    finally:
+        ray.shutdown()
+    assert dataset_files(tmp_path / "ray") == dataset_files(tmp_path / "local")
+
+
+def test_unknown_special_token_is_named(tmp_path: Path, tokenizer_file: Path, small_corpus: Path) -> None:
+    with pytest.raises(UserError, match=r"eos_token: '</s>' is not in .*'<\|endoftext\|>'"):
+        tokenize(small_corpus, tmp_path / "out", tokenizer_file, eos_token="</s>")
+
+
+def test_bad_options_fail_before_any_work(tmp_path: Path, tokenizer_file: Path, small_corpus: Path) -> None:
+    with pytest.raises(UserError, match="shard_mb must be > 0"):
+        tokenize(small_corpus, tmp_path / "out", tokenizer_file, shard_mb=0)
+    with pytest.raises(UserError, match="no such file 'missing.json'"):
+        tokenize(small_corpus, tmp_path / "out", Path("missing.json"))
+    assert not (tmp_path / "out").exists()
