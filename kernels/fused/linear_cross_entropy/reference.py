@@ -28,6 +28,11 @@ def linear_cross_entropy_reference(
     )
     if z_loss:
         losses = losses + z_loss * torch.where(valid, torch.logsumexp(logits, dim=-1) ** 2, 0.0)
+    return reduce_token_losses(losses, valid, reduction)
+
+
+def reduce_token_losses(losses: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-token losses (0 where ignored) to the requested reduction; "mean" over valid tokens, at least 1."""
     if reduction == "none":
         return losses
     if reduction == "sum":

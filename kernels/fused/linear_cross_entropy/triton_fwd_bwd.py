@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.fused.device import check_triton_device
-from gristmill.kernels.fused.linear_cross_entropy.reference import REDUCTIONS
+from gristmill.kernels.fused.linear_cross_entropy.reference import REDUCTIONS, reduce_token_losses
 
 _MAX_BLOCK_V = 4096
 _CHUNK_ELEMENTS = 2**28
@@ -62,6 +62,8 @@ def _cross_entropy_rows_kernel(
 
 @dataclass(frozen=True, slots=True)
 class LossSettings:
+    """The loss options the chunk loop and its kernel need, carried through autograd as one value."""
+
     ignore_index: int
     z_loss: float
     label_smoothing: float
@@ -119,14 +121,6 @@ def chunked_loss_and_grads(
     return loss_rows, grad_hidden, grad_weight
 
 
-def _reduce(loss_rows: torch.Tensor, labels: torch.Tensor, ignore_index: int, reduction: str) -> torch.Tensor:
-    if reduction == "none":
-        return loss_rows
-    if reduction == "sum":
-        return loss_rows.sum()
-    return loss_rows.sum() / (labels != ignore_index).sum().clamp_min(1)
-
-
 def _scalar_grad_scale(labels: torch.Tensor, ignore_index: int, reduction: str) -> torch.Tensor:
     """d loss / d row loss for "mean" (1 / valid count) and "sum" (1), kept on the device: no sync."""
     if reduction == "sum":
@@ -150,7 +144,7 @@ class LinearCrossEntropyFn(torch.autograd.Function):
         else:
             ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.backward_done = False
-        return _reduce(loss_rows, labels, settings.ignore_index, reduction)
+        return reduce_token_losses(loss_rows, labels != settings.ignore_index, reduction)
 
     @staticmethod
     def backward(ctx, grad_loss):
@@ -184,7 +178,8 @@ def linear_cross_entropy(
     """Cross-entropy of `hidden [N, D] @ weight[V, D].T` against labels `[N]` without `[N, V]` logits.
 
     Adds `z_loss · logsumexp²` per non-ignored token; label smoothing spreads `label_smoothing` evenly
-    over the vocab (as torch's cross_entropy). "mean" divides by the non-ignored count (an all-ignored
+    over the vocab (as torch's cross_entropy). Labels must be in [0, V) or equal ignore_index (others
+are not checked, to avoid a device sync, and give a wrong loss). "mean" divides by the non-ignored count (an all-ignored
     batch gives 0). `chunk_size` rows of logits live at a time (default: about 2^28 logits). Gradients
     are computed in the forward for "mean"/"sum", so call backward once per loss.
 
