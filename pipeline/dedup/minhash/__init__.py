@@ -1,0 +1,1 @@
+"""MinHash-LSH near-duplicate removal: signatures -> band buckets -> pairs -> clusters -> filter."""

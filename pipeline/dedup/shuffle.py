@@ -1,0 +1,58 @@
+"""The shuffle between phases: map task m writes `map-m/part-p.arrow` for every partition p, and reduce
+task p reads `part-p` of every map task.
+
+Files are uncompressed Arrow IPC, written under a temporary name and renamed; every map task writes
+all its partition files, empty ones included, so a reducer can tell a lost file from an empty one.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from gristmill.pipeline.writers import open_writer
+from gristmill.pipeline.writers.atomic import AtomicShardWriter
+
+
+def partition_file(shuffle_dir: Path, map_task: int, partition: int) -> Path:
+    return shuffle_dir / f"map-{map_task:05d}" / f"part-{partition:05d}.arrow"
+
+
+class PartitionedWriter:
+    """Streams one map task's rows into one file per partition (a file with no rows holds the schema)."""
+
+    def __init__(self, shuffle_dir: Path, map_task: int, partitions: int, schema: pa.Schema) -> None:
+        self.files = [partition_file(shuffle_dir, map_task, p) for p in range(partitions)]
+        self.schema = schema
+        self._writers: list[AtomicShardWriter] = [
+            open_writer("arrow", path.with_suffix(""), schema) for path in self.files
+        ]
+
+    def write(self, batch: pa.RecordBatch, partition: np.ndarray) -> None:
+        """Appends each row of `batch` to the file of its partition (an int array, one per row)."""
+        if batch.num_rows == 0:
+            return
+        order = np.argsort(partition, kind="stable")
+        bounds = np.searchsorted(partition[order], np.arange(len(self._writers) + 1))
+        grouped = batch.take(pa.array(order))
+        for p, writer in enumerate(self._writers):
+            if bounds[p + 1] > bounds[p]:
+                writer.write(grouped.slice(bounds[p], bounds[p + 1] - bounds[p]))
+
+    def close(self) -> list[Path]:
+        return [writer.close() for writer in self._writers]
+
+    def abort(self) -> None:
+        for writer in self._writers:
+            writer.abort()
+
+
+def read_partition(shuffle_dir: Path, map_tasks: int, partition: int) -> pa.Table:
+    """Partition `partition` of every map task, concatenated in map-task order."""
+    tables = []
+    for map_task in range(map_tasks):
+        path = partition_file(shuffle_dir, map_task, partition)
+        if not path.is_file():
+            raise FileNotFoundError(f"shuffle file {path} is missing: rerun the stage to rebuild it")
+        tables.append(pa.ipc.open_file(pa.memory_map(str(path))).read_all())
+    return pa.concat_tables(tables)
