@@ -12,7 +12,7 @@ from gristmill.trainer.presets import TRAIN_PRESETS
 app = typer.Typer(add_completion=False, help="Train a language model on token shards.")
 
 
-@app.callback(invoke_without_command=True)
+@app.callback(invoke_without_command=True, context_settings={"allow_interspersed_args": True})
 def train(
     config: Annotated[Optional[Path], typer.Argument(help="TOML recipe (sections: model, data, optimizer, ...)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in out_dir.")] = False,

@@ -1,0 +1,107 @@
+"""Packed rows behave like their documents run one by one: references, blocks and whole models."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gristmill.trainer.models.model import IGNORE_INDEX, LanguageModel
+from gristmill.trainer.models.presets import tiny_hybrid, tiny_transformer
+from gristmill.trainer.models.segments import Segments
+from gristmill.trainer.packing import Piece, collate
+from gristmill.trainer.reference.attention import varlen_attention
+from gristmill.trainer.reference.ssd import causal_conv1d, ssd_scan, ssd_scan_sequential
+from trainer_testdata import EOS, random_documents
+
+SEQ_LEN = 48
+
+
+def random_cu_seqlens(rows: int, row_len: int, generator: torch.Generator) -> torch.Tensor:
+    """Boundaries at every row end plus a few random cuts (odd and length-1 segments included)."""
+    cuts = set(range(0, rows * row_len + 1, row_len))
+    cuts |= set(torch.randint(1, rows * row_len, (rows * 3,), generator=generator).tolist())
+    return torch.tensor(sorted(cuts), dtype=torch.int32)
+
+
+def segments_of(cu: torch.Tensor) -> list[tuple[int, int]]:
+    return list(zip(cu[:-1].tolist(), cu[1:].tolist()))
+
+
+def test_chunked_ssd_matches_the_step_by_step_recurrence_and_resets_at_boundaries() -> None:
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    total, heads, head_dim, groups, state = 2 * 37, 4, 5, 2, 6
+    x = torch.randn(total, heads, head_dim, generator=g)
+    dt = torch.rand(total, heads, generator=g)
+    A = -torch.rand(heads, generator=g) * 4
+    B, C = torch.randn(2, total, groups, state, generator=g)
+    D = torch.randn(heads, generator=g)
+    cu = random_cu_seqlens(2, 37, g)
+    chunked = ssd_scan(x, dt, A, B, C, D=D, cu_seqlens=cu, chunk_size=8)
+    torch.testing.assert_close(chunked, ssd_scan_sequential(x, dt, A, B, C, D=D, cu_seqlens=cu))
+    one_by_one = torch.cat([ssd_scan(x[s:e], dt[s:e], A, B[s:e], C[s:e], D=D, chunk_size=8) for s, e in segments_of(cu)])
+    torch.testing.assert_close(chunked, one_by_one)
+
+
+def test_conv1d_never_reads_across_a_boundary() -> None:
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    x, weight, bias = torch.randn(60, 6, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, generator=g)
+    cu = random_cu_seqlens(3, 20, g)
+    packed = causal_conv1d(x, weight, bias, cu_seqlens=cu)
+    full = F.silu(F.conv1d(x.t()[None], weight[:, None], bias, padding=3, groups=6)[0, :, :60].t())
+    torch.testing.assert_close(causal_conv1d(x, weight, bias), full)
+    torch.testing.assert_close(packed, torch.cat([causal_conv1d(x[s:e], weight, bias) for s, e in segments_of(cu)]))
+
+
+def test_attention_stays_inside_each_document() -> None:
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    rows, row_len = 3, 16
+    q = torch.randn(rows * row_len, 4, 8, generator=g)
+    k, v = torch.randn(2, rows * row_len, 2, 8, generator=g)
+    cu = random_cu_seqlens(rows, row_len, g)
+    packed = varlen_attention(q, k, v, cu, rows)
+
+    def alone(s: int, e: int) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(
+            q[s:e].transpose(0, 1), k[s:e].transpose(0, 1).repeat_interleave(2, 0),
+            v[s:e].transpose(0, 1).repeat_interleave(2, 0), is_causal=True,
+        )
+        return out.transpose(0, 1)
+
+    torch.testing.assert_close(packed, torch.cat([alone(s, e) for s, e in segments_of(cu)]))
+
+
+def single_document_inputs(document: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Segments]:
+    n = len(document)
+    labels = np.append(document[1:], IGNORE_INDEX)
+    segments = Segments(cu_seqlens=torch.tensor([0, n], dtype=torch.int32), position_ids=torch.arange(n),
+                        max_seqlen=n, rows=1)
+    return torch.from_numpy(document.astype(np.int64))[None], torch.from_numpy(labels)[None], segments
+
+
+@pytest.mark.parametrize("preset", [tiny_transformer, tiny_hybrid], ids=["attention", "hybrid"])
+def test_packed_loss_and_gradients_equal_the_documents_run_one_by_one(preset) -> None:
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    model = LanguageModel(preset())
+    rng = np.random.default_rng()
+    documents = [d for d in random_documents(rng, 12, SEQ_LEN // 2)]
+    rows, row, space = [], [], SEQ_LEN
+    for document in documents:
+        if len(document) > space:
+            rows.append(row)
+            row, space = [], SEQ_LEN
+        row.append(Piece(document, 0, len(document)))
+        space -= len(document)
+    rows.append(row)
+    batch = collate(rows, SEQ_LEN, pad_id=EOS)
+    assert batch.documents == len(documents) and len(batch.segments.cu_seqlens) > len(rows) + 1
+
+    packed_loss = model(batch.input_ids, batch.labels, batch.segments)
+    packed_loss.backward()
+    packed_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    separate_loss = sum(model(*single_document_inputs(d)) for d in documents)
+    separate_loss.backward()
+
+    torch.testing.assert_close(packed_loss, separate_loss, rtol=1e-5, atol=1e-4)
+    for (name, p), packed_grad in zip(model.named_parameters(), packed_grads):
+        torch.testing.assert_close(packed_grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
