@@ -78,3 +78,27 @@ def test_linear_cross_entropy_rejects_bad_reduction() -> None:
     hidden, weight, labels = _inputs(torch.float32, 4, 8, 16)
     with pytest.raises(ValueError, match="reduction 'avg'"):
         linear_cross_entropy(hidden, weight, labels, reduction="avg")
+
+
+def test_linear_cross_entropy_under_autocast_matches_reference_under_autocast() -> None:
+    """float32 parameters under bf16 autocast (the trainer's mode): same loss, float32 gradients."""
+    torch.manual_seed(0)
+    hidden, weight, labels = _inputs(torch.float32, 23, 32, 900)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        loss, grads = _loss_and_grads(linear_cross_entropy, hidden, weight, labels, None, chunk_size=8)
+        ref_loss, ref_grads = _loss_and_grads(linear_cross_entropy_reference, hidden, weight, labels, None)
+    assert_close("loss", loss, ref_loss, 1e-2)
+    for name, grad, ref in zip(["dhidden", "dweight"], grads, ref_grads):
+        assert grad.dtype == torch.float32, f"{name} dtype {grad.dtype}"
+        assert_close(name, grad, ref, 1e-2)
+
+
+def test_linear_cross_entropy_frozen_weight_gives_hidden_grad_only() -> None:
+    torch.manual_seed(0)
+    hidden, weight, labels = _inputs(torch.float32, 13, 16, 400)
+    hidden.requires_grad_()
+    loss = linear_cross_entropy(hidden, weight, labels, chunk_size=4)
+    (grad,) = torch.autograd.grad(loss, hidden)
+    ref_hidden = hidden.detach().double().requires_grad_()
+    (ref,) = torch.autograd.grad(linear_cross_entropy_reference(ref_hidden, weight.double(), labels), ref_hidden)
+    assert_close("dhidden", grad, ref, 1e-5)

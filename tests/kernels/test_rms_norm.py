@@ -50,3 +50,19 @@ def test_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, with_r
 def test_rms_norm_rejects_mismatched_weight() -> None:
     with pytest.raises(ValueError, match="weight shape"):
         rms_norm(torch.randn(2, 8, device=DEVICE), torch.ones(6, device=DEVICE))
+
+
+def test_rms_norm_bf16_input_with_float32_weight() -> None:
+    """The autocast layout: bf16 activations, float32 parameter; y keeps x's dtype, dweight the weight's."""
+    torch.manual_seed(0)
+    x = torch.randn(6, 40, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+    weight = (1.0 + 0.1 * torch.randn(40, device=DEVICE)).requires_grad_()
+    y = rms_norm(x, weight)
+    dx, dweight = torch.autograd.grad(y, (x, weight), torch.ones_like(y))
+    x_ref, weight_ref = (t.detach().double().requires_grad_() for t in (x, weight))
+    y_ref = rms_norm_reference(x_ref, weight_ref)
+    dx_ref, dweight_ref = torch.autograd.grad(y_ref, (x_ref, weight_ref), torch.ones_like(y_ref))
+    assert (y.dtype, dx.dtype, dweight.dtype) == (torch.bfloat16, torch.bfloat16, torch.float32)
+    assert_close("y", y, y_ref, 1e-2)
+    assert_close("dx", dx, dx_ref, 1e-2)
+    assert_close("dweight", dweight, dweight_ref, 1e-2)

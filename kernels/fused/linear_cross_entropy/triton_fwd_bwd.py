@@ -99,25 +99,26 @@ def chunked_loss_and_grads(
     logits_buffer = torch.empty(chunk, vocab, dtype=hidden.dtype, device=hidden.device)
     block_v = min(_MAX_BLOCK_V, triton.next_power_of_2(vocab))
     scale_per_row = grad_scale is not None and grad_scale.numel() > 1
-    for start in range(0, n_rows, chunk):
-        stop = min(start + chunk, n_rows)
-        hidden_chunk = hidden[start:stop]
-        logits = logits_buffer[: stop - start]
-        torch.mm(hidden_chunk, weight.t(), out=logits)
-        scale = grad_scale[start:stop] if scale_per_row else grad_scale
-        _cross_entropy_rows_kernel[(stop - start,)](
-            logits, labels[start:stop], loss_rows if scale is None else scale, loss_rows[start:stop],
-            vocab, settings.ignore_index, settings.z_loss, settings.label_smoothing,
-            SCALE_PER_ROW=scale_per_row, COMPUTE_GRAD=compute_grad,
-            BLOCK_V=block_v, num_warps=8,
-        )
-        if grad_hidden is not None:
-            torch.mm(logits, weight, out=grad_hidden[start:stop])
-        if compute_grad and need_grad_weight:
-            if grad_weight is None:
-                grad_weight = torch.mm(logits.t(), hidden_chunk)
-            else:
-                grad_weight.addmm_(logits.t(), hidden_chunk)
+    with torch.autocast(hidden.device.type, enabled=False):  # GEMMs in the dtype the caller chose
+        for start in range(0, n_rows, chunk):
+            stop = min(start + chunk, n_rows)
+            hidden_chunk = hidden[start:stop]
+            logits = logits_buffer[: stop - start]
+            torch.mm(hidden_chunk, weight.t(), out=logits)
+            scale = grad_scale[start:stop] if scale_per_row else grad_scale
+            _cross_entropy_rows_kernel[(stop - start,)](
+                logits, labels[start:stop], loss_rows if scale is None else scale, loss_rows[start:stop],
+                vocab, settings.ignore_index, settings.z_loss, settings.label_smoothing,
+                SCALE_PER_ROW=scale_per_row, COMPUTE_GRAD=compute_grad,
+                BLOCK_V=block_v, num_warps=8,
+            )
+            if grad_hidden is not None:
+                torch.mm(logits, weight, out=grad_hidden[start:stop])
+            if compute_grad and need_grad_weight:
+                if grad_weight is None:
+                    grad_weight = torch.mm(logits.t(), hidden_chunk)
+                else:
+                    grad_weight.addmm_(logits.t(), hidden_chunk)
     return loss_rows, grad_hidden, grad_weight
 
 
@@ -180,7 +181,7 @@ def linear_cross_entropy(
     Adds `z_loss · logsumexp²` per non-ignored token; label smoothing spreads `label_smoothing` evenly
     over the vocab (as torch's cross_entropy). Labels must be in [0, V) or equal ignore_index (others
 are not checked, to avoid a device sync, and give a wrong loss). "mean" divides by the non-ignored count (an all-ignored
-    batch gives 0). `chunk_size` rows of logits live at a time (default: about 2^28 logits). Gradients
+    batch gives 0). Under autocast, hidden and weight are cast to its dtype first. `chunk_size` rows of logits live at a time (default: about 2^28 logits). Gradients
     are computed in the forward for "mean"/"sum", so call backward once per loss.
 
     Example: `loss = linear_cross_entropy(h.flatten(0, 1), lm_head.weight, labels.flatten())`.
@@ -189,6 +190,10 @@ are not checked, to avoid a device sync, and give a wrong loss). "mean" divides 
         raise ValueError(
             f"linear_cross_entropy: hidden {tuple(hidden.shape)} must be [N, D] and weight {tuple(weight.shape)} [V, D]"
         )
+    if torch.is_autocast_enabled(hidden.device.type):
+        # what autocast would do to `hidden @ weight.T`; gradients flow back through the casts
+        dtype = torch.get_autocast_dtype(hidden.device.type)
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
     if hidden.dtype != weight.dtype:
         raise ValueError(f"linear_cross_entropy: hidden dtype {hidden.dtype} != weight dtype {weight.dtype}")
     if labels.shape != (hidden.shape[0],) or labels.dtype not in (torch.int32, torch.int64):

@@ -6,6 +6,8 @@ import triton.language as tl
 
 from gristmill.kernels.fused.device import check_triton_device, num_warps_for_row, persistent_programs
 
+_MAX_DIM = 65536
+
 
 @triton.jit
 def _rms_norm_fwd_kernel(
@@ -124,6 +126,8 @@ def rms_norm(
         raise ValueError(
             f"rms_norm: residual {tuple(residual.shape)} {residual.dtype} must match x {tuple(x.shape)} {x.dtype}"
         )
+    if x.shape[-1] > _MAX_DIM:
+        raise ValueError(f"rms_norm: last dim {x.shape[-1]} is over {_MAX_DIM}, the most one program holds")
     if eps <= 0:
         raise ValueError(f"rms_norm: eps must be positive, got {eps}")
     check_triton_device("rms_norm", x, weight)
