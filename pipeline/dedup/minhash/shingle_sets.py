@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from gristmill.pipeline.dedup.doc_keys import row_of, shard_of
+from gristmill.pipeline.dedup.segments import unique_per_document
 from gristmill.pipeline.writers import open_writer
 
 SHINGLE_SET_SCHEMA = pa.schema([("shingles", pa.large_list(pa.uint64()))])
@@ -17,17 +18,6 @@ SHINGLE_SET_SCHEMA = pa.schema([("shingles", pa.large_list(pa.uint64()))])
 
 def shingle_set_file(buckets_dir: Path, shard: int) -> Path:
     return buckets_dir / "shingles" / f"part-{shard:05d}.arrow"
-
-
-def unique_per_document(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(values, offsets) with every document's hashes sorted and de-duplicated."""
-    owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    order = np.lexsort((hashes, owner))
-    values, owner = hashes[order], owner[order]
-    first = np.ones(len(values), dtype=bool)
-    first[1:] = (values[1:] != values[:-1]) | (owner[1:] != owner[:-1])
-    counts = np.bincount(owner[first], minlength=len(offsets) - 1)
-    return values[first], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 class ShingleSetWriter:

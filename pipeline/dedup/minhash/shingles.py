@@ -10,10 +10,10 @@ import pyarrow.compute as pc
 
 from gristmill.pipeline.dedup.minhash.config import MinHashConfig
 from gristmill.pipeline.dedup.normalize import normalize_text
-from gristmill.pipeline.dedup.string_hash import hash_strings, mix64
+from gristmill.pipeline.dedup.segments import combine_ngrams
+from gristmill.pipeline.dedup.string_hash import hash_strings
 
 _UNSPACED_SCRIPTS = r"([\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}])"
-_POSITION_WEIGHTS = mix64(np.arange(1, 65, dtype=np.uint64)) | np.uint64(1)
 
 
 def tokens(text: pa.Array, config: MinHashConfig) -> pa.ListArray:
@@ -39,21 +39,3 @@ def shingle_hashes(text: pa.Array, config: MinHashConfig) -> tuple[np.ndarray, n
     lengths = np.bincount(owners, minlength=len(text))
     token_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return combine_ngrams(hash_strings(pc.filter(values, nonempty)), token_offsets, config.ngram)
-
-
-def combine_ngrams(token_hashes: np.ndarray, token_offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of every window of `ngram` consecutive tokens inside each document."""
-    lengths = np.diff(token_offsets)
-    counts = np.where(lengths >= ngram, lengths - ngram + 1, np.minimum(lengths, 1))
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    owner = np.repeat(np.arange(len(lengths)), counts)
-    starts = np.arange(offsets[-1]) - offsets[owner] + token_offsets[owner]
-    ends = token_offsets[owner + 1]
-    combined = np.zeros(len(starts), dtype=np.uint64)
-    last = max(len(token_hashes) - 1, 0)
-    for position in range(ngram):
-        index = starts + position
-        inside = index < ends
-        weight = _POSITION_WEIGHTS[position % len(_POSITION_WEIGHTS)]
-        combined += np.where(inside, token_hashes[np.minimum(index, last)] * weight, np.uint64(0))
-    return mix64(combined), offsets
