@@ -109,5 +109,8 @@ def linear_cross_entropy(
     """Summed (not averaged) token loss of hidden [N, D] @ weight[V, D].T against labels [N]."""
     kernel = _kernel("fused", "linear_cross_entropy", hidden)
     if kernel is not None:
+        if torch.is_autocast_enabled(hidden.device.type):  # a custom kernel is not autocast: cast as a matmul would
+            dtype = torch.get_autocast_dtype(hidden.device.type)
+            hidden, weight = hidden.to(dtype), weight.to(dtype)
         return kernel(hidden, weight, labels, ignore_index=ignore_index, z_loss=z_loss, reduction="sum")
     return fused_reference.linear_cross_entropy(hidden, weight, labels, ignore_index=ignore_index, z_loss=z_loss)

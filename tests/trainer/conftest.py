@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from gristmill.tokenizer.shard_format import write_token_dataset
-from trainer_testdata import EOS, VOCAB
+from gristmill.trainer.config import TrainConfig
+from gristmill.trainer.presets import tiny_debug
+from trainer_testdata import EOS, VOCAB, learnable_documents
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +34,12 @@ def make_dataset(tmp_path: Path) -> Callable[..., Path]:
         )
 
     return make
+
+
+@pytest.fixture
+def tiny_run(make_dataset: Callable[..., Path], tmp_path: Path) -> TrainConfig:
+    """The tiny_debug preset on 400 learnable documents (10% held out for validation)."""
+    cfg = tiny_debug()
+    cfg.data.manifests = [make_dataset(learnable_documents(np.random.default_rng(0), 400), validation_fraction=0.1)]
+    cfg.out_dir = tmp_path / "run"
+    return cfg

@@ -7,23 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from gristmill.pipeline.errors import UserError
 from gristmill.trainer.cli import app
 from gristmill.trainer.config import TrainConfig
-from gristmill.trainer.presets import tiny_debug
 from gristmill.trainer.recipe import check_run, load_train_config
 from gristmill.trainer.train import Trainer
 from trainer_testdata import learnable_documents
-
-
-@pytest.fixture
-def tiny_run(make_dataset: Callable[..., Path], tmp_path: Path) -> TrainConfig:
-    cfg = tiny_debug()
-    cfg.data.manifests = [make_dataset(learnable_documents(np.random.default_rng(0), 400), validation_fraction=0.1)]
-    cfg.out_dir = tmp_path / "run"
-    return cfg
 
 
 def run(cfg: TrainConfig, *, resume: bool = False, stop_at: int | None = None) -> list[dict]:
@@ -45,6 +37,7 @@ def test_tiny_hybrid_learns_in_100_steps(tiny_run: TrainConfig) -> None:
     assert (tiny_run.out_dir / "metrics.jsonl").read_text().count("\n") == len(history)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="bitwise-equal resume is promised on CPU; GPU kernels may reorder sums")
 def test_killed_and_resumed_run_repeats_the_loss_curve_bitwise(tiny_run: TrainConfig, tmp_path: Path) -> None:
     tiny_run.steps, tiny_run.eval_every = 24, 0
     tiny_run.metrics.log_every, tiny_run.checkpoint.every_steps = 1, 8
