@@ -37,7 +37,7 @@ class MinHashDedup(GlobalStage):
             [SignatureTask(config, shard, str(path), str(buckets_dir)) for shard, path in enumerate(inputs)],
             description=f"{stage_dir.name}: signatures",
         )
-        pairs = executor.map(
+        executor.map(
             find_pairs,
             [PairTask(config, p, str(buckets_dir), str(edges_dir), len(inputs)) for p in range(config.partitions)],
             description=f"{stage_dir.name}: pairs",
@@ -48,7 +48,6 @@ class MinHashDedup(GlobalStage):
             description=f"{stage_dir.name}: clusters",
         )
         summary = {key: value for key, value in clusters.items() if key not in ("files", "skipped")}
-        summary["candidate_pairs"] = sum(result["candidates"] for result in pairs)
         write_json_atomic(stage_dir / "cluster_stats.json", summary)
         return apply_removals_to_shards(
             executor, inputs, stage_dir, removals_dir, 1, self.reason, config.batch_size, keep_removed
