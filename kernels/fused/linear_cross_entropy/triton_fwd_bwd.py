@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.fused.device import check_triton_device
+from gristmill.kernels.fused.launch import check_triton_device
 from gristmill.kernels.fused.linear_cross_entropy.reference import REDUCTIONS, reduce_token_losses
 
 _MAX_BLOCK_V = 4096

@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.fused.device import check_triton_device, num_warps_for_row, persistent_programs
+from gristmill.kernels.fused.launch import check_triton_device, num_warps_for_row, persistent_programs
 
 _MAX_DIM = 65536
 

@@ -4,7 +4,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.fused.device import check_triton_device
+from gristmill.kernels.fused.launch import check_triton_device
 from gristmill.kernels.fused.rope.reference import rope_cos_sin
 
 

@@ -1,4 +1,4 @@
-"""Where the fused kernels may launch: a CUDA device, or any device under Triton's CPU interpreter."""
+"""Launch helpers for the fused kernels: where they may run (CUDA, or the CPU interpreter) and grid sizing."""
 
 import os
 
