@@ -39,8 +39,6 @@ def train(
 
 def run(cfg: TrainConfig, *, resume: bool) -> None:
     """Trains in this process (one rank of a torchrun or Ray Train job, or the only one)."""
-    import torch.distributed as dist
-
     from gristmill.trainer.train import Trainer
 
     trainer = Trainer(cfg, resume=resume)
@@ -48,5 +46,7 @@ def run(cfg: TrainConfig, *, resume: bool) -> None:
         trainer.fit()
     finally:
         trainer.close()
-        if dist.is_initialized():
-            dist.destroy_process_group()
+
+
+if __name__ == "__main__":  # `torchrun -m gristmill.trainer.cli RECIPE` starts one of these per GPU
+    app()

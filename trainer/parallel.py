@@ -19,6 +19,8 @@ class Runtime:
     rank: int
     world_size: int
     device: torch.device
+    owns_process_group: bool
+    """True when init_runtime started the group (torchrun); Ray Train starts and ends its own."""
 
     @property
     def is_main(self) -> bool:
@@ -28,7 +30,8 @@ class Runtime:
 def init_runtime() -> Runtime:
     """Joins the process group when started by torchrun (or Ray Train), which set RANK and WORLD_SIZE."""
     cuda = torch.cuda.is_available()
-    if "RANK" in os.environ and not dist.is_initialized():
+    owns_process_group = "RANK" in os.environ and not dist.is_initialized()
+    if owns_process_group:
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     world_size = dist.get_world_size() if dist.is_initialized() else 1
@@ -37,7 +40,7 @@ def init_runtime() -> Runtime:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    return Runtime(rank=rank, world_size=world_size, device=device)
+    return Runtime(rank=rank, world_size=world_size, device=device, owns_process_group=owns_process_group)
 
 
 def uses_fsdp(cfg: TrainConfig, runtime: Runtime) -> bool:

@@ -200,3 +200,5 @@ class Trainer:
 
     def close(self) -> None:
         self.metrics.close()
+        if self.runtime.owns_process_group and dist.is_initialized():
+            dist.destroy_process_group()
