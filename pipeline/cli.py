@@ -43,6 +43,20 @@ def stats(out: Annotated[Path, typer.Argument(help="A run's output folder.")]) -
     print_stats(load_run_stats(out))
 
 
+def _mount_subcommands() -> None:
+    """Each package owns its commands; the root command only gathers them."""
+    from gristmill.tokenizer.cli import app as tokenizer_app
+    from gristmill.tokenizer.cli import tokenize
+    from gristmill.trainer.cli import app as train_app
+
+    app.add_typer(tokenizer_app, name="tokenizer", help="Train a BPE tokenizer.")
+    app.command(name="tokenize")(tokenize)
+    app.add_typer(train_app, name="train")
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     try:
         app()
