@@ -74,19 +74,15 @@ def tokenize(
     pad_token: Annotated[Optional[str], typer.Option(help="PAD token to record in the manifest.")] = None,
 ) -> None:
     """Tokenize documents into Arrow token shards with a manifest. Rerunning resumes."""
-    from gristmill.pipeline.recipe import Recipe
     from gristmill.pipeline.run import run_recipe
     from gristmill.pipeline.stats_table import print_stats
-    from gristmill.tokenizer.tokenize_stage import DATASET_FOLDER, Tokenize
+    from gristmill.tokenizer.tokenize_stage import DATASET_FOLDER, Tokenize, tokenize_recipe
 
-    stage = {"type": Tokenize.name, "tokenizer": str(tokenizer)} | given(
-        shard_mb=shard_mb, shuffle=shuffle, seed=seed, validation_fraction=validation_fraction,
-        compression=compression, eos_token=eos_token, bos_token=bos_token, pad_token=pad_token)
-    recipe = build_config(Recipe, {
-        "input": {"paths": stage_inputs(inputs)} | given(batch_size=batch_size),
-        "output": {"path": output},
-        "executor": given(kind=executor, workers=workers),
-        "stages": [stage],
-    })
+    recipe = tokenize_recipe(
+        stage_inputs(inputs), output, input_options=given(batch_size=batch_size),
+        executor=given(kind=executor, workers=workers), tokenizer=str(tokenizer),
+        **given(shard_mb=shard_mb, shuffle=shuffle, seed=seed, validation_fraction=validation_fraction,
+                compression=compression, eos_token=eos_token, bos_token=bos_token, pad_token=pad_token),
+    )
     print_stats(run_recipe(recipe))
     typer.echo(f"token dataset: {Path(output) / Tokenize.name / DATASET_FOLDER}")

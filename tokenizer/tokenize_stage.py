@@ -10,14 +10,16 @@ import shutil
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gristmill.pipeline.config import build_config
 from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.log import get_logger
+from gristmill.pipeline.recipe import Recipe
 from gristmill.pipeline.stage import ShardContext, Stage
 from gristmill.tokenizer.dataset import MappedShard, ShardSequence
 from gristmill.tokenizer.manifest import SpecialIds, TokenManifest, file_sha256, token_dtype, write_manifest
@@ -146,3 +148,22 @@ class Tokenize(Stage):
         write_manifest(directory, manifest)
         log.info("token dataset: %s (%d documents, %d tokens, %d shards)", directory, manifest.num_documents,
                  manifest.num_tokens, len(shards))
+
+
+def tokenize_recipe(
+    paths: list[str],
+    output: str | Path,
+    *,
+    input_options: dict[str, Any] | None = None,
+    executor: dict[str, Any] | None = None,
+    keep_removed: bool = True,
+    **stage_options: Any,
+) -> Recipe:
+    """A recipe of the tokenize stage alone (what `gristmill tokenize` runs); `stage_options` are
+    `TokenizeConfig` fields, plus `name` for the stage folder. The dataset lands in `output/<name>/dataset`."""
+    return build_config(Recipe, {
+        "input": {"paths": paths, **(input_options or {})},
+        "output": {"path": str(output), "keep_removed": keep_removed},
+        "executor": executor or {},
+        "stages": [{"type": Tokenize.name, **stage_options}],
+    })

@@ -7,26 +7,20 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from gristmill.pipeline.config import build_config
 from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
-from gristmill.pipeline.recipe import Recipe
 from gristmill.pipeline.run import run_recipe
 from gristmill.pipeline.stats import StageStats
 from gristmill.tokenizer.shard_format import TokenDataset
-from gristmill.tokenizer.tokenize_stage import Tokenize
+from gristmill.tokenizer.tokenize_stage import Tokenize, tokenize_recipe
 
 from conftest import SAMPLE_CORPUS
 
 
 def tokenize(corpus: Path, out: Path, tokenizer: Path, *, kind: str = "local", workers: int = 1,
              **options: object) -> dict[str, StageStats]:
-    recipe = build_config(Recipe, {
-        "input": {"paths": [str(corpus)], "batch_size": 64},
-        "output": {"path": str(out)},
-        "executor": {"kind": kind, "workers": workers},
-        "stages": [{"type": "tokenize", "tokenizer": str(tokenizer), **options}],
-    })
+    recipe = tokenize_recipe([str(corpus)], out, input_options={"batch_size": 64},
+                             executor={"kind": kind, "workers": workers}, tokenizer=str(tokenizer), **options)
     return run_recipe(recipe)
 
 

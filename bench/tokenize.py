@@ -1,0 +1,186 @@
+"""Tokens/s of the whole tokenize stage (parquet -> encode -> token shards + manifest) against two peers on
+the same documents and tokenizer: plain `tokenizers` encode_batch on texts already in memory (the ceiling;
+target >= 0.9 of it) and datatrove's DocumentTokenizer reading the same parquet files (target >= 2x).
+Also reports bytes per token on disk. Appends the table to bench/results/tokenize.md.
+
+Usage: python -m bench.tokenize [--corpus data/sample] [--vocab-size 32768] [--repeat 3] [--copies 2]
+"""
+
+import argparse
+import itertools
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.harness import git_revision, markdown_table, today
+from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
+from gristmill.pipeline.run import run_recipe
+from gristmill.pipeline.stats import StageStats
+from gristmill.tokenizer.shard_format import TokenDataset
+from gristmill.tokenizer.tokenize_stage import tokenize_recipe
+from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
+
+EOS = "<|endoftext|>"
+ENCODE_BATCH = "tokenizers encode_batch, texts in memory"
+ENCODE_BATCH_FAST = "tokenizers encode_batch_fast, texts in memory"
+OURS = "gristmill tokenize (parquet -> shards)"
+DATATROVE = "datatrove DocumentTokenizer (parquet -> .ds)"
+RESULTS = Path(__file__).parent / "results" / "tokenize.md"
+
+
+def write_parquet_inputs(corpus: str, directory: Path, copies: int) -> list[str]:
+    """The corpus as parquet document shards, one per input file, repeated `copies` times with new ids."""
+    directory.mkdir(parents=True, exist_ok=True)
+    errors = ReadErrors(StageStats(stage="read"), None)
+    texts = []
+    for index, path in enumerate(expand_paths([corpus])):
+        batches = list(read_documents(path, InputConfig(), errors))
+        table = pa.Table.from_batches(batches).select(["id", "text"])
+        for copy in range(copies):
+            ids = pa.array([f"{copy}:{i}" for i in table.column("id").to_pylist()])
+            pq.write_table(table.set_column(0, "id", ids), directory / f"part-{copy:02d}{index:03d}.parquet")
+            texts += [t for t in table.column("text").to_pylist() if t]
+    return texts
+
+
+Prepare = Callable[[], Callable[[], object]]
+"""Sets a method up (untimed) and returns the call to time. Every method starts from a freshly loaded
+tokenizer, so none profits from a BPE word cache another run warmed."""
+
+
+def in_memory(tokenizer_file: Path, texts: list[str], *, fast: bool) -> Prepare:
+    def prepare() -> Callable[[], object]:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        encode = tokenizer.encode_batch_fast if fast else tokenizer.encode_batch
+        return lambda: encode(texts, add_special_tokens=False)
+
+    return prepare
+
+
+def gristmill_stage(inputs: Path, out: Path, tokenizer: Path, **options: object) -> Prepare:
+    runs = itertools.count()
+
+    def prepare() -> Callable[[], object]:
+        shutil.rmtree(out, ignore_errors=True)
+        # A new stage name per run builds a new stage (and tokenizer) in this process, as a new run would.
+        recipe = tokenize_recipe([str(inputs)], out, keep_removed=False, name=f"tokenize{next(runs)}",
+                                 tokenizer=str(tokenizer), eos_token=EOS, **options)
+        return lambda: run_recipe(recipe)
+
+    return prepare
+
+
+def datatrove_tokenizer(inputs: Path, out: Path, tokenizer: Path) -> Prepare:
+    def prepare() -> Callable[[], object]:
+        from datatrove.executor import LocalPipelineExecutor
+        from datatrove.pipeline.readers import ParquetReader
+        from datatrove.pipeline.tokens import DocumentTokenizer
+
+        shutil.rmtree(out, ignore_errors=True)
+        pipeline = [
+            ParquetReader(str(inputs)),
+            DocumentTokenizer(str(out / "tokens"), tokenizer_name_or_path=str(tokenizer), eos_token=EOS,
+                              shuffle_documents=False),
+        ]
+        return LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=str(out / "logs")).run
+
+    return prepare
+
+
+def interleaved_medians(methods: dict[str, Prepare], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds per method, run round-robin `repeat` times so load from other users of the
+    machine hits all alike. CPU seconds (all threads of this process) are the steadier number under load."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
+    for _ in range(repeat):
+        for name, prepare in methods.items():
+            call = prepare()
+            wall, cpu = time.perf_counter(), time.process_time()
+            call()
+            samples[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {
+        name: (statistics.median(w for w, _ in times), statistics.median(c for _, c in times))
+        for name, times in samples.items()
+    }
+
+
+def bytes_per_token(out: Path) -> float:
+    """Shard bytes per token of the dataset a `gristmill_stage` run left in `out`."""
+    (dataset_dir,) = out.glob("tokenize*/dataset")
+    dataset = TokenDataset(dataset_dir)
+    return sum(s.bytes for s in dataset.manifest.shards) / dataset.num_tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", default="data/sample")
+    parser.add_argument("--vocab-size", type=int, default=32768)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=2, help="Copies of the corpus (new ids) to tokenize.")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/gristmill-bench-tokenize"))
+    args = parser.parse_args()
+    from tokenizers import Tokenizer
+
+    texts = write_parquet_inputs(args.corpus, args.work / "input", args.copies)
+    tokenizer_file = args.work / f"tokenizer-{args.vocab_size}.json"
+    if not tokenizer_file.is_file():
+        train_bpe([str(args.work / "input")], tokenizer_file, BpeTrainingConfig(vocab_size=args.vocab_size))
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokens = sum(len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)) + len(texts)
+    inputs, out = args.work / "input", args.work / "out"
+    methods = {
+        ENCODE_BATCH: in_memory(tokenizer_file, texts, fast=False),
+        ENCODE_BATCH_FAST: in_memory(tokenizer_file, texts, fast=True),
+        OURS: gristmill_stage(inputs, out / "gristmill", tokenizer_file),
+        "gristmill tokenize, shuffled": gristmill_stage(inputs, out / "shuffled", tokenizer_file, shuffle=True),
+        DATATROVE: datatrove_tokenizer(inputs, out / "datatrove", tokenizer_file),
+    }
+    seconds = interleaved_medians(methods, args.repeat)
+    wall, cpu = seconds[OURS]
+    rows = [[name, w, tokens / w / 1e6, wall / w, c, tokens / c / 1e6, cpu / c] for name, (w, c) in seconds.items()]
+    gristmill_stage(inputs, out / "lz4", tokenizer_file, compression="lz4")()()
+    datatrove_bytes = sum(p.stat().st_size for p in (out / "datatrove" / "tokens").glob("*.ds"))
+    sizes = [
+        ["gristmill shards, uncompressed", bytes_per_token(out / "gristmill")],
+        ["gristmill shards, LZ4", bytes_per_token(out / "lz4")],
+        ["datatrove .ds (tokens only, no ids)", datatrove_bytes / tokens],
+    ]
+    text_mb = sum(len(t.encode("utf-8")) for t in texts) / 2**20
+    report = "\n".join([
+        f"## {today()} tokenize throughput",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
+        f"Python {platform.python_version()}; git {git_revision()}.",
+        f"Command: `python -m bench.tokenize {' '.join(sys.argv[1:])}`",
+        f"Input: {args.corpus} x{args.copies} = {len(texts)} non-empty documents, {text_mb:.1f} MiB of text, "
+        f"{tokens:,} tokens (EOS included) with a {tokenizer.get_vocab_size()}-token byte-level BPE. "
+        f"Median of {args.repeat} interleaved runs.",
+        "",
+        markdown_table(["method", "wall s", "Mtok/s", "speed / ours", "CPU s", "Mtok/CPU-s", "CPU-speed / ours"],
+                       rows),
+        "",
+        "Ours as a share of the in-memory ceiling, wall (CPU): "
+        + "; ".join(f"{name}: {seconds[name][0] / wall:.2f} ({seconds[name][1] / cpu:.2f})"
+                    for name in (ENCODE_BATCH, ENCODE_BATCH_FAST))
+        + f". Ours vs datatrove: {seconds[DATATROVE][0] / wall:.2f}x ({seconds[DATATROVE][1] / cpu:.2f}x) faster.",
+        "",
+        markdown_table(["on disk", "bytes/token"], sizes),
+        "",
+    ])
+    print(report)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a", encoding="utf-8") as results:
+        results.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
