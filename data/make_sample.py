@@ -26,7 +26,7 @@ from random import Random
 import zstandard
 from sample_debian_sources import common_licenses, debian_changelogs, debian_copyright_files, manpages
 from sample_doc import Doc
-from sample_generated import generated_junk, recrawls
+from sample_generated import generated_junk, normalized_url, recrawls
 from sample_python_sources import package_descriptions, package_license_files, spacy_examples, stdlib_docs
 
 SEED = 20261125
@@ -43,6 +43,15 @@ def collect(work: Path, rng: Random) -> list[Doc]:
     docs += package_license_files() + common_licenses() + debian_copyright_files(rng, 40)
     docs = [doc for doc in docs if doc.text]
     return docs + recrawls(docs, rng, exact=80, near=60) + generated_junk(rng, 470)
+
+
+def check_unique_urls(docs: list[Doc]) -> None:
+    """Only planted duplicates may share a normalized URL, so URL dedup has an exact answer to test against."""
+    seen: dict[str, Doc] = {}
+    for doc in docs:
+        if doc.dup_of is None and seen.setdefault(normalized_url(doc.url), doc) is not doc:
+            raise ValueError(f"two documents share the URL {doc.url}: {seen[normalized_url(doc.url)].origin} and "
+                             f"{doc.origin}")
 
 
 def to_records(docs: list[Doc], rng: Random) -> list[dict]:
@@ -112,6 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = Random(SEED)
     docs = collect(args.work, rng)
+    check_unique_urls(docs)
     records = to_records(docs, rng)
     write_shards(records, args.out)
     write_sources(docs, records, args.out.parent / "SOURCES.md")

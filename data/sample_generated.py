@@ -8,6 +8,7 @@ URL that normalizes to the first one, verbatim or lightly edited, for exact, nea
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Callable
 from random import Random
 
@@ -41,7 +42,8 @@ def cookie_banner(rng: Random) -> str:
 
 def navigation_menu(rng: Random) -> str:
     items = rng.sample(NAV_ITEMS, rng.randint(6, len(NAV_ITEMS)))
-    return rng.choice(["\n", " | ", " > ", "\n• "]).join(items) + f"\n\n© {rng.randint(2009, 2026)} All rights reserved."
+    separator = rng.choice(["\n", " | ", " > ", "\n• "])
+    return separator.join(items) + f"\n\n© {rng.randint(2009, 2026)} All rights reserved."
 
 
 def keyword_spam(rng: Random) -> str:
@@ -71,13 +73,15 @@ JUNK_MAKERS: tuple[Callable[[Random], str], ...] = (cookie_banner, navigation_me
 
 
 def generated_junk(rng: Random, count: int) -> list[Doc]:
-    """`count` junk pages, the makers in turn, on made-up hosts under the reserved .example TLD."""
+    """`count` junk pages, the makers in turn, on made-up hosts under the reserved .example TLD.
+
+    The page number `i` is in every path, so junk URLs are unique and only re-crawls collide.
+    """
     docs = []
     for i in range(count):
         maker = JUNK_MAKERS[i % len(JUNK_MAKERS)]
         host = f"www.{rng.choice(SITE_WORDS)}-{rng.choice(SITE_WORDS)}{rng.randint(1, 99)}.example"
-        path = rng.choice(["", "index.html", f"p/{rng.randint(1, 9999)}",
-                           f"{rng.choice(SPAM_WORDS)}-{rng.choice(SPAM_WORDS)}"])
+        path = rng.choice([f"p/{i}", f"index.php?page={i}", f"{rng.choice(SPAM_WORDS)}-{rng.choice(SPAM_WORDS)}-{i}"])
         docs.append(Doc(maker(rng), source="generated", url=f"https://{host}/{path}", license="CC0-1.0",
                         lang="und" if maker is gibberish else "en", kind="junk", package="make_sample.py",
                         version="", path=maker.__name__))
@@ -85,10 +89,9 @@ def generated_junk(rng: Random, count: int) -> list[Doc]:
 
 
 def url_variant(url: str, rng: Random) -> str:
-    """The same page under a URL that normalizes back to `url`: scheme, trailing slash, utm_*, host case."""
-    scheme, rest = url.split("://", 1)
-    host, _, path = rest.partition("/")
-    path, _, fragment = path.partition("#")
+    """The same page under a URL that `normalized_url` maps back: scheme, trailing slash, utm_*, host case."""
+    parts = urllib.parse.urlsplit(url)
+    scheme, host, path, query = parts.scheme, parts.netloc, parts.path, parts.query
     changes = rng.sample(["scheme", "slash", "utm", "host"], rng.randint(1, 3))
     if "scheme" in changes:
         scheme = "http" if scheme == "https" else "https"
@@ -96,10 +99,17 @@ def url_variant(url: str, rng: Random) -> str:
         path = path[:-1] if path.endswith("/") else path + "/"
     if "host" in changes:
         host = host.upper() if rng.random() < 0.5 else host.capitalize()
-    query = ""
     if "utm" in changes:
-        query = f"?utm_source={rng.choice(['twitter', 'newsletter', 'google'])}&utm_medium=social"
-    return f"{scheme}://{host}/{path}{query}" + (f"#{fragment}" if fragment else "")
+        tracking = f"utm_source={rng.choice(['twitter', 'newsletter', 'google'])}&utm_medium=social"
+        query = f"{query}&{tracking}" if query else tracking
+    return urllib.parse.urlunsplit((scheme, host, path, query, parts.fragment))
+
+
+def normalized_url(url: str) -> str:
+    """https, lower-case host, no trailing slash, no utm_* parameters, no fragment: what URL dedup compares."""
+    parts = urllib.parse.urlsplit(url)
+    query = "&".join(p for p in parts.query.split("&") if p and not p.startswith("utm_"))
+    return urllib.parse.urlunsplit(("https", parts.netloc.lower(), parts.path.rstrip("/"), query, ""))
 
 
 def recrawl_edit(text: str, rng: Random) -> str:

@@ -8,16 +8,18 @@ import email.parser
 import re
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from random import Random
 
+from sample_debian_sources import installed_versions
 from sample_doc import Doc, clean, truncate
 
-SITE_PACKAGES = (Path("/work/venv/lib/python3.11/site-packages"), Path("/usr/lib/python3/dist-packages"))
+SITE_PACKAGES = (Path(sysconfig.get_paths()["purelib"]), Path("/usr/lib/python3/dist-packages"))
 STDLIB = Path("/usr/lib/python3.11")
-STDLIB_VERSION = "3.11.2"
+STDLIB_PACKAGE = "libpython3.11-stdlib"
 STDLIB_SKIP = re.compile(r"(^|/)(test|tests|idlelib|lib2to3|turtledemo|site-packages|dist-packages|config-[^/]*)(/|$)")
 SPACY_VERSION = "3.8.2"
 LICENSE_FILE = re.compile(r"(LICEN[CS]E|COPYING|NOTICE)[^/]*$", re.IGNORECASE)
@@ -37,6 +39,7 @@ class Distribution:
         self.name: str = self.meta["Name"] or meta_dir.name
         self.version: str = self.meta["Version"] or "0"
         self.url = f"https://pypi.org/project/{self.name.lower()}/{self.version}/"
+        self.json_url = f"https://pypi.org/pypi/{self.name.lower()}/{self.version}/json"
 
     @property
     def license(self) -> str:
@@ -57,11 +60,18 @@ class Distribution:
 
 
 def distributions() -> Iterator[Distribution]:
-    """Every installed distribution with metadata, in a fixed order."""
+    """Every installed distribution with metadata, in a fixed order, each (name, version) once.
+
+    Debian ships some packages with both a .dist-info and an .egg-info folder of one version.
+    """
+    seen = set()
     for site in SITE_PACKAGES:
         for meta_dir in sorted(site.glob("*.dist-info")) + sorted(site.glob("*.egg-info")):
             if (meta_dir / "METADATA").is_file() or (meta_dir / "PKG-INFO").is_file():
-                yield Distribution(meta_dir)
+                dist = Distribution(meta_dir)
+                if (dist.name.lower(), dist.version) not in seen:
+                    seen.add((dist.name.lower(), dist.version))
+                    yield dist
 
 
 def is_code_heavy(text: str) -> bool:
@@ -94,7 +104,7 @@ def package_descriptions() -> list[Doc]:
             docs.append(doc)
         summary = clean(dist.meta["Summary"] or "")
         if len(summary) >= 10 and summary != "UNKNOWN":
-            docs.append(dist.doc(summary, "short", f"{path} (Summary)"))
+            docs.append(dist.doc(summary, "short", f"{path} (Summary)", url=dist.json_url))
     return docs
 
 
@@ -127,26 +137,32 @@ def stdlib_modules() -> Iterator[tuple[str, str, ast.Module, str]]:
 
 
 def stdlib_docs(rng: Random, prose: int, code: int) -> list[Doc]:
-    """Long docstrings (English technical prose) and mid-sized function bodies (code) of CPython's Lib/."""
+    """Long docstrings (English technical prose) and mid-sized function bodies (code) of CPython's Lib/.
+
+    A module docstring gets its docs.python.org page; everything else the highlighted lines on
+    sources.debian.org, so no two documents share a URL.
+    """
+    debian_version = installed_versions()[STDLIB_PACKAGE]
+    version = debian_version.split("-")[0]
     docstrings: dict[str, Doc] = {}
     bodies = []
     for module, rel, tree, source in stdlib_modules():
-        page = f"https://docs.python.org/3.11/library/{module}.html"
+        source_url = f"https://sources.debian.org/src/python3.11/{debian_version}/Lib/{rel}/"
         for node in ast.walk(tree):
             if not isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 continue
             line = getattr(node, "lineno", 1)
-            common = dict(lang="en", license="PSF-2.0", package="python3.11", version=STDLIB_VERSION,
+            common = dict(lang="en", license="PSF-2.0", package="python3.11", version=version,
                           path=f"Lib/{rel}:{line}")
             text = ast.get_docstring(node)
             if text and len(text) >= MIN_DOCSTRING_CHARS:
-                anchor = "" if isinstance(node, ast.Module) else f"#{module}.{node.name}"
+                url = (f"https://docs.python.org/3.11/library/{module}.html" if isinstance(node, ast.Module)
+                       else f"{source_url}?hl={line}")
                 docstrings.setdefault(clean(text), Doc(clean(text), source="python-stdlib-docstring", kind="prose",
-                                                       url=page + anchor, **common))
+                                                       url=url, **common))
             if isinstance(node, ast.FunctionDef) and CODE_BODY_LINES[0] <= node.end_lineno - line <= CODE_BODY_LINES[1]:
-                url = f"https://github.com/python/cpython/blob/v{STDLIB_VERSION}/Lib/{rel}#L{line}-L{node.end_lineno}"
                 bodies.append(Doc(clean(ast.get_source_segment(source, node) or ""), source="python-stdlib-source",
-                                  kind="code", url=url, **common))
+                                  kind="code", url=f"{source_url}?hl={line}:{node.end_lineno}", **common))
     return rng.sample(list(docstrings.values()), prose) + rng.sample(bodies, code)
 
 
@@ -171,7 +187,7 @@ def spacy_examples(work: Path) -> list[Doc]:
         url = f"https://github.com/explosion/spaCy/blob/v{SPACY_VERSION}/{member}"
         common = dict(source="spacy-examples", license="MIT", lang=lang, package="spacy", version=SPACY_VERSION)
         if lang == "en":
-            docs += [Doc(clean(text), url=f"{url}#L{line}", kind="short", path=f"{member}:{line}", **common)
+            docs += [Doc(clean(text), url=f"{url}?plain=1&line={line}", kind="short", path=f"{member}:{line}", **common)
                      for line, text in sentences]
         elif sentences and lang != "xx":
             text = clean("\n".join(text for _, text in sentences))
