@@ -68,9 +68,16 @@ class Tokenize(Stage):
     requires = ("tokenizers",)
     output_format = "arrow"
 
+    def __init__(self, config: TokenizeConfig) -> None:
+        super().__init__(config)
+        self.setup()
+
     def setup(self) -> None:
+        """Loads the tokenizer; done at construction, so a missing special token fails before any work."""
         from tokenizers import Tokenizer
 
+        if hasattr(self, "tokenizer"):
+            return
         self.tokenizer = Tokenizer.from_file(self.config.tokenizer)
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
@@ -121,7 +128,6 @@ class Tokenize(Stage):
         """Writes `stage_dir/dataset/`; its manifest goes last, so the dataset is whole once it exists."""
         if any(path.parent != stage_dir or path.suffix != ".arrow" for path in outputs):
             raise UserError(f"stage {stage_dir.name!r} (tokenize) must be the last stage of a recipe")
-        self.setup()
         directory = stage_dir / DATASET_FOLDER
         (directory / "manifest.json").unlink(missing_ok=True)
         source = ShardSequence([MappedShard(path, self.dtype) for path in sorted(outputs)])
