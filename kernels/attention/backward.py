@@ -1,7 +1,8 @@
 """Backward kernels: delta = rowsum(dO * O), then dk/dv per key tile and dq per query tile, no atomics.
 
-dk and dv of a kv head sum over its whole q-head group inside one program, so grouped-query attention
-needs no reduction pass. Probabilities are recomputed from the saved base-2 log-sum-exp.
+dk and dv of a kv head sum over its whole q-head group inside one program (one flat loop over group member
+and query tile, always masked: three loop copies per member spilled registers at D=128), so grouped-query
+attention needs no reduction pass. Probabilities are recomputed from the saved base-2 log-sum-exp.
 """
 
 import torch
@@ -11,7 +12,7 @@ import triton.language as tl
 from gristmill.kernels.attention.configs import AUTOTUNE_KEY, key_grad_configs, query_grad_configs
 from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
-from gristmill.kernels.attention.tile_dot import tile_dot
+from gristmill.kernels.attention.tiles import document_span, load_rows, tile_dot
 
 DELTA_BLOCK_T = 64
 
@@ -23,45 +24,10 @@ def _attention_bwd_delta_kernel(
 ):
     head = tl.program_id(1)
     rows = (tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)).to(tl.int64)
-    offs_d = tl.arange(0, HEAD_DIM)
-    row_ok = rows[:, None] < total_tokens
-    o_tile = tl.load(o + rows[:, None] * stride_ot + head * stride_oh + offs_d[None, :], mask=row_ok, other=0.0)
-    do_tile = tl.load(do + rows[:, None] * stride_dot + head * stride_doh + offs_d[None, :], mask=row_ok, other=0.0)
+    o_tile = load_rows(o + head * stride_oh, stride_ot, rows, total_tokens, HEAD_DIM, True)
+    do_tile = load_rows(do + head * stride_doh, stride_dot, rows, total_tokens, HEAD_DIM, True)
     row_sum = tl.sum(o_tile.to(tl.float32) * do_tile.to(tl.float32), 1)
     tl.store(delta + head * stride_delta_h + rows, row_sum, mask=rows < total_tokens)
-
-
-@triton.jit
-def _attention_bwd_key_tiles(
-    dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qt, stride_dot,
-    start, end, seqlen, window, qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    MASKED: tl.constexpr,
-):
-    offs_m = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    for m0 in range(start, end, BLOCK_M):
-        rows = m0 + offs_m
-        q_ptrs = q_base + rows[:, None] * stride_qt + offs_d[None, :]
-        do_ptrs = do_base + rows[:, None] * stride_dot + offs_d[None, :]
-        if MASKED:
-            q_tile = tl.load(q_ptrs, mask=rows[:, None] < seqlen, other=0.0)  # [BM, D]
-            do_tile = tl.load(do_ptrs, mask=rows[:, None] < seqlen, other=0.0)  # [BM, D]
-            lse_row = tl.load(lse_base + rows, mask=rows < seqlen, other=0.0)  # [BM]
-            delta_row = tl.load(delta_base + rows, mask=rows < seqlen, other=0.0)  # [BM]
-        else:
-            q_tile = tl.load(q_ptrs)
-            do_tile = tl.load(do_ptrs)
-            lse_row = tl.load(lse_base + rows)
-            delta_row = tl.load(delta_base + rows)
-        p_t = tl.math.exp2(tile_dot(k_tile, tl.trans(q_tile)) * qk_scale - lse_row[None, :])  # [BN, BM]
-        if MASKED:
-            p_t = tl.where(visible(rows[None, :], cols[:, None], seqlen, window, CAUSAL, HAS_WINDOW), p_t, 0.0)
-        dv_acc += tile_dot(p_t.to(do_tile.dtype), do_tile)
-        dp_t = tile_dot(v_tile, tl.trans(do_tile))  # [BN, BM]
-        ds_t = p_t * (dp_t - delta_row[None, :])
-        dk_acc += tile_dot(ds_t.to(q_tile.dtype), q_tile)
-    return dk_acc, dv_acc
 
 
 @triton.autotune(configs=key_grad_configs(), key=AUTOTUNE_KEY)
@@ -74,44 +40,35 @@ def _attention_bwd_dkdv_kernel(
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    doc = tl.program_id(1)
     kv_head = tl.program_id(2)
-    doc_start = tl.load(cu_seqlens + doc).to(tl.int64)
-    seqlen = (tl.load(cu_seqlens + doc + 1) - doc_start).to(tl.int32)
+    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
     n0 = tl.program_id(0) * BLOCK_N  # first keys see the most queries: launched first
     if n0 >= seqlen:
         return
     cols = n0 + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    col_ok = cols[:, None] < seqlen
-    k_tile = tl.load(k + (doc_start + cols[:, None]) * stride_kt + kv_head * stride_kh + offs_d[None, :],
-                     mask=col_ok, other=0.0)  # [BN, D]
-    v_tile = tl.load(v + (doc_start + cols[:, None]) * stride_vt + kv_head * stride_vh + offs_d[None, :],
-                     mask=col_ok, other=0.0)  # [BN, D]
+    k_tile = load_rows(k + doc_start * stride_kt + kv_head * stride_kh, stride_kt, cols, seqlen, HEAD_DIM, True)
+    v_tile = load_rows(v + doc_start * stride_vt + kv_head * stride_vh, stride_vt, cols, seqlen, HEAD_DIM, True)
     dk_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    lo, mid_lo, mid_hi, hi = query_ranges(n0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
-    for member in range(group):
+    lo, _, _, hi = query_ranges(n0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    tiles_per_head = tl.cdiv(hi - lo, BLOCK_M)
+    for step in range(0, group * tiles_per_head):  # one flat loop over (q head of the group, query tile)
+        member = step // tiles_per_head
         head = kv_head * group + member
-        q_base = q + doc_start * stride_qt + head * stride_qh
-        do_base = do + doc_start * stride_dot + head * stride_doh
-        lse_base = lse + head * stride_lse_h + doc_start
-        delta_base = delta + head * stride_lse_h + doc_start
-        dk_acc, dv_acc = _attention_bwd_key_tiles(
-            dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qt, stride_dot,
-            lo, mid_lo, seqlen, window, qk_scale, HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True,
-        )
-        dk_acc, dv_acc = _attention_bwd_key_tiles(
-            dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qt, stride_dot,
-            mid_lo, mid_hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=False,
-        )
-        dk_acc, dv_acc = _attention_bwd_key_tiles(
-            dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qt, stride_dot,
-            mid_hi, hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True,
-        )
-    out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + offs_d[None, :]
-    tl.store(dk + out_offsets, (dk_acc * softmax_scale).to(dk.dtype.element_ty), mask=col_ok)
-    tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=col_ok)
+        rows = lo + (step - member * tiles_per_head) * BLOCK_M + tl.arange(0, BLOCK_M)
+        q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
+        do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
+        lse_row = tl.load(lse + head * stride_lse_h + doc_start + rows, mask=rows < seqlen, other=0.0)  # [BM]
+        delta_row = tl.load(delta + head * stride_lse_h + doc_start + rows, mask=rows < seqlen, other=0.0)  # [BM]
+        p_t = tl.math.exp2(tile_dot(k_tile, tl.trans(q_tile)) * qk_scale - lse_row[None, :])  # [BN, BM]
+        p_t = tl.where(visible(rows[None, :], cols[:, None], seqlen, window, CAUSAL, HAS_WINDOW), p_t, 0.0)
+        dv_acc = tile_dot(p_t.to(do_tile.dtype), do_tile, dv_acc)
+        dp_t = tile_dot(v_tile, tl.trans(do_tile))  # [BN, BM]
+        ds_t = p_t * (dp_t - delta_row[None, :])
+        dk_acc = tile_dot(ds_t.to(q_tile.dtype), q_tile, dk_acc)
+    out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + tl.arange(0, HEAD_DIM)[None, :]
+    tl.store(dk + out_offsets, (dk_acc * softmax_scale).to(dk.dtype.element_ty), mask=cols[:, None] < seqlen)
+    tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=cols[:, None] < seqlen)
 
 
 @triton.jit
@@ -121,24 +78,16 @@ def _attention_bwd_query_tiles(
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     MASKED: tl.constexpr,
 ):
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
     for n0 in range(start, end, BLOCK_N):
-        cols = n0 + offs_n
-        k_ptrs = k_base + cols[:, None] * stride_kt + offs_d[None, :]
-        v_ptrs = v_base + cols[:, None] * stride_vt + offs_d[None, :]
-        if MASKED:
-            k_tile = tl.load(k_ptrs, mask=cols[:, None] < seqlen, other=0.0)  # [BN, D]
-            v_tile = tl.load(v_ptrs, mask=cols[:, None] < seqlen, other=0.0)  # [BN, D]
-        else:
-            k_tile = tl.load(k_ptrs)
-            v_tile = tl.load(v_ptrs)
+        cols = n0 + tl.arange(0, BLOCK_N)
+        k_tile = load_rows(k_base, stride_kt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
+        v_tile = load_rows(v_base, stride_vt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
         p = tl.math.exp2(tile_dot(q_tile, tl.trans(k_tile)) * qk_scale - lse_row[:, None])  # [BM, BN]
         if MASKED:
             p = tl.where(visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW), p, 0.0)
         dp = tile_dot(do_tile, tl.trans(v_tile))  # [BM, BN]
         ds = p * (dp - delta_row[:, None])
-        dq_acc += tile_dot(ds.to(k_tile.dtype), k_tile)
+        dq_acc = tile_dot(ds.to(k_tile.dtype), k_tile, dq_acc)
     return dq_acc
 
 
@@ -152,21 +101,15 @@ def _attention_bwd_dq_kernel(
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    doc = tl.program_id(1)
     head = tl.program_id(2)
-    doc_start = tl.load(cu_seqlens + doc).to(tl.int64)
-    seqlen = (tl.load(cu_seqlens + doc + 1) - doc_start).to(tl.int32)
+    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
     m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
     if m0 >= seqlen:
         return
     kv_head = head // group
     rows = m0 + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    row_ok = rows[:, None] < seqlen
-    q_tile = tl.load(q + (doc_start + rows[:, None]) * stride_qt + head * stride_qh + offs_d[None, :],
-                     mask=row_ok, other=0.0)  # [BM, D]
-    do_tile = tl.load(do + (doc_start + rows[:, None]) * stride_dot + head * stride_doh + offs_d[None, :],
-                      mask=row_ok, other=0.0)  # [BM, D]
+    q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
+    do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
     lse_row = tl.load(lse + head * stride_lse_h + doc_start + rows, mask=rows < seqlen, other=0.0)
     delta_row = tl.load(delta + head * stride_lse_h + doc_start + rows, mask=rows < seqlen, other=0.0)
     k_base = k + doc_start * stride_kt + kv_head * stride_kh
@@ -185,8 +128,8 @@ def _attention_bwd_dq_kernel(
         dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k_base, v_base, stride_kt, stride_vt,
         mid_hi, hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
     )
-    dq_ptrs = dq + (doc_start + rows[:, None]) * stride_dqt + head * stride_dqh + offs_d[None, :]
-    tl.store(dq_ptrs, (dq_acc * softmax_scale).to(dq.dtype.element_ty), mask=row_ok)
+    dq_ptrs = dq + (doc_start + rows[:, None]) * stride_dqt + head * stride_dqh + tl.arange(0, HEAD_DIM)[None, :]
+    tl.store(dq_ptrs, (dq_acc * softmax_scale).to(dq.dtype.element_ty), mask=rows[:, None] < seqlen)
 
 
 def attention_backward(
@@ -216,16 +159,16 @@ def attention_backward(
         out, do, delta, out.stride(0), out.stride(1), do.stride(0), do.stride(1), delta.stride(0), total,
         HEAD_DIM=head_dim, BLOCK_T=DELTA_BLOCK_T,
     )
-    shared = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None)
-    scales = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
+    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None)
+    scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
+    input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                     do.stride(0), do.stride(1))
     _attention_bwd_dkdv_kernel[lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_N"]), num_docs, heads_kv)](
-        q, k, v, do, lse, delta, dk, dv, cu_seqlens,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), do.stride(0), do.stride(1),
-        dk.stride(0), dk.stride(1), lse.stride(0), *scales, **shared,
+        q, k, v, do, lse, delta, dk, dv, cu_seqlens, *input_strides, dk.stride(0), dk.stride(1), lse.stride(0),
+        *scalars, **flags,
     )
     _attention_bwd_dq_kernel[lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_M"]), num_docs, heads_q)](
-        q, k, v, do, lse, delta, dq, cu_seqlens,
-        q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), do.stride(0), do.stride(1),
-        dq.stride(0), dq.stride(1), lse.stride(0), *scales, **shared,
+        q, k, v, do, lse, delta, dq, cu_seqlens, *input_strides, dq.stride(0), dq.stride(1), lse.stride(0),
+        *scalars, **flags,
     )
     return dq, dk, dv

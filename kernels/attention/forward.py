@@ -6,7 +6,7 @@ import triton.language as tl
 
 from gristmill.kernels.attention.configs import AUTOTUNE_KEY, forward_configs
 from gristmill.kernels.attention.masking import key_ranges, visible
-from gristmill.kernels.attention.tile_dot import tile_dot
+from gristmill.kernels.attention.tiles import document_span, load_rows, tile_dot
 
 LOG2E = 1.4426950408889634
 
@@ -17,18 +17,10 @@ def _attention_fwd_tiles(
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     MASKED: tl.constexpr,
 ):
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
     for n0 in range(start, end, BLOCK_N):
-        cols = n0 + offs_n
-        k_ptrs = k_base + cols[:, None] * stride_kt + offs_d[None, :]
-        v_ptrs = v_base + cols[:, None] * stride_vt + offs_d[None, :]
-        if MASKED:
-            k_tile = tl.load(k_ptrs, mask=cols[:, None] < seqlen, other=0.0)  # [BN, D]
-            v_tile = tl.load(v_ptrs, mask=cols[:, None] < seqlen, other=0.0)  # [BN, D]
-        else:
-            k_tile = tl.load(k_ptrs)
-            v_tile = tl.load(v_ptrs)
+        cols = n0 + tl.arange(0, BLOCK_N)
+        k_tile = load_rows(k_base, stride_kt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
+        v_tile = load_rows(v_base, stride_vt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
         scores = tile_dot(q_tile, tl.trans(k_tile)) * qk_scale  # [BM, BN], log2 units
         if MASKED:
             ok = visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW)
@@ -42,7 +34,7 @@ def _attention_fwd_tiles(
         p = tl.math.exp2(scores - m_base[:, None])
         alpha = tl.math.exp2(m_i - m_base)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tile_dot(p.to(v_tile.dtype), v_tile)
+        acc = tile_dot(p.to(v_tile.dtype), v_tile, acc * alpha[:, None])
         m_i = m_new
     return acc, l_i, m_i
 
@@ -56,19 +48,14 @@ def _attention_fwd_kernel(
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    doc = tl.program_id(1)
     head = tl.program_id(2)
-    doc_start = tl.load(cu_seqlens + doc).to(tl.int64)
-    seqlen = (tl.load(cu_seqlens + doc + 1) - doc_start).to(tl.int32)
+    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
     m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
     if m0 >= seqlen:
         return
     kv_head = head // group
     rows = m0 + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, HEAD_DIM)
-    row_ok = rows[:, None] < seqlen
-    q_ptrs = q + (doc_start + rows[:, None]) * stride_qt + head * stride_qh + offs_d[None, :]
-    q_tile = tl.load(q_ptrs, mask=row_ok, other=0.0)  # [BM, D]
+    q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
     k_base = k + doc_start * stride_kt + kv_head * stride_kh
     v_base = v + doc_start * stride_vt + kv_head * stride_vh
 
@@ -88,8 +75,8 @@ def _attention_fwd_kernel(
         acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, mid_hi, hi, seqlen, window,
         qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
     )
-    o_ptrs = o + (doc_start + rows[:, None]) * stride_ot + head * stride_oh + offs_d[None, :]
-    tl.store(o_ptrs, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=row_ok)
+    o_ptrs = o + (doc_start + rows[:, None]) * stride_ot + head * stride_oh + tl.arange(0, HEAD_DIM)[None, :]
+    tl.store(o_ptrs, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=rows[:, None] < seqlen)
     tl.store(lse + head * stride_lse_h + doc_start + rows, m_i + tl.math.log2(l_i), mask=rows < seqlen)
 
 
@@ -107,12 +94,11 @@ def attention_forward(
     total, heads_q, head_dim = q.shape
     out = torch.empty(total, heads_q, head_dim, dtype=q.dtype, device=q.device)
     lse = torch.empty(heads_q, total, dtype=torch.float32, device=q.device)
-    num_docs = cu_seqlens.numel() - 1
     if max_seqlen == 0:
         return out, lse
 
     def grid(meta: dict) -> tuple[int, int, int]:
-        return triton.cdiv(max_seqlen, meta["BLOCK_M"]), num_docs, heads_q
+        return triton.cdiv(max_seqlen, meta["BLOCK_M"]), cu_seqlens.numel() - 1, heads_q
 
     _attention_fwd_kernel[grid](
         q, k, v, out, lse, cu_seqlens,

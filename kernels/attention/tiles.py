@@ -1,0 +1,42 @@
+"""Tile primitives shared by the kernels: a document's span, row-tile loads, and tl.dot.
+
+tile_dot works around Triton's CPU interpreter, which (seen in triton 3.9) multiplies the raw uint16 bit
+patterns of bfloat16 operands: there the operands are widened to fp32 first. bf16 and fp16 products are exact
+in fp32, so results match a GPU's fp32-accumulating tensor-core dot. Compiled kernels take the plain path.
+"""
+
+import os
+
+import triton
+import triton.language as tl
+
+WIDEN_OPERANDS = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
+
+
+@triton.jit
+def document_span(cu_seqlens, doc):
+    """First token (int64, for pointer offsets) and length of document `doc`."""
+    start = tl.load(cu_seqlens + doc).to(tl.int64)
+    seqlen = (tl.load(cu_seqlens + doc + 1) - start).to(tl.int32)
+    return start, seqlen
+
+
+@triton.jit
+def load_rows(base, stride, rows, seqlen, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr):
+    """[len(rows), HEAD_DIM] tile of a document's rows; rows past its end read as zero when MASKED."""
+    ptrs = base + rows[:, None] * stride + tl.arange(0, HEAD_DIM)[None, :]
+    if MASKED:
+        tile = tl.load(ptrs, mask=rows[:, None] < seqlen, other=0.0)
+    else:
+        tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
+def tile_dot(a, b, acc=None):
+    """acc + a @ b in fp32; passing the accumulator lets the tensor cores add in place."""
+    if WIDEN_OPERANDS:
+        result = tl.dot(a.to(tl.float32), b.to(tl.float32), acc)
+    else:
+        result = tl.dot(a, b, acc)
+    return result
