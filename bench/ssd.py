@@ -153,9 +153,9 @@ def run_shape(shape: Shape, peer) -> list[object]:
 SHAPES = {
     "main": Shape(8, 8192),
     "main-no-resets": Shape(8, 8192, packed=False),
+    "headdim128": Shape(8, 8192, head_dim=128),
     "seq2k": Shape(8, 2048),
     "seq32k": Shape(8, 32768),
-    "headdim128": Shape(8, 8192, head_dim=128),
 }
 
 
@@ -168,7 +168,18 @@ def profile_ours(shape: Shape) -> str:
         for _ in range(5):
             torch.autograd.grad(ours(inputs, shape), leaves, inputs.dy)
         torch.cuda.synchronize()
-    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=20)
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=12)
+    return table + "\n" + "\n".join(f"{name}: {config}" for name, config in tuned_configs().items())
+
+
+def tuned_configs() -> dict[str, object]:
+    """The configs autotuning picked for each of our tuned kernels."""
+    from gristmill.kernels.ssd import chunk_scan_bwd, chunk_scan_fwd, chunk_scores, chunk_state
+
+    kernels = [chunk_scan_fwd._ssd_fwd_kernel_output, chunk_scan_bwd._ssd_bwd_kernel_source,
+               chunk_scan_bwd._ssd_bwd_kernel_target, chunk_scores._ssd_fwd_kernel_scores,
+               chunk_state._ssd_kernel_chunk_state]  # fmt: skip
+    return {kernel.fn.__name__: kernel.cache for kernel in kernels}
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ def _ssd_bwd_kernel_source(
     a,
     B,
     C,
+    scores,
     D,
     dy,
     dleaving,
@@ -57,8 +58,8 @@ def _ssd_bwd_kernel_source(
     BLOCK_N: tl.constexpr,
 ):
     s_first = tl.program_id(0) * BLOCK_S
-    c = tl.program_id(1)
-    g = tl.program_id(2)
+    g = tl.program_id(1)
+    c = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if s_first >= length:
         return
@@ -98,10 +99,15 @@ def _ssd_bwd_kernel_source(
             dy_l = tl.load(
                 dy + (t_l[:, None] * H + h) * P + offs_p[None, :], mask=mask_l[:, None] & mask_p[None, :], other=0.0
             )
-            keep = (offs_l[None, :] >= offs_s[:, None]) & mask_l[None, :]
+            keep = (offs_l[None, :] >= offs_s[:, None]) & mask_l[None, :] & mask_s[:, None]
             decay = tl.exp(tl.where(keep, a_l[None, :] - a_s[:, None], float("-inf")))
             # [BLOCK_S, BLOCK_L]: M transposed, and dy_l.v_s
-            m_t = tl.dot(b_s, tl.trans(c_l)) * decay
+            cb_t = tl.load(
+                scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[None, :]) * CHUNK + offs_s[:, None],
+                mask=keep,
+                other=0.0,
+            )
+            m_t = cb_t * decay
             dyv = tl.dot(v_lp, tl.trans(dy_l))
             dv += tl.dot(m_t.to(dy_l.dtype), dy_l)
             db += tl.dot((dyv * decay).to(c_l.dtype), c_l)
@@ -170,8 +176,8 @@ def _ssd_bwd_kernel_target(
     BLOCK_N: tl.constexpr,
 ):
     l_first = tl.program_id(0) * BLOCK_L
-    c = tl.program_id(1)
-    g = tl.program_id(2)
+    g = tl.program_id(1)
+    c = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if l_first >= length:
         return
@@ -231,6 +237,7 @@ def chunk_scan_bwd(
     a: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
+    scores: torch.Tensor,
     D: torch.Tensor | None,
     dy: torch.Tensor,
     entering: torch.Tensor,
@@ -251,10 +258,10 @@ def chunk_scan_bwd(
     da_inter = torch.empty_like(da)
 
     def grid(block: str):
-        return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), plan.num_chunks, G)
+        return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), G, plan.num_chunks)
 
     _ssd_bwd_kernel_source[grid("BLOCK_S")](
-        x, dt, a, B, C, D, dy, dleaving, dx, ddt_direct, dB, da, dD, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, B, C, scores, D, dy, dleaving, dx, ddt_direct, dB, da, dD, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
     _ssd_bwd_kernel_target[grid("BLOCK_L")](

@@ -1,5 +1,5 @@
 """SSD output: y = (inter-chunk) exp(a_l) S_in C_l + (intra-chunk) sum_{s<=l} (C_l.B_s) exp(a_l - a_s) dt_s x_s
-+ D x_l, one block of tokens of one chunk and head per program; the L x L scores stay on chip."""
++ D x_l, one block of tokens of one chunk and head per program, with C_l.B_s from `chunk_scores`."""
 
 import torch
 import triton
@@ -24,8 +24,8 @@ def _ssd_fwd_kernel_output(
     x,
     dt,
     a,
-    B,
     C,
+    scores,
     D,
     entering,
     y,
@@ -44,8 +44,8 @@ def _ssd_fwd_kernel_output(
     BLOCK_N: tl.constexpr,
 ):
     m0 = tl.program_id(0) * BLOCK_M
-    c = tl.program_id(1)
-    h = tl.program_id(2)
+    h = tl.program_id(1)
+    c = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if m0 >= length:
         return
@@ -74,16 +74,14 @@ def _ssd_fwd_kernel_output(
         t_s = start + offs_s
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
         dt_s = tl.load(dt + t_s * H + h, mask=mask_s, other=0.0).to(tl.float32)
-        b_s = tl.load(
-            B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
-        )
         x_s = tl.load(
             x + (t_s[:, None] * H + h) * P + offs_p[None, :], mask=mask_s[:, None] & mask_p[None, :], other=0.0
         )
-        keep = (offs_m[:, None] >= offs_s[None, :]) & mask_s[None, :]
+        keep = (offs_m[:, None] >= offs_s[None, :]) & mask_s[None, :] & mask_m[:, None]
         decay = tl.exp(tl.where(keep, a_m[:, None] - a_s[None, :], float("-inf")))
-        scores = tl.dot(c_m, tl.trans(b_s)) * decay * dt_s[None, :]
-        acc += tl.dot(scores.to(x_s.dtype), x_s)
+        # [BLOCK_M, BLOCK_S]
+        cb = tl.load(scores + ((c * G + g).to(tl.int64) * CHUNK + offs_m[:, None]) * CHUNK + offs_s[None, :], mask=keep, other=0.0)
+        acc += tl.dot((cb * decay * dt_s[None, :]).to(x_s.dtype), x_s)
     x_ptrs = (t_m[:, None] * H + h) * P + offs_p[None, :]
     mask_mp = mask_m[:, None] & mask_p[None, :]
     if HAS_D:
@@ -95,21 +93,21 @@ def chunk_scan_fwd(
     x: torch.Tensor,
     dt: torch.Tensor,
     a: torch.Tensor,
-    B: torch.Tensor,
     C: torch.Tensor,
+    scores: torch.Tensor,
     D: torch.Tensor | None,
     entering: torch.Tensor,
     plan: ChunkPlan,
 ) -> torch.Tensor:
     T, H, P = x.shape
-    G, N = B.shape[1], B.shape[2]
+    G, N = C.shape[1], C.shape[2]
     y = torch.empty_like(x)
 
     def grid(meta: dict) -> tuple[int, int, int]:
-        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), plan.num_chunks, H)
+        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), H, plan.num_chunks)
 
     _ssd_fwd_kernel_output[grid](
-        x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, C, scores, D, entering, y, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         BLOCK_P=max(16, triton.next_power_of_2(P)),
         BLOCK_N=max(16, triton.next_power_of_2(N)),

@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
-from gristmill.kernels.ssd.documents import token_doc_start, whole_stream
+from gristmill.kernels.ssd.documents import cached_token_doc_start, token_doc_start, whole_stream
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -157,11 +157,14 @@ def causal_conv1d(
     """
     check_conv1d_inputs(x, weight, bias, cu_seqlens, activation)
     T = x.shape[0]
-    cu = whole_stream(T, x.device) if cu_seqlens is None else cu_seqlens
+    if cu_seqlens is None:
+        doc_start = token_doc_start(whole_stream(T, x.device), T)
+    else:
+        doc_start = cached_token_doc_start(cu_seqlens, T)
     return CausalConv1dFunction.apply(
         x.contiguous(),
         weight.contiguous(),
         None if bias is None else bias.contiguous(),
-        token_doc_start(cu, T),
+        doc_start,
         activation == "silu",
     )

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from gristmill.kernels.ssd.validation import check_cu_seqlens
+from gristmill.kernels.ssd.validation import check_cu_seqlens, check_cu_seqlens_values
 
 ACTIVATIONS = (None, "silu")
 
@@ -34,6 +34,8 @@ def causal_conv1d_reference(
     check_conv1d_inputs(x, weight, bias, cu_seqlens, activation)
     T, channels = x.shape
     width = weight.shape[1]
+    if cu_seqlens is not None:
+        check_cu_seqlens_values(cu_seqlens, T)
     bounds = [0, T] if cu_seqlens is None else cu_seqlens.tolist()
     pieces = []
     for begin, end in zip(bounds[:-1], bounds[1:]):

@@ -6,9 +6,16 @@ number of chunks depends on the document lengths; to keep the launch grid free o
 copy we size it by an upper bound, `T // chunk_size + n_docs`, and give the spare chunks length 0.
 """
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+
+from gristmill.kernels.ssd.validation import check_cu_seqlens_values
+
+Built = TypeVar("Built")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +68,35 @@ def token_doc_start(cu_seqlens: torch.Tensor, total_tokens: int) -> torch.Tensor
     tokens = torch.arange(total_tokens, device=cu_seqlens.device, dtype=cu_seqlens.dtype)
     doc = torch.searchsorted(cu_seqlens, tokens, right=True) - 1
     return cu_seqlens[doc].to(torch.int32)
+
+
+class _LayoutCache:
+    """What was derived from the last `cu_seqlens` seen, checked once: every SSD and conv layer of a training
+    step gets the same packing, so only the first pays the host sync of the offset check."""
+
+    def __init__(self) -> None:
+        self._source: weakref.ref | None = None
+        self._stamp: tuple[int, int, int] = (0, 0, 0)
+        self._built: dict[tuple[str, int], object] = {}
+
+    def get(self, cu_seqlens: torch.Tensor, total_tokens: int, key: tuple[str, int], build: Callable[[], Built]) -> Built:
+        stamp = (cu_seqlens.data_ptr(), cu_seqlens._version, total_tokens)
+        if self._source is None or self._source() is not cu_seqlens or self._stamp != stamp:
+            check_cu_seqlens_values(cu_seqlens, total_tokens)
+            self._source, self._stamp, self._built = weakref.ref(cu_seqlens), stamp, {}
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
+
+
+_cache = _LayoutCache()
+
+
+def cached_chunk_plan(cu_seqlens: torch.Tensor, total_tokens: int, chunk_size: int) -> ChunkPlan:
+    """`plan_chunks` with the offsets checked, both done once per `cu_seqlens` tensor."""
+    return _cache.get(cu_seqlens, total_tokens, ("plan", chunk_size), lambda: plan_chunks(cu_seqlens, total_tokens, chunk_size))
+
+
+def cached_token_doc_start(cu_seqlens: torch.Tensor, total_tokens: int) -> torch.Tensor:
+    """`token_doc_start` with the offsets checked, both done once per `cu_seqlens` tensor."""
+    return _cache.get(cu_seqlens, total_tokens, ("doc_start", 0), lambda: token_doc_start(cu_seqlens, total_tokens))

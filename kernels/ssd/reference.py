@@ -7,7 +7,7 @@ Per head, with state h `[P, N]`: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t
 import torch
 
 from gristmill.kernels.ssd.documents import whole_stream
-from gristmill.kernels.ssd.validation import check_ssd_inputs
+from gristmill.kernels.ssd.validation import check_cu_seqlens_values, check_ssd_inputs
 
 ScanOutput = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -28,11 +28,13 @@ def ssd_reference(
     """Token-by-token scan in fp32; `chunk_size` is accepted for signature parity and ignored."""
     check_ssd_inputs(x, dt, A, B, C, D, cu_seqlens, chunk_size, initial_state)
     T, H, P = x.shape
+    cu = whole_stream(T, x.device) if cu_seqlens is None else cu_seqlens
+    check_cu_seqlens_values(cu, T)
     heads_per_group = H // B.shape[1]
     Bh = B.float().repeat_interleave(heads_per_group, dim=1)
     Ch = C.float().repeat_interleave(heads_per_group, dim=1)
     xf, dtf, Af = x.float(), dt.float(), A.float()
-    bounds = (whole_stream(T, x.device) if cu_seqlens is None else cu_seqlens).tolist()
+    bounds = cu.tolist()
     ys, finals = [], []
     for doc, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         if initial_state is None:
@@ -71,6 +73,7 @@ def ssd_chunked_reference(
     L = chunk_size
     heads_per_group = H // B.shape[1]
     cu = whole_stream(T, x.device) if cu_seqlens is None else cu_seqlens
+    check_cu_seqlens_values(cu, T)
     pad = (-T) % L
     doc = torch.searchsorted(cu, torch.arange(T, device=x.device, dtype=cu.dtype), right=True) - 1
     doc = torch.nn.functional.pad(doc, (0, pad), value=-1).view(-1, L)
