@@ -29,7 +29,7 @@ def shard_schema(dtype: str) -> pa.Schema:
 
 
 def shard_file_name(index: int) -> str:
-    """`part-00042.arrow`: the name the pipeline gives the shard of input shard `index`."""
+    """`part-00042.arrow`: shard `index` of a token dataset (the pipeline names its shards the same way)."""
     return f"part-{index:05d}.arrow"
 
 

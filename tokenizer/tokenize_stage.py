@@ -22,7 +22,14 @@ from gristmill.pipeline.log import get_logger
 from gristmill.pipeline.recipe import Recipe
 from gristmill.pipeline.stage import ShardContext, Stage
 from gristmill.tokenizer.dataset import MappedShard, ShardSequence
-from gristmill.tokenizer.manifest import SpecialIds, TokenManifest, file_sha256, token_dtype, write_manifest
+from gristmill.tokenizer.manifest import (
+    MANIFEST_NAME,
+    SpecialIds,
+    TokenManifest,
+    file_sha256,
+    token_dtype,
+    write_manifest,
+)
 from gristmill.tokenizer.shard_format import token_batch
 from gristmill.tokenizer.shuffle import reshard
 
@@ -129,7 +136,7 @@ class Tokenize(Stage):
         if any(path.parent != stage_dir or path.suffix != ".arrow" for path in outputs):
             raise UserError(f"stage {stage_dir.name!r} (tokenize) must be the last stage of a recipe")
         directory = stage_dir / DATASET_FOLDER
-        (directory / "manifest.json").unlink(missing_ok=True)
+        (directory / MANIFEST_NAME).unlink(missing_ok=True)
         source = ShardSequence([MappedShard(path, self.dtype) for path in sorted(outputs)])
         compression = None if self.config.compression == "none" else self.config.compression
         shards = reshard(
