@@ -14,7 +14,7 @@ app = typer.Typer(add_completion=False, help="Train a language model on token sh
 
 @app.callback(invoke_without_command=True, context_settings={"allow_interspersed_args": True})
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="TOML recipe (sections: model, data, optimizer, ...)")] = None,
+    config: Annotated[Optional[Path], typer.Argument(help="TOML recipe (model, data, optimizer, ... tables)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in out_dir.")] = False,
     preset: Annotated[
         Optional[str], typer.Option(help=f"Base run the recipe edits: {', '.join(TRAIN_PRESETS)}.")

@@ -139,7 +139,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.eval_every < 0 or self.eval_batches < 1:
-            raise ValueError(f"eval_every must be >= 0 and eval_batches >= 1, got {self.eval_every}, {self.eval_batches}")
+            raise ValueError(
+                f"eval_every must be >= 0 and eval_batches >= 1, got {self.eval_every}, {self.eval_batches}"
+            )
         if "M" in self.model.layer_pattern and self.data.seq_len % self.model.ssm.chunk_size:
             raise ValueError(
                 f"data.seq_len ({self.data.seq_len}) must be a multiple of model.ssm.chunk_size "

@@ -126,7 +126,9 @@ class PackedBatches(IterableDataset):
 class TrainLoader:
     """The endless training batches of one rank, resumable through state_dict/load_state_dict."""
 
-    def __init__(self, cfg: DataConfig, *, rows: int, pad_id: int, rank: int, world_size: int, pin_memory: bool) -> None:
+    def __init__(
+        self, cfg: DataConfig, *, rows: int, pad_id: int, rank: int, world_size: int, pin_memory: bool
+    ) -> None:
         self.cfg, self.rows, self.pad_id = cfg, rows, pad_id
         self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
         self._worker_states: dict[int, dict[str, Any]] = {}

@@ -36,33 +36,39 @@ def training_flops(cfg: ModelConfig, matmul_params: int, batch: PackedBatch) -> 
 
 
 class ThroughputMeter:
-    """Sums tokens, useful FLOPs and packing counts between two log points."""
+    """Counts tokens, useful FLOPs and packing outcomes of one rank between two log points."""
+
+    FIELDS = ("real_tokens", "slots", "documents", "split_documents", "flops")
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
         self.start = time.perf_counter()
-        self.real_tokens = self.slots = self.documents = self.split_documents = 0
-        self.flops = 0.0
+        self.counts = dict.fromkeys(self.FIELDS, 0.0)
 
     def add(self, batch: PackedBatch, flops: float) -> None:
-        self.real_tokens += batch.real_tokens
-        self.slots += batch.input_ids.numel()
-        self.documents += batch.documents
-        self.split_documents += batch.split_documents
-        self.flops += flops
+        self.counts["real_tokens"] += batch.real_tokens
+        self.counts["slots"] += batch.input_ids.numel()
+        self.counts["documents"] += batch.documents
+        self.counts["split_documents"] += batch.split_documents
+        self.counts["flops"] += flops
 
-    def summary(self, world_size: int, peak: float | None) -> dict[str, float]:
-        """Rates for this rank times world_size (all ranks run the same batch shapes)."""
+    def as_tensor(self, device: torch.device) -> torch.Tensor:
+        """The counts as one float64 tensor, to be summed over ranks in a single all-reduce."""
+        return torch.tensor([self.counts[f] for f in self.FIELDS], dtype=torch.float64, device=device)
+
+    def summary(self, all_ranks: torch.Tensor, world_size: int, peak: float | None) -> dict[str, float]:
+        """Rates over all ranks from the summed counts; MFU divides by every rank's peak."""
+        totals = dict(zip(self.FIELDS, all_ranks.tolist()))
         seconds = max(time.perf_counter() - self.start, 1e-9)
         values = {
-            "tokens_per_s": self.real_tokens * world_size / seconds,
-            "packing_efficiency": self.real_tokens / max(self.slots, 1),
-            "truncation_rate": self.split_documents / max(self.documents, 1),
+            "tokens_per_s": totals["real_tokens"] / seconds,
+            "packing_efficiency": totals["real_tokens"] / max(totals["slots"], 1.0),
+            "truncation_rate": totals["split_documents"] / max(totals["documents"], 1.0),
         }
         if peak is not None:
-            values["mfu"] = self.flops / seconds / peak
+            values["mfu"] = totals["flops"] / seconds / (peak * world_size)
         return values
 
 

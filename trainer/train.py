@@ -48,7 +48,7 @@ class Trainer:
         self.matmul_params = matmul_params(cfg.model)
         self.peak = peak_flops(self.runtime.device, cfg.metrics.peak_tflops)
         self.step = 0
-        self.tokens_seen = 0
+        self.rank_tokens = 0  # real tokens this rank has trained on; the log sums them over ranks
         if resume:
             self._restore()
 
@@ -85,18 +85,10 @@ class Trainer:
             loss, grad_norm = self.train_step(micro_batches)
             for batch in micro_batches:
                 meter.add(batch, training_flops(cfg.model, self.matmul_params, batch))
-                self.tokens_seen += batch.real_tokens * self.runtime.world_size
+                self.rank_tokens += batch.real_tokens
             self.step += 1
             if self.step % cfg.metrics.log_every == 0 or self.step == last:
-                record = {
-                    "loss": loss.item(),
-                    "grad_norm": grad_norm.item(),
-                    "lr": self.scheduler.get_last_lr()[0],
-                    "tokens_seen": self.tokens_seen,
-                    **meter.summary(self.runtime.world_size, self.peak),
-                }
-                self.metrics.write(self.step, record)
-                history.append({"step": self.step, **record})
+                history.append(self._log_step(loss, grad_norm, meter))
                 meter.reset()
             if cfg.eval_every and self.step % cfg.eval_every == 0:
                 validation = self.validate()
@@ -106,6 +98,20 @@ class Trainer:
             if (cfg.checkpoint.every_steps and self.step % cfg.checkpoint.every_steps == 0) or self.step == cfg.steps:
                 self.save()
         return history
+
+    def _log_step(self, loss: torch.Tensor, grad_norm: torch.Tensor, meter: ThroughputMeter) -> dict[str, Any]:
+        """Writes the step's record; token counts and rates are summed over ranks (a collective)."""
+        device = self.runtime.device
+        tokens_seen = self._sum_over_ranks(torch.tensor(self.rank_tokens, dtype=torch.float64, device=device))
+        record = {
+            "loss": loss.item(),
+            "grad_norm": grad_norm.item(),
+            "lr": self.scheduler.get_last_lr()[0],
+            "tokens_seen": int(tokens_seen),
+            **meter.summary(self._sum_over_ranks(meter.as_tensor(device)), self.runtime.world_size, self.peak),
+        }
+        self.metrics.write(self.step, record)
+        return {"step": self.step, **record}
 
     def train_step(self, micro_batches: list[PackedBatch]) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step over the micro-batches; the loss is averaged over every target token of the
@@ -180,9 +186,9 @@ class Trainer:
             "optimizer": optimizer_state,
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
-            "tokens_seen": self.tokens_seen,
         }
-        path = self.checkpointer.save(self.step, shared, {"loader": self.loader.state_dict(), "rng": capture_rng()})
+        own = {"loader": self.loader.state_dict(), "rng": capture_rng(), "tokens": self.rank_tokens}
+        path = self.checkpointer.save(self.step, shared, own)
         _log.info("saved %s", path)
 
     def _restore(self) -> None:
@@ -193,7 +199,7 @@ class Trainer:
         shared, own = loaded
         load_model_and_optimizer(self.model, self.optimizer, shared, self.sharded)
         self.scheduler.load_state_dict(shared["scheduler"])
-        self.step, self.tokens_seen = shared["step"], shared["tokens_seen"]
+        self.step, self.rank_tokens = shared["step"], own["tokens"]
         self.loader.load_state_dict(own["loader"])
         restore_rng(own["rng"])
         _log.info("resumed from step %d", self.step)

@@ -8,28 +8,11 @@ from gristmill.trainer import ops
 from gristmill.trainer.models.config import ModelConfig, SSMConfig
 from gristmill.trainer.models.model import LanguageModel
 from gristmill.trainer.packing import BestFitPacker, collate
-from trainer_testdata import EOS
+from trainer_testdata import EOS, ListSource
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 SEQ_LEN = 256
-
-
-class Documents:
-    def __init__(self, documents: list[np.ndarray]) -> None:
-        self.documents, self.position = documents, 0
-
-    def next_document(self) -> np.ndarray:
-        if self.position == len(self.documents):
-            raise StopIteration
-        self.position += 1
-        return self.documents[self.position - 1]
-
-    def state_dict(self) -> dict:
-        return {"position": self.position}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.position = state["position"]
 
 
 def loss_and_grads(model: LanguageModel, batch, kernels: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -52,7 +35,7 @@ def test_kernels_agree_with_reference_ops_on_a_packed_batch(pattern: str) -> Non
     model = LanguageModel(cfg).cuda()
     rng = np.random.default_rng()
     documents = [np.append(rng.integers(1, 512, n), EOS) for n in rng.integers(0, 2 * SEQ_LEN, 24)]
-    packer = BestFitPacker(Documents(documents), SEQ_LEN, buffer_documents=24)
+    packer = BestFitPacker(ListSource(documents), SEQ_LEN, buffer_documents=24)
     batch = collate([packer.next_row() for _ in range(4)], SEQ_LEN, pad_id=EOS).to(torch.device("cuda"))
 
     kernel_loss, kernel_grads = loss_and_grads(model, batch, kernels=True)

@@ -10,10 +10,38 @@ from gristmill.trainer.models.presets import tiny_hybrid, tiny_transformer
 from gristmill.trainer.models.segments import Segments
 from gristmill.trainer.packing import Piece, collate
 from gristmill.trainer.reference.attention import varlen_attention
-from gristmill.trainer.reference.ssd import causal_conv1d, ssd_scan, ssd_scan_sequential
+from gristmill.trainer.reference.segments import segment_starts
+from gristmill.trainer.reference.ssd import causal_conv1d, ssd_scan
 from trainer_testdata import EOS, random_documents
 
 SEQ_LEN = 48
+
+
+def ssd_scan_sequential(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    D: torch.Tensor | None = None,
+    cu_seqlens: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The recurrence of `ssd_scan` one token at a time: slow, obviously right, for tests."""
+    total, heads, _ = x.shape
+    B = B.float().repeat_interleave(heads // B.shape[1], dim=1)
+    C = C.float().repeat_interleave(heads // C.shape[1], dim=1)
+    starts = segment_starts(cu_seqlens, total) if cu_seqlens is not None else torch.zeros(total, dtype=torch.bool)
+    state = torch.zeros(heads, x.shape[2], B.shape[2])
+    ys = []
+    for t in range(total):
+        decay = torch.zeros(heads) if starts[t] else torch.exp(dt[t].float() * A.float())
+        state = decay[:, None, None] * state + (dt[t].float()[:, None] * x[t].float())[:, :, None] * B[t][:, None, :]
+        ys.append(torch.einsum("hpn,hn->hp", state, C[t]))
+    y = torch.stack(ys)
+    if D is not None:
+        y = y + D.float()[:, None] * x.float()
+    return y.to(x.dtype)
 
 
 def random_cu_seqlens(rows: int, row_len: int, generator: torch.Generator) -> torch.Tensor:
@@ -38,7 +66,9 @@ def test_chunked_ssd_matches_the_step_by_step_recurrence_and_resets_at_boundarie
     cu = random_cu_seqlens(2, 37, g)
     chunked = ssd_scan(x, dt, A, B, C, D=D, cu_seqlens=cu, chunk_size=8)
     torch.testing.assert_close(chunked, ssd_scan_sequential(x, dt, A, B, C, D=D, cu_seqlens=cu))
-    one_by_one = torch.cat([ssd_scan(x[s:e], dt[s:e], A, B[s:e], C[s:e], D=D, chunk_size=8) for s, e in segments_of(cu)])
+    one_by_one = torch.cat(
+        [ssd_scan(x[s:e], dt[s:e], A, B[s:e], C[s:e], D=D, chunk_size=8) for s, e in segments_of(cu)]
+    )
     torch.testing.assert_close(chunked, one_by_one)
 
 

@@ -1,36 +1,16 @@
 """The packer: every token exactly once, boundaries where documents are, labels and positions per segment."""
 
 from collections import Counter
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from trainer_testdata import EOS, random_documents
 from gristmill.trainer.models.model import IGNORE_INDEX
 from gristmill.trainer.packing import BestFitPacker, ConcatPacker, PackedBatch, Packer, collate
+from trainer_testdata import EOS, ListSource, random_documents
 
 SEQ_LEN = 32
-
-
-class ListSource:
-    """A finite, resumable document source over an in-memory list."""
-
-    def __init__(self, documents: list[np.ndarray]) -> None:
-        self.documents, self.position = documents, 0
-
-    def next_document(self) -> np.ndarray:
-        if self.position == len(self.documents):
-            raise StopIteration
-        self.position += 1
-        return self.documents[self.position - 1]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.position = state["position"]
 
 
 def make_packer(mode: str, documents: list[np.ndarray]) -> Packer:
@@ -64,7 +44,9 @@ def unique_documents(rng: np.random.Generator, count: int) -> list[np.ndarray]:
 def test_every_token_once_with_its_next_token_as_label(mode: str) -> None:
     rng = np.random.default_rng()
     documents = unique_documents(rng, 60)
-    next_token = {int(d[i]): (int(d[i + 1]) if i + 1 < len(d) else IGNORE_INDEX) for d in documents for i in range(len(d))}
+    next_token = {
+        int(d[i]): (int(d[i + 1]) if i + 1 < len(d) else IGNORE_INDEX) for d in documents for i in range(len(d))
+    }
     batches = pack_all(make_packer(mode, documents))
     seen: Counter[int] = Counter()
     for batch in batches:

@@ -37,7 +37,7 @@ def test_tiny_hybrid_learns_in_100_steps(tiny_run: TrainConfig) -> None:
     assert (tiny_run.out_dir / "metrics.jsonl").read_text().count("\n") == len(history)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="bitwise-equal resume is promised on CPU; GPU kernels may reorder sums")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="bitwise resume is a CPU promise; GPU kernels may reorder sums")
 def test_killed_and_resumed_run_repeats_the_loss_curve_bitwise(tiny_run: TrainConfig, tmp_path: Path) -> None:
     tiny_run.steps, tiny_run.eval_every = 24, 0
     tiny_run.metrics.log_every, tiny_run.checkpoint.every_steps = 1, 8
@@ -57,7 +57,9 @@ def write_recipe(path: Path, text: str) -> Path:
     return path
 
 
-def test_config_mistakes_name_the_option(tiny_run: TrainConfig, make_dataset: Callable[..., Path], tmp_path: Path) -> None:
+def test_config_mistakes_name_the_option(
+    tiny_run: TrainConfig, make_dataset: Callable[..., Path], tmp_path: Path
+) -> None:
     manifest = tiny_run.data.manifests[0]
     with pytest.raises(UserError, match="model.d_modle: unknown option"):
         load_train_config(write_recipe(tmp_path / "a.toml", "[model]\nd_modle = 3\n"), preset="tiny_debug")
@@ -65,7 +67,7 @@ def test_config_mistakes_name_the_option(tiny_run: TrainConfig, make_dataset: Ca
         load_train_config(None, preset="tiny_debug", overrides=["data.seq_len=40"])
     wide = make_dataset(learnable_documents(np.random.default_rng(), 20), vocab_size=1000)
     cfg = load_train_config(None, preset="tiny_debug", overrides=[f'data.manifests=["{wide}"]'])
-    with pytest.raises(UserError, match=r"model.vocab_size \(256\) is smaller than the tokenizer's vocabulary \(1000\)"):
+    with pytest.raises(UserError, match=r"model.vocab_size \(256\) is smaller than .* vocabulary \(1000\)"):
         check_run(cfg)
     cfg = load_train_config(None, preset="tiny_debug", overrides=[f'data.manifests=["{manifest}"]', "steps=5"])
     assert check_run(cfg).vocab_size == 256 and cfg.steps == 5

@@ -1,5 +1,7 @@
 """Document generators shared by the trainer tests (a plain module: `conftest` names clash across folders)."""
 
+from typing import Any
+
 import numpy as np
 
 EOS = 0
@@ -18,3 +20,22 @@ def learnable_documents(rng: np.random.Generator, count: int) -> list[np.ndarray
         start, stride, length = rng.integers(1, 100), rng.integers(1, 4), rng.integers(5, 120)
         documents.append(np.append((start + stride * np.arange(length)) % 250 + 1, EOS))
     return documents
+
+
+class ListSource:
+    """A finite, resumable document source over an in-memory list."""
+
+    def __init__(self, documents: list[np.ndarray]) -> None:
+        self.documents, self.position = documents, 0
+
+    def next_document(self) -> np.ndarray:
+        if self.position == len(self.documents):
+            raise StopIteration
+        self.position += 1
+        return self.documents[self.position - 1]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = state["position"]

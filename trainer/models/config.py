@@ -28,7 +28,7 @@ class SSMConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"ssm.{name} must be at least 1, got {getattr(self, name)}")
         if self.chunk_size < 16 or self.chunk_size & (self.chunk_size - 1):
-            raise ValueError(f"ssm.chunk_size must be a power of two >= 16 (the SSD kernel's tiles), got {self.chunk_size}")
+            raise ValueError(f"ssm.chunk_size must be a power of two >= 16 (SSD kernel tiles), got {self.chunk_size}")
         if not 0 < self.dt_min <= self.dt_max:
             raise ValueError(f"ssm.dt_min/dt_max must satisfy 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
 

@@ -1,6 +1,6 @@
-"""Mamba2 sequence mixing in plain PyTorch: the SSD chunked scan, a step-by-step scan and the short conv.
+"""Mamba2 sequence mixing in plain PyTorch: the SSD chunked scan and the short causal conv.
 
-All three take the packed layout (tokens flattened to T) and restart at every `cu_seqlens` boundary. The
+Both take the packed layout (tokens flattened to T) and restart at every `cu_seqlens` boundary. The
 chunked scan resets state by giving the decay at a segment start a log value so negative that its exponent
 is exactly zero; sums of log decays are always taken directly over their range (never as a difference of
 prefix sums), so a reset never cancels against itself and in-segment decays keep full precision.
@@ -80,33 +80,6 @@ def _sums_after(la: torch.Tensor) -> torch.Tensor:
     """[..., Q] -> [..., Q]: entry j is sum(la[j+1:]), the log decay from position j to the chunk's end."""
     suffix = torch.flip(torch.cumsum(torch.flip(la, (-1,)), dim=-1), (-1,))
     return F.pad(suffix[..., 1:], (0, 1))
-
-
-def ssd_scan_sequential(
-    x: torch.Tensor,
-    dt: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    *,
-    D: torch.Tensor | None = None,
-    cu_seqlens: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The recurrence of `ssd_scan` one token at a time: slow, obviously right, for tests."""
-    total, heads, _ = x.shape
-    B = B.float().repeat_interleave(heads // B.shape[1], dim=1)
-    C = C.float().repeat_interleave(heads // C.shape[1], dim=1)
-    starts = segment_starts(cu_seqlens, total) if cu_seqlens is not None else torch.zeros(total, dtype=torch.bool)
-    state = torch.zeros(heads, x.shape[2], B.shape[2])
-    ys = []
-    for t in range(total):
-        decay = torch.zeros(heads) if starts[t] else torch.exp(dt[t].float() * A.float())
-        state = decay[:, None, None] * state + (dt[t].float()[:, None] * x[t].float())[:, :, None] * B[t][:, None, :]
-        ys.append(torch.einsum("hpn,hn->hp", state, C[t]))
-    y = torch.stack(ys)
-    if D is not None:
-        y = y + D.float()[:, None] * x.float()
-    return y.to(x.dtype)
 
 
 def causal_conv1d(
