@@ -18,6 +18,7 @@ from gristmill.trainer.reference import ssd as ssd_reference
 
 _log = get_logger(__name__)
 _kernels_enabled = True
+_unavailable: dict[str, str] = {}
 
 
 def enable_kernels(enabled: bool) -> None:
@@ -31,9 +32,15 @@ def _load_kernel(module: str, name: str) -> Callable | None:
     try:
         return getattr(importlib.import_module(f"gristmill.kernels.{module}"), name)
     except Exception as err:  # a broken kernel module must not stop training: fall back, say so once
-        _log.warning("kernel %s.%s unavailable (%s: %s); using the PyTorch reference", module, name,
-                     type(err).__name__, err)
+        _unavailable[f"{module}.{name}"] = f"{type(err).__name__}: {err}"
+        _log.warning("kernel %s.%s unavailable (%s); using the PyTorch reference", module, name,
+                     _unavailable[f"{module}.{name}"])
         return None
+
+
+def unavailable_kernels() -> dict[str, str]:
+    """Kernels that were asked for but failed to import, with the reason: benchmarks print this."""
+    return dict(_unavailable)
 
 
 def _kernel(module: str, name: str, tensor: torch.Tensor) -> Callable | None:
