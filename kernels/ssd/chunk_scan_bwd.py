@@ -2,11 +2,12 @@
 
 With v_s = dt_s x_s and M_ls = (C_l.B_s) exp(a_l - a_s) for s <= l:
 - source side (a block of tokens s, all later tokens l of its chunk): dv_s = sum_l M_ls dy_l +
-  exp(a_last - a_s) dS_out B_s, giving dx and dt's direct part; dB_s; the decay gradients W_ls =
-  (dy_l.v_s) M_ls, added to a_l and taken from a_s; and dD.
-- target side (a block of tokens l, all earlier tokens s): dC_l and the gradient of exp(a_l) in the
-  inter-chunk term.
-Each program walks all heads of one B/C group, so dB and dC are summed over heads on chip.
+  exp(a_last - a_s) dS_out B_s, giving dx and dt's direct part; dB_s; dD; and the part of the decay
+  gradient that token s loses: sum_l W_ls with W_ls = (dy_l.v_s) M_ls, plus its pull on the leaving state.
+- target side (a block of tokens l, all earlier tokens s): dC_l, and the part of the decay gradient that
+  token l gains: sum_s W_ls plus the inter-chunk term exp(a_l) dy_l.(S_in C_l).
+Each program walks all heads of one B/C group, so dB and dC are summed over heads on chip, and each side
+writes only the decay gradients of its own tokens.
 """
 
 import torch
@@ -25,7 +26,7 @@ from gristmill.kernels.ssd.tuning import candidates
         ({"BLOCK_S": 64, "BLOCK_L": 32}, 8, 2),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
-    restore_value=["da", "dD"],  # both are accumulated with atomics, so every trial must start from the same
+    restore_value=["dlog_decay", "dD"],  # both take atomic adds, so every trial must start from the same
 )
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_source(
@@ -41,11 +42,13 @@ def _ssd_bwd_kernel_source(
     dx,
     ddt_direct,
     dB,
-    da,
+    da_source,
+    dlog_decay,
     dD,
     chunk_start,
     chunk_len,
     T,
+    NUM_CHUNKS,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -64,7 +67,6 @@ def _ssd_bwd_kernel_source(
     if s_first >= length:
         return
     start = tl.load(chunk_start + c).to(tl.int64)
-    end = start + length - 1
     offs_s = s_first + tl.arange(0, BLOCK_S)
     mask_s = offs_s < length
     t_s = start + offs_s
@@ -111,10 +113,8 @@ def _ssd_bwd_kernel_source(
             dyv = tl.dot(v_lp, tl.trans(dy_l))
             dv += tl.dot(m_t.to(dy_l.dtype), dy_l)
             db += tl.dot((dyv * decay).to(c_l.dtype), c_l)
-            w_t = m_t * dyv
-            taken += tl.sum(w_t, axis=1)
-            tl.atomic_add(da + h * T + t_l, tl.sum(w_t, axis=0), mask=mask_l)
-        a_last = tl.load(a + h * T + end)
+            taken += tl.sum(m_t * dyv, axis=1)
+        a_last = tl.load(a + h * T + start + length - 1)
         to_end = tl.where(mask_s, tl.exp(a_last - a_s), 0.0)
         # [BLOCK_P, BLOCK_N]
         q = tl.load(
@@ -126,8 +126,8 @@ def _ssd_bwd_kernel_source(
         dv += bq
         db += tl.dot(v_lp, q) * to_end[:, None]
         to_state = tl.sum(v_s * bq, axis=1)
-        tl.atomic_add(da + h * T + t_s, -taken - to_state, mask=mask_s)
-        tl.atomic_add(da + h * T + end, tl.sum(to_state, axis=0))
+        tl.store(da_source + h * T + t_s, -taken - to_state, mask=mask_s)
+        tl.atomic_add(dlog_decay + h * NUM_CHUNKS + c, tl.sum(to_state, axis=0))
         dy_s = tl.load(dy + x_ptrs, mask=mask_sp, other=0.0).to(tl.float32)
         grad_x = dv * dt_s[:, None]
         if HAS_D:
@@ -158,10 +158,11 @@ def _ssd_bwd_kernel_target(
     a,
     B,
     C,
+    scores,
     dy,
     entering,
     dC,
-    da_inter,
+    da_target,
     chunk_start,
     chunk_len,
     T,
@@ -210,7 +211,7 @@ def _ssd_bwd_kernel_target(
         from_start = tl.where(mask_l, tl.exp(a_l), 0.0)
         dy_state = tl.dot(dy_l, s_in.to(dy_l.dtype)) * from_start[:, None]
         dc += dy_state
-        tl.store(da_inter + h * T + t_l, tl.sum(dy_state * c_l.to(tl.float32), axis=1), mask=mask_l)
+        gained = tl.sum(dy_state * c_l.to(tl.float32), axis=1)
         for s0 in range(0, l_first + BLOCK_L, BLOCK_S):
             offs_s = s0 + tl.arange(0, BLOCK_S)
             mask_s = offs_s < length
@@ -223,11 +224,19 @@ def _ssd_bwd_kernel_target(
             b_s = tl.load(
                 B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
             )
-            keep = (offs_l[:, None] >= offs_s[None, :]) & mask_s[None, :]
+            keep = (offs_l[:, None] >= offs_s[None, :]) & mask_s[None, :] & mask_l[:, None]
             decay = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf")))
-            # [BLOCK_L, BLOCK_S]: dy_l.v_s
+            # [BLOCK_L, BLOCK_S]: dy_l.v_s, and C_l.B_s
             dyv = tl.dot(dy_l, tl.trans(x_s)) * dt_s[None, :]
-            dc += tl.dot((dyv * decay).to(b_s.dtype), b_s)
+            cb = tl.load(
+                scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
+                mask=keep,
+                other=0.0,
+            )
+            dyv_decay = dyv * decay
+            gained += tl.sum(dyv_decay * cb, axis=1)
+            dc += tl.dot(dyv_decay.to(b_s.dtype), b_s)
+        tl.store(da_target + h * T + t_l, gained, mask=mask_l)
     tl.store(dC + c_ptrs, dc.to(dC.dtype.element_ty), mask=mask_ln)
 
 
@@ -242,10 +251,11 @@ def chunk_scan_bwd(
     dy: torch.Tensor,
     entering: torch.Tensor,
     dleaving: torch.Tensor,
-    da: torch.Tensor,
+    dlog_decay: torch.Tensor,
     plan: ChunkPlan,
 ) -> tuple[torch.Tensor, ...]:
-    """Returns dx, dt's direct part (fp32), dB, dC, dD (or None) and adds every decay gradient into `da`."""
+    """Returns dx, dt's direct part (fp32), dB, dC, dD (or None) and the gradient w.r.t. `a` (fp32 `[H, T]`);
+    adds the leaving states' pull on each chunk's total log-decay into `dlog_decay`."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     block_p = max(16, triton.next_power_of_2(P))
@@ -255,18 +265,19 @@ def chunk_scan_bwd(
     dB = torch.empty_like(B)
     dC = torch.empty_like(C)
     dD = torch.zeros(H, device=x.device, dtype=torch.float32)
-    da_inter = torch.empty_like(da)
+    da_source = torch.empty(H, T, device=x.device, dtype=torch.float32)
+    da_target = torch.empty_like(da_source)
 
     def grid(block: str):
         return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), G, plan.num_chunks)
 
     _ssd_bwd_kernel_source[grid("BLOCK_S")](
-        x, dt, a, B, C, scores, D, dy, dleaving, dx, ddt_direct, dB, da, dD, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, B, C, scores, D, dy, dleaving, dx, ddt_direct, dB, da_source, dlog_decay, dD,
+        plan.chunk_start, plan.chunk_len, T, plan.num_chunks,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
     _ssd_bwd_kernel_target[grid("BLOCK_L")](
-        x, dt, a, B, C, dy, entering, dC, da_inter, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, B, C, scores, dy, entering, dC, da_target, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
-    da += da_inter
-    return dx, ddt_direct, dB, dC, dD if D is not None else None
+    return dx, ddt_direct, dB, dC, dD if D is not None else None, da_source + da_target

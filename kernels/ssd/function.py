@@ -44,13 +44,14 @@ class SSDScanFunction(torch.autograd.Function):
         x, dt, A, B, C, D, a, chunk_decay, entering = ctx.saved_tensors
         plan: ChunkPlan = ctx.plan
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
-        da = torch.zeros_like(a)
         dstates = chunk_state(dy, dt, a, C, plan, to_end=False)
         dfirst, dlog_decay = state_passing_bwd(
             dstates, entering, chunk_decay, None if dfinal_state is None else dfinal_state.contiguous(), plan
         )
         scores = chunk_scores(B, C, plan)  # recomputed: cheaper than keeping [chunks, G, L, L] alive
-        dx, ddt_direct, dB, dC, dD = chunk_scan_bwd(x, dt, a, B, C, scores, D, dy, entering, dstates, da, plan)
+        dx, ddt_direct, dB, dC, dD, da = chunk_scan_bwd(
+            x, dt, a, B, C, scores, D, dy, entering, dstates, dlog_decay, plan
+        )
         ddt, dA = chunk_cumsum_bwd(dt, A, da, dlog_decay, ddt_direct, plan)
         dinitial = dfirst.to(ctx.initial_state_dtype) if ctx.has_initial_state else None
         return dx, ddt, dA, dB, dC, None if dD is None else dD.to(D.dtype), dinitial, None
