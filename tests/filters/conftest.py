@@ -1,0 +1,53 @@
+"""Fixtures of the filter tests: the sample corpus and a language-ID model trained on it."""
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
+from gristmill.pipeline.stats import StageStats
+
+from filter_helpers import SAMPLE
+
+LID_LANGUAGES = ("en", "de", "fr", "es", "it", "pl", "ru", "ja")
+
+
+@pytest.fixture(scope="session")
+def sample_documents() -> pa.Table:
+    """Every document of data/sample (about 3,000), as one table."""
+    batches = []
+    for path in expand_paths([str(SAMPLE / "*")]):
+        batches += read_documents(path, InputConfig(), ReadErrors(StageStats("read"), None))
+    return pa.Table.from_batches(batches)
+
+
+@pytest.fixture(scope="session")
+def lid_split(sample_documents: pa.Table) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(language, text) pairs of the sample corpus in LID_LANGUAGES, split into train and held-out halves."""
+    per_language: dict[str, list[str]] = {lang: [] for lang in LID_LANGUAGES}
+    for text, metadata in zip(sample_documents.column("text").to_pylist(), sample_documents.column("metadata").to_pylist()):
+        lang = json.loads(metadata).get("lang")
+        if lang in per_language and len(per_language[lang]) < 56:
+            per_language[lang].append(text)
+    pairs = [(lang, text) for lang, texts in per_language.items() for text in texts]
+    return pairs[0::2], pairs[1::2]
+
+
+@pytest.fixture(scope="session")
+def lid_model(tmp_path_factory: pytest.TempPathFactory, lid_split) -> Path:
+    """A small fastText language-ID model trained on half of the sample corpus's languages (a few seconds)."""
+    import fasttext
+
+    folder = tmp_path_factory.mktemp("lid")
+    train_file = folder / "train.txt"
+    train_file.write_text(
+        "".join(f"__label__{lang} {' '.join(text.split())[:4000]}\n" for lang, text in lid_split[0]), encoding="utf-8"
+    )
+    model = fasttext.train_supervised(
+        input=str(train_file), epoch=15, dim=16, minn=2, maxn=4, lr=0.5, thread=1, seed=0, verbose=0
+    )
+    path = folder / "lid.bin"
+    model.save_model(str(path))
+    return path
