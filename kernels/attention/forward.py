@@ -21,17 +21,19 @@ def _attention_fwd_tiles(
         cols = n0 + tl.arange(0, BLOCK_N)
         k_tile = load_rows(k_base, stride_kt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
         v_tile = load_rows(v_base, stride_vt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
-        scores = tile_dot(q_tile, tl.trans(k_tile)) * qk_scale  # [BM, BN], log2 units
+        scores = tile_dot(q_tile, tl.trans(k_tile))  # [BM, BN]
         if MASKED:
             ok = visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW)
-            scores = tl.where(ok, scores, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(scores, 1))
-        if MASKED:
+            scores = tl.where(ok, scores * qk_scale, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(scores, 1))
             # rows that have seen no visible key yet keep m = -inf; exponentiate against 0 instead
             m_base = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(scores - m_base[:, None])
         else:
+            # scale after the row max (qk_scale > 0), so the exponent is one fused multiply-add per score
+            m_new = tl.maximum(m_i, tl.max(scores, 1) * qk_scale)
             m_base = m_new
-        p = tl.math.exp2(scores - m_base[:, None])
+            p = tl.math.exp2(scores * qk_scale - m_base[:, None])
         alpha = tl.math.exp2(m_i - m_base)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = tile_dot(p.to(v_tile.dtype), v_tile, acc * alpha[:, None])

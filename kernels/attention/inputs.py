@@ -88,5 +88,9 @@ def check_attention_inputs(
 
 
 def resolve_softmax_scale(head_dim: int, softmax_scale: float | None) -> float:
-    """The usual 1/sqrt(D) unless the caller set one."""
-    return 1.0 / math.sqrt(head_dim) if softmax_scale is None else float(softmax_scale)
+    """The usual 1/sqrt(D) unless the caller set one; the kernels need it positive."""
+    if softmax_scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if not softmax_scale > 0:
+        raise ValueError(f"softmax_scale must be positive, got {softmax_scale!r}")
+    return float(softmax_scale)

@@ -146,6 +146,7 @@ BAD_INPUTS = {
     "window without causal": (dict(causal=False, window=4), "causal=True"),
     "window zero": (dict(window=0), "window"),
     "head dims differ": (dict(k_head_dim=32), "head dim"),
+    "softmax_scale negative": (dict(softmax_scale=-0.1), "softmax_scale"),
 }
 
 
@@ -156,7 +157,7 @@ def test_rejects_bad_inputs(change: tuple[dict, str]) -> None:
     k = torch.randn(16, spec.get("heads_kv", 2), spec.get("k_head_dim", 64), dtype=torch.bfloat16)
     v = torch.randn_like(k)
     cu_seqlens = torch.tensor(spec.get("cu_seqlens", [0, 8, 16]), dtype=spec.get("cu_dtype", torch.int32))
-    settings = dict(causal=spec.get("causal", True), window=spec.get("window"))
+    settings = dict(causal=spec.get("causal", True), window=spec.get("window"), softmax_scale=spec.get("softmax_scale"))
     for attention in (flash_attention_varlen, attention_reference):
         with pytest.raises(ValueError, match=message):
             attention(q, k, v, cu_seqlens, spec.get("max_seqlen", 8), **settings)
