@@ -127,7 +127,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--copies", type=int, default=2, help="Copies of the corpus (new ids) to tokenize.")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gristmill-bench-tokenize"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Encoder threads (RAYON_NUM_THREADS); 1 measures work per token apart from parallelism.")
     args = parser.parse_args()
+    if args.threads is not None:
+        os.environ["RAYON_NUM_THREADS"] = str(args.threads)
     from tokenizers import Tokenizer
 
     texts = write_parquet_inputs(args.corpus, args.work / "input", args.copies)
@@ -159,6 +163,7 @@ def main() -> None:
         f"## {today()} tokenize throughput",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
+        f"encoder threads: {os.environ.get('RAYON_NUM_THREADS', 'all')}, "
         f"Python {platform.python_version()}; git {git_revision()}.",
         f"Command: `python -m bench.tokenize {' '.join(sys.argv[1:])}`",
         f"Input: {args.corpus} x{args.copies} = {len(texts)} non-empty documents, {text_mb:.1f} MiB of text, "

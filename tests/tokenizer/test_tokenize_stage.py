@@ -161,3 +161,22 @@ def test_bad_options_fail_before_any_work(tmp_path: Path, tokenizer_file: Path, 
     with pytest.raises(UserError, match="no such file 'missing.json'"):
         tokenize(small_corpus, tmp_path / "out", Path("missing.json"))
     assert not (tmp_path / "out").exists()
+
+
+def test_any_tokenizer_file_works_and_large_vocabularies_use_uint32(tmp_path: Path, small_corpus: Path) -> None:
+    """A word-level tokenizer not made by us, with 70,000 tokens and `</s>` as EOS."""
+    from tokenizers import AddedToken, models, pre_tokenizers
+
+    words = sorted({w for text in texts_by_id(small_corpus).values() for w in text.split()})
+    vocab = {"[UNK]": 0} | {f"filler{i}": i + 1 for i in range(70_000 - 1 - len(words))}
+    vocab |= {word: len(vocab) + i for i, word in enumerate(words)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.add_special_tokens([AddedToken("</s>", special=True)])
+    tokenizer.save(str(tmp_path / "word_level.json"))
+    tokenize(small_corpus, tmp_path / "out", tmp_path / "word_level.json", eos_token="</s>")
+    dataset = TokenDataset(tmp_path / "out/tokenize/dataset")
+    assert (dataset.manifest.dtype, dataset.vocab_size, dataset.eos_id) == ("uint32", 70_001, 70_000)
+    stored = stored_documents(dataset)
+    assert [vocab[w] for w in texts_by_id(small_corpus)["s0-3"].split()] == stored["s0-3"][:-1].tolist()
+    assert all(tokens[-1] == 70_000 for tokens in stored.values())
