@@ -8,6 +8,11 @@ import typer
 app = typer.Typer(help="Quality filters: train a fastText quality classifier.", no_args_is_help=True)
 
 
+@app.callback()
+def filters() -> None:
+    """Quality filters (a command group, so `gristmill filter train-classifier` keeps its name)."""
+
+
 @app.command("train-classifier")
 def train_classifier(
     positive: Annotated[list[str], typer.Option(help="Good documents: files or globs (jsonl, parquet, ...).")],

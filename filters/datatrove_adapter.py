@@ -2,7 +2,7 @@
 
 Arrow rows become datatrove `Document`s only inside this stage and come back as rows: a kept document
 keeps the text and metadata the filter left it with (C4's line removal, a language filter's
-`language`), a removed one goes to `removed/` with the filter's own reason.
+`language`), a removed one goes to `removed/` with the filter's own reason (or its class name).
 """
 
 import importlib
@@ -61,7 +61,7 @@ class DatatroveFilter(Stage):
         results = [get_filter_result(result) for result in self._filter.filter_batch(documents)]
         keep = np.array([bool(kept) for kept, _ in results])
         rules = RuleChain(batch.num_rows)
-        reasons = np.array([reason or self._filter.name for _, reason in results], dtype=object)
+        reasons = np.array([reason or type(self._filter).__name__ for _, reason in results], dtype=object)
         for reason in dict.fromkeys(reasons[~keep]):
             rules.check(reason, ~keep & (reasons == reason), np.nan)
         changed = batch.set_column(

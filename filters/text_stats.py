@@ -106,15 +106,24 @@ def split(texts: pa.Array, pattern: str) -> Parts:
 def words(texts: pa.Array) -> Parts:
     """The words of every row (see the module docstring for what a word is)."""
     chunks = Parts.of(pc.utf8_split_whitespace(texts))
-    shape = pc.extract_regex(chunks.values, CHUNK_SHAPE)
+    chunks = chunks.select(chunks.lengths() > 0)
+    splittable = matches(chunks.values, rf"[{SYMBOL_CLASS}_]")
+    if not splittable.any():
+        return chunks
+    spaced = pc.replace_with_mask(chunks.values, pa.array(splittable), _split_chunks(chunks.values.filter(pa.array(splittable))))
+    tokens = Parts.of(pc.utf8_split_whitespace(join_per_row(Parts(spaced, chunks.parents, chunks.rows), " ")))
+    return tokens.select(tokens.lengths() > 0)
+
+
+def _split_chunks(chunks: pa.Array) -> pa.Array:
+    """Each chunk with spaces between its words (only chunks holding punctuation or symbols need this)."""
+    shape = pc.extract_regex(chunks, CHUNK_SHAPE)
     head, core, tail = (shape.field(name) for name in ("head", "core", "tail"))
     core = pc.replace_substring_regex(core, CLITIC, r"\1 \2")
     for _ in range(2):  # a match consumes the letter after the infix, so "a-b-c" needs a second pass
         core = pc.replace_substring_regex(core, INFIX, r"\1 \2 \3")
     head, tail = (pc.replace_substring_regex(ends, r"(?s)(\.\.+|--+|.)", r"\1 ") for ends in (head, tail))
-    spaced = pc.binary_join_element_wise(head, core, tail, pa.scalar(" ", chunks.values.type))
-    tokens = Parts.of(pc.utf8_split_whitespace(join_per_row(Parts(spaced, chunks.parents, chunks.rows), " ")))
-    return tokens.select(tokens.lengths() > 0)
+    return pc.binary_join_element_wise(head, core, tail, pa.scalar(" ", chunks.type))
 
 
 def join_per_row(parts: Parts, separator: str) -> pa.Array:

@@ -28,8 +28,9 @@ def lid_split(sample_documents: pa.Table) -> tuple[list[tuple[str, str]], list[t
     """(language, text) pairs of the sample corpus in LID_LANGUAGES, split into train and held-out halves."""
     per_language: dict[str, list[str]] = {lang: [] for lang in LID_LANGUAGES}
     for text, metadata in zip(sample_documents.column("text").to_pylist(), sample_documents.column("metadata").to_pylist()):
-        lang = json.loads(metadata).get("lang")
-        if lang in per_language and len(per_language[lang]) < 56:
+        info = json.loads(metadata)
+        lang = info.get("lang")
+        if lang in per_language and info.get("kind") in ("prose", "non_english") and len(per_language[lang]) < 56:
             per_language[lang].append(text)
     pairs = [(lang, text) for lang, texts in per_language.items() for text in texts]
     return pairs[0::2], pairs[1::2]
@@ -46,7 +47,7 @@ def lid_model(tmp_path_factory: pytest.TempPathFactory, lid_split) -> Path:
         "".join(f"__label__{lang} {' '.join(text.split())[:4000]}\n" for lang, text in lid_split[0]), encoding="utf-8"
     )
     model = fasttext.train_supervised(
-        input=str(train_file), epoch=15, dim=16, minn=2, maxn=4, lr=0.5, thread=1, seed=0, verbose=0
+        input=str(train_file), epoch=25, dim=16, lr=0.5, thread=1, seed=0, verbose=0
     )
     path = folder / "lid.bin"
     model.save_model(str(path))
