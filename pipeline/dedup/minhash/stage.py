@@ -2,7 +2,8 @@
 
 1. signatures (one task per shard): band keys of every document, shuffled into `partitions` files;
 2. pairs (one task per partition): candidate edges from shared band keys, optionally verified;
-3. clusters (one task): connected components, one kept document each, removal lists per shard;
+3. clusters (one task): connected components, split by verification if on, one kept document
+   per cluster, removal lists per shard;
 4. filter (one task per shard): kept documents, `removed/`, `clusters/`, stats.
 
 Work files live under `<stage>/work/` and stay for inspection and resume; `cluster_stats.json`
@@ -44,7 +45,7 @@ class MinHashDedup(GlobalStage):
         )
         (clusters,) = executor.map(
             cluster_pairs,
-            [ClusterTask(str(edges_dir), config.partitions, str(removals_dir), len(inputs))],
+            [ClusterTask(config, str(buckets_dir), str(edges_dir), str(removals_dir), len(inputs))],
             description=f"{stage_dir.name}: clusters",
         )
         summary = {key: value for key, value in clusters.items() if key not in ("files", "skipped")}

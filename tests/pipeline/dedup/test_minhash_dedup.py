@@ -106,3 +106,17 @@ def test_sample_corpus_planted_near_duplicates_share_a_cluster(tmp_path: Path, s
     found = [clusters.get(a) is not None and clusters.get(a) == clusters.get(b) for a, b in planted]
     assert len(planted) >= 50 and np.mean(found) >= 0.95
     assert sum(pq.read_metadata(path).num_rows for path in outputs) < sum(pq.read_metadata(p).num_rows for p in sample_corpus)
+
+
+def test_verify_splits_a_chain_whose_ends_are_not_duplicates(tmp_path: Path) -> None:
+    rng = random.Random()
+    config = MinHashConfig(bands=30, rows=2, verify=True, jaccard_threshold=0.8)
+    first = random_text(rng, 400).split()
+    middle = [f"edited{i}" if i in range(20, 200, 40) else word for i, word in enumerate(first)]
+    last = [f"changed{i}" if i in range(220, 400, 40) else word for i, word in enumerate(middle)]
+    first, middle, last = " ".join(first), " ".join(middle), " ".join(last)
+    assert jaccard(first, middle, config) > 0.85 and jaccard(middle, last, config) > 0.85
+    assert jaccard(first, last, config) < 0.8
+    inputs = write_shards(tmp_path / "in", [[{"id": "a", "text": first}], [{"id": "b", "text": middle}], [{"id": "c", "text": last}]])
+    assert kept_ids(run_stage(MinHashDedup(config), inputs, tmp_path / "mh")) == ["a", "c"]
+    assert kept_ids(run_stage(MinHashDedup(MinHashConfig(bands=30, rows=2)), inputs, tmp_path / "plain")) == ["a"]
