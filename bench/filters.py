@@ -10,17 +10,22 @@ Usage: python -m bench.filters [--input 'data/sample/*'] [--repeat 3] [--out ben
 import argparse
 import collections
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
 import pyarrow as pa
-
 from gristmill.filters.c4 import C4Quality
 from gristmill.filters.fineweb import FineWebQuality
 from gristmill.filters.gopher_quality import GopherQuality
 from gristmill.filters.gopher_repetition import GopherRepetition
-from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
+from gristmill.pipeline.readers import (
+    InputConfig,
+    ReadErrors,
+    expand_paths,
+    read_documents,
+)
 from gristmill.pipeline.stage import ShardContext, Stage
 from gristmill.pipeline.stats import StageStats
 
@@ -35,6 +40,12 @@ class RemovedRows:
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.reasons.update(zip(batch.column("id").to_pylist(), batch.column("reason").to_pylist()))
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def load(patterns: list[str]) -> list[pa.RecordBatch]:
@@ -113,8 +124,7 @@ def main() -> None:
     ours_s = best_seconds(lambda: run_ours(ours, batches), args.repeat)
     theirs_s = best_seconds(lambda: run_datatrove(theirs, datatrove_documents(batches)), args.repeat)
     lines = [
-        f"## Heuristic filter chain ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-        f"1 process)",
+        f"## Heuristic filter chain ({time.strftime('%Y-%m-%d')}, {machine()}, 1 process)",
         f"command: `python -m bench.filters --input {' '.join(args.input)} --repeat {args.repeat}`",
         "",
         f"{n_docs} documents; chain gopher_quality → gopher_repetition → c4_quality → fineweb_quality",

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from gristmill.filters import text_stats
 from gristmill.filters.rule_chain import RuleChain, apply_verdict
 from gristmill.pipeline.stage import ShardContext, Stage

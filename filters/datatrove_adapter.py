@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
 from gristmill.filters.rule_chain import RuleChain, apply_verdict
 from gristmill.pipeline.stage import ShardContext, Stage
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from gristmill.pipeline.errors import UserError
 
 LABEL_PREFIX = "__label__"

@@ -6,7 +6,6 @@ Thresholds are FineWeb's published defaults. Lines are the non-blank pieces betw
 from dataclasses import dataclass
 
 import pyarrow as pa
-
 from gristmill.filters import text_stats
 from gristmill.filters.rule_chain import RuleChain
 from gristmill.pipeline.stage import Filter, Verdict

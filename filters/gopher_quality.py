@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from gristmill.filters import text_stats
 from gristmill.filters.rule_chain import RuleChain
 from gristmill.pipeline.stage import Filter, Verdict

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from gristmill.filters import text_stats
 from gristmill.filters.rule_chain import RuleChain
 from gristmill.pipeline.stage import Filter, Verdict
@@ -93,7 +92,7 @@ def _first_ngram_failure(
         if len(ids) < n:
             continue
         hashes = _ngram_hashes(ids, n)
-        unique, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+        _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
         most = counts == counts.max()
         start = first[most].min()
         joined_length = span_chars[start + n] - span_chars[start] + n - 1

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-
 from gristmill.filters import fasttext_model
 from gristmill.filters.rule_chain import RuleChain, apply_verdict
 from gristmill.pipeline.stage import ShardContext, Stage

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-
 from gristmill.filters import fasttext_model
 from gristmill.filters.rule_chain import RuleChain, apply_verdict
 from gristmill.pipeline.stage import ShardContext, Stage
@@ -60,7 +59,7 @@ class QualityClassifier(Stage):
         annotated = batch.append_column("quality", pa.array(quality, pa.float64()))
         rules = RuleChain(batch.num_rows)
         if self.config.top_fraction is not None:
-            keep = max(1, int(round(self.config.top_fraction * batch.num_rows))) if batch.num_rows else 0
+            keep = max(1, round(self.config.top_fraction * batch.num_rows)) if batch.num_rows else 0
             ranked = np.argsort(-quality, kind="stable")
             below = np.ones(batch.num_rows, dtype=bool)
             below[ranked[:keep]] = False

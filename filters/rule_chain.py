@@ -7,7 +7,6 @@ reason and the measured value in `removed/` say exactly which threshold a docume
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from gristmill.pipeline.stage import ShardContext, Verdict
 
 

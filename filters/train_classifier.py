@@ -13,7 +13,12 @@ from pathlib import Path
 
 from gristmill.filters import fasttext_model
 from gristmill.pipeline.errors import UserError
-from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
+from gristmill.pipeline.readers import (
+    InputConfig,
+    ReadErrors,
+    expand_paths,
+    read_documents,
+)
 from gristmill.pipeline.stats import StageStats
 
 

@@ -5,11 +5,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
-from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
-from gristmill.pipeline.stats import StageStats
-
 from filter_helpers import SAMPLE
+from gristmill.pipeline.readers import (
+    InputConfig,
+    ReadErrors,
+    expand_paths,
+    read_documents,
+)
+from gristmill.pipeline.stats import StageStats
 
 LID_LANGUAGES = ("en", "de", "fr", "es", "it", "pl", "ru", "ja")
 

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-
 from gristmill.pipeline.schema import DOCUMENT_SCHEMA
 from gristmill.pipeline.stage import ShardContext, Stage
 from gristmill.pipeline.stats import StageStats

@@ -3,10 +3,8 @@
 from pathlib import Path
 
 import pytest
-
-from gristmill.filters.c4 import C4Quality, C4QualityConfig
-
 from filter_helpers import documents, reasons, run
+from gristmill.filters.c4 import C4Quality, C4QualityConfig
 
 GOOD = "The river runs past the old mill every spring."
 PAGE = "\n".join([GOOD] * 5)

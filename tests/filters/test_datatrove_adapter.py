@@ -2,10 +2,8 @@
 
 import pyarrow as pa
 import pytest
-
-from gristmill.filters.datatrove_adapter import DatatroveFilter, DatatroveFilterConfig
-
 from filter_helpers import documents, run
+from gristmill.filters.datatrove_adapter import DatatroveFilter, DatatroveFilterConfig
 
 pytest.importorskip("datatrove")
 

@@ -6,13 +6,11 @@ full-corpus comparison with every differing document listed is bench/results/fil
 
 import pyarrow as pa
 import pytest
-
+from filter_helpers import run
 from gristmill.filters.c4 import C4Quality
 from gristmill.filters.fineweb import FineWebQuality
 from gristmill.filters.gopher_quality import GopherQuality
 from gristmill.filters.gopher_repetition import GopherRepetition
-
-from filter_helpers import run
 
 PAIRS = [
     (GopherQuality, "GopherQualityFilter", 0.95),

@@ -1,10 +1,8 @@
 """FineWeb rules on both sides of each threshold, and datatrove's decisions on the same pages."""
 
 import pytest
-
+from filter_helpers import documents, reasons, run
 from gristmill.filters.fineweb import FineWebQuality, FineWebQualityConfig
-
-from filter_helpers import reasons, run, documents
 
 SENTENCE = "The mill grinds the grain that the farmers bring in the autumn."  # 63 chars, 12 words
 

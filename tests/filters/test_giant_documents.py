@@ -3,15 +3,12 @@
 import random
 import resource
 
-import pyarrow as pa
 import pytest
-
+from filter_helpers import documents, run
 from gristmill.filters.c4 import C4Quality
 from gristmill.filters.fineweb import FineWebQuality
 from gristmill.filters.gopher_quality import GopherQuality
 from gristmill.filters.gopher_repetition import GopherRepetition
-
-from filter_helpers import documents, run
 
 GIANT_BYTES = 50 * 2**20
 

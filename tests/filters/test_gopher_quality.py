@@ -1,10 +1,8 @@
 """Gopher quality rules: each threshold from both sides, the reported value, and datatrove's decision."""
 
 import pytest
-
+from filter_helpers import documents, reasons, run
 from gristmill.filters.gopher_quality import GopherQuality, GopherQualityConfig
-
-from filter_helpers import reasons, run, documents
 
 SENTENCE = "the cat sat with the dog and that was fine"  # 10 words, 33 letters
 PROSE = " ".join([SENTENCE] * 6)  # 60 words

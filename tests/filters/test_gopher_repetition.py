@@ -5,10 +5,8 @@ import re
 from collections import Counter
 
 import pytest
-
-from gristmill.filters.gopher_repetition import GopherRepetition, GopherRepetitionConfig
-
 from filter_helpers import documents, reasons, run
+from gristmill.filters.gopher_repetition import GopherRepetition, GopherRepetitionConfig
 
 OFF = {
     "dup_line_frac": None, "dup_para_frac": None, "dup_line_char_frac": None, "dup_para_char_frac": None,

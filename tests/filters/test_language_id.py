@@ -3,11 +3,9 @@
 from pathlib import Path
 
 import pytest
-
+from filter_helpers import documents, run
 from gristmill.filters.language_id import LanguageId, LanguageIdConfig
 from gristmill.pipeline.errors import UserError
-
-from filter_helpers import documents, run
 
 
 def test_held_out_languages_are_recognized(lid_model: Path, lid_split) -> None:

@@ -8,12 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
+from filter_helpers import REPO, SAMPLE
 from gristmill.pipeline.recipe import load_recipe
 from gristmill.pipeline.run import run_recipe
 from gristmill.pipeline.stats_table import load_run_stats
-
-from filter_helpers import REPO, SAMPLE
 
 SHARDS = [str(SAMPLE / "part-00003.jsonl.gz"), str(SAMPLE / "part-00004.jsonl")]
 

@@ -5,14 +5,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from typer.testing import CliRunner
-
+from filter_helpers import documents, run
 from gristmill.filters.cli import app
-from gristmill.filters.quality_classifier import QualityClassifier, QualityClassifierConfig
+from gristmill.filters.quality_classifier import (
+    QualityClassifier,
+    QualityClassifierConfig,
+)
 from gristmill.filters.train_classifier import TrainClassifierConfig, train_classifier
 from gristmill.pipeline.errors import UserError
-
-from filter_helpers import documents, run
+from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")

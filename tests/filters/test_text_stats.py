@@ -5,7 +5,6 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from gristmill.filters import text_stats
 
 ALPHABET = ["a", "b", "é", "Ж", "字", " ", "\t", "\n", "\n", "\r", "\r\n", "\x0b", "\x1c", "\x85", "\u2028", "\u3000",
