@@ -25,7 +25,7 @@ from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, re
 from gristmill.pipeline.run import run_recipe
 from gristmill.pipeline.stats import StageStats
 from gristmill.tokenizer.shard_format import TokenDataset
-from gristmill.tokenizer.tokenize_stage import tokenize_recipe
+from gristmill.tokenizer.tokenize_stage import _load_tokenizer, tokenize_recipe
 from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
 
 EOS = "<|endoftext|>"
@@ -38,7 +38,8 @@ RESULTS = Path(__file__).parent / "results" / "tokenize.md"
 
 def write_parquet_inputs(corpus: str, directory: Path, copies: int) -> list[str]:
     """The corpus as parquet document shards, one per input file, repeated `copies` times with new ids."""
-    directory.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
     errors = ReadErrors(StageStats(stage="read"), None)
     texts = []
     for index, path in enumerate(expand_paths([corpus])):
@@ -72,6 +73,7 @@ def gristmill_stage(inputs: Path, out: Path, tokenizer: Path, **options: object)
 
     def prepare() -> Callable[[], object]:
         shutil.rmtree(out, ignore_errors=True)
+        _load_tokenizer.cache_clear()
         # A new stage name per run builds a new stage (and tokenizer) in this process, as a new run would.
         recipe = tokenize_recipe([str(inputs)], out, keep_removed=False, name=f"tokenize{next(runs)}",
                                  tokenizer=str(tokenizer), eos_token=EOS, **options)

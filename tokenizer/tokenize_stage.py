@@ -6,11 +6,12 @@ for every stage). `finalize` then lays those shards out into `OUT/<stage>/datase
 `shard_mb`, optionally shuffled across sources, with the tokenizer and `manifest.json`.
 """
 
+import functools
 import shutil
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +33,9 @@ from gristmill.tokenizer.manifest import (
 )
 from gristmill.tokenizer.shard_format import token_batch
 from gristmill.tokenizer.shuffle import reshard
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 log = get_logger(__name__)
 
@@ -69,6 +73,29 @@ class TokenizeConfig:
             raise ValueError(f"validation_fraction must be in [0, 1], got {self.validation_fraction}")
 
 
+def load_tokenizer(path: str) -> tuple["Tokenizer", dict[str, int]]:
+    """The tokenizer at `path`, set to encode whole documents, and its vocabulary (special tokens included).
+
+    Loaded once per process and file version: the driver checks the recipe, runs shards (local executor) and
+    finalizes with the same object instead of parsing a large tokenizer.json three times. Truncation is
+    turned off whatever the file says, and special-token text inside a document is encoded as plain text, so
+    EOS appears only where the stage puts it.
+    """
+    stat = Path(path).stat()
+    return _load_tokenizer(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(path: str, mtime_ns: int, size: int) -> tuple["Tokenizer", dict[str, int]]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(path)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    tokenizer.encode_special_tokens = True
+    return tokenizer, tokenizer.get_vocab(with_added_tokens=True)
+
+
 class Tokenize(Stage):
     name = "tokenize"
     Config = TokenizeConfig
@@ -81,15 +108,7 @@ class Tokenize(Stage):
 
     def setup(self) -> None:
         """Loads the tokenizer; done at construction, so a missing special token fails before any work."""
-        from tokenizers import Tokenizer
-
-        if hasattr(self, "tokenizer"):
-            return
-        self.tokenizer = Tokenizer.from_file(self.config.tokenizer)
-        self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
-        self.tokenizer.encode_special_tokens = True
-        vocab = self.tokenizer.get_vocab(with_added_tokens=True)
+        self.tokenizer, vocab = load_tokenizer(self.config.tokenizer)
         self.vocab_size = max(vocab.values()) + 1
         self.dtype = token_dtype(self.vocab_size)
         self.special_ids = SpecialIds(
@@ -108,11 +127,7 @@ class Tokenize(Stage):
         return vocab[token]
 
     def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
-        """Encodes every non-empty document whole and appends EOS.
-
-        Truncation is off whatever the tokenizer file says, and special-token text inside a document is
-        encoded as plain text, so EOS appears only where this stage puts it.
-        """
+        """Encodes every non-empty document whole (see `load_tokenizer`) and appends EOS."""
         empty = pc.equal(pc.binary_length(batch.column("text")), 0)
         ctx.remove(batch.filter(empty), "empty_text")
         batch = batch.filter(pc.invert(empty))
