@@ -245,7 +245,8 @@ def report(args: argparse.Namespace, summary: dict, quality_rows: list, bin_rows
     ]
     largest = scale[args.scale_docs[-1]] if scale else {}
     scaling = f"{largest['ray1']['seconds'] / largest['ray2']['seconds']:.2f}x" if "ray2" in largest else "not run"
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.processor())
     command = f"python -m bench.dedup --docs {args.docs} --scale-docs {' '.join(map(str, args.scale_docs))}"
     text = f"""# MinHash dedup benchmark
 

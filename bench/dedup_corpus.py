@@ -17,6 +17,7 @@ Usage: python -m bench.dedup_corpus --out /tmp/dedup_corpus [--docs 8000] [--see
 """
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -157,8 +158,7 @@ def generate(out: Path, documents: int, seed: int, shards: int = 4) -> dict:
     rng.shuffle(order)
     for shard in range(shards):
         with open(out / "docs" / f"part-{shard:05d}.jsonl", "w", encoding="utf-8") as handle:
-            for i in order[shard::shards]:
-                handle.write(json.dumps({"id": ids[i], "text": texts[i]}) + "\n")
+            handle.writelines(json.dumps({"id": ids[i], "text": texts[i]}) + "\n" for i in order[shard::shards])
     with open(out / "truth.jsonl", "w", encoding="utf-8") as handle:
         for (a, b), similarity in sorted(truth.items()):
             handle.write(json.dumps({"a": ids[a], "b": ids[b], "jaccard": round(similarity, 4)}) + "\n")
@@ -175,22 +175,23 @@ def scaled(source: Path, out: Path, documents: int, seed: int, shards: int = 8) 
     """A larger corpus for timing and memory only (no truth): benchmark documents with 30% of their
     words replaced at random, so most are unique, plus a verbatim copy of every 20th one."""
     rng = random.Random(seed)
-    texts = [json.loads(line)["text"] for path in sorted(source.glob("part-*.jsonl")) for line in open(path, encoding="utf-8")]
+    texts = [
+        json.loads(line)["text"] for path in sorted(source.glob("part-*.jsonl")) for line in path.read_text().splitlines()
+    ]
     vocabulary = sorted({word for text in texts[:500] for word in text.split()})
     out.mkdir(parents=True, exist_ok=True)
-    handles = [open(out / f"part-{shard:05d}.jsonl", "w", encoding="utf-8") for shard in range(shards)]
     previous = ""
-    for index in range(documents):
-        if index % 20 == 19:
-            text = previous
-        else:
-            words = rng.choice(texts).split(" ")
-            for position in rng.sample(range(len(words)), len(words) * 3 // 10):
-                words[position] = rng.choice(vocabulary)
-            text = previous = " ".join(words)
-        handles[index % shards].write(json.dumps({"id": f"s{index:08d}", "text": text}) + "\n")
-    for handle in handles:
-        handle.close()
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(open(out / f"part-{s:05d}.jsonl", "w", encoding="utf-8")) for s in range(shards)]
+        for index in range(documents):
+            if index % 20 == 19:
+                text = previous
+            else:
+                words = rng.choice(texts).split(" ")
+                for position in rng.sample(range(len(words)), len(words) * 3 // 10):
+                    words[position] = rng.choice(vocabulary)
+                text = previous = " ".join(words)
+            handles[index % shards].write(json.dumps({"id": f"s{index:08d}", "text": text}) + "\n")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 from gristmill.pipeline.dedup.doc_keys import doc_keys, shard_of
 from gristmill.pipeline.dedup.phase import Summary, check_plan, marker_path, resumable
 from gristmill.pipeline.dedup.removal import REMOVAL_SCHEMA, apply_removals_to_shards
+from gristmill.pipeline.dedup.segments import group_starts
 from gristmill.pipeline.dedup.shard_io import read_shard
 from gristmill.pipeline.dedup.shuffle import PartitionedWriter, read_partition
 from gristmill.pipeline.executors import Executor
@@ -91,7 +92,7 @@ def write_keys(task: KeyTask) -> Summary:
     except BaseException:
         writer.abort()
         raise
-    return {"files": [str(path.relative_to(Path(task.keys_dir))) for path in writer.close()]}
+    return {"files": writer.close()}
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,7 @@ def pick_keepers(task: PickTask) -> Summary:
     doc = table.column("doc").to_numpy()
     order = np.lexsort((doc, -priority, key))
     key, doc = key[order], doc[order]
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
+    first = group_starts(key)
     group = np.cumsum(first) - 1
     size = np.bincount(group)
     member = size[group] > 1
@@ -125,9 +125,8 @@ def pick_keepers(task: PickTask) -> Summary:
     )
     writer = PartitionedWriter(Path(task.removals_dir), task.partition, task.shards, REMOVAL_SCHEMA)
     writer.write(rows, shard_of(doc[member]))
-    files = writer.close()
     return {
-        "files": [str(path.relative_to(Path(task.removals_dir))) for path in files],
+        "files": writer.close(),
         "groups": int((size > 1).sum()),
         "removed": int((~first[member]).sum()),
     }

@@ -19,9 +19,18 @@ import pyarrow.compute as pc
 from gristmill.pipeline.dedup.normalize import TextNormalization, normalize_text
 from gristmill.pipeline.dedup.options import ShuffleOptions
 from gristmill.pipeline.dedup.phase import Summary, check_plan, marker_path, resumable
-from gristmill.pipeline.dedup.segments import combine_ngrams, ngram_windows, owners, unique_per_document
+from gristmill.pipeline.dedup.segments import (
+    combine_ngrams,
+    ngram_windows,
+    owners,
+    unique_per_document,
+)
 from gristmill.pipeline.dedup.shard_io import ShardOutput, read_shard
-from gristmill.pipeline.dedup.shuffle import PartitionedWriter, read_partition
+from gristmill.pipeline.dedup.shuffle import (
+    PartitionedWriter,
+    read_arrow,
+    read_partition,
+)
 from gristmill.pipeline.dedup.string_hash import hash_strings
 from gristmill.pipeline.executors import Executor
 from gristmill.pipeline.stage import GlobalStage
@@ -155,7 +164,7 @@ def count_spans(task: CountTask) -> Summary:
     except BaseException:
         writer.abort()
         raise
-    return {"files": [str(path.relative_to(Path(task.counts_dir))) for path in writer.close()]}
+    return {"files": writer.close()}
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,7 @@ def select_frequent(task: SelectTask) -> Summary:
     path = frequent_file(Path(task.frequent_dir), task.partition)
     writer = open_writer("arrow", path.with_suffix(""), FREQUENT_SCHEMA)
     writer.write(pa.RecordBatch.from_arrays([pa.array(frequent)], schema=FREQUENT_SCHEMA))
-    return {"files": [writer.close().name], "frequent": int(len(frequent))}
+    return {"files": [writer.close().name], "frequent": len(frequent)}
 
 
 @dataclass(frozen=True)
@@ -204,7 +213,7 @@ class DropTask:
 
 def load_frequent(frequent_dir: Path, partitions: int) -> np.ndarray:
     """Every frequent span hash, sorted (memory: one uint64 per distinct boilerplate span)."""
-    tables = [pa.ipc.open_file(pa.memory_map(str(frequent_file(frequent_dir, p)))).read_all() for p in range(partitions)]
+    tables = [read_arrow(frequent_file(frequent_dir, p)) for p in range(partitions)]
     return np.sort(np.concatenate([table.column("span").to_numpy() for table in tables]))
 
 

@@ -7,6 +7,15 @@ from gristmill.pipeline.dedup.string_hash import mix64
 _POSITION_WEIGHTS = mix64(np.arange(1, 65, dtype=np.uint64)) | np.uint64(1)
 
 
+def group_starts(*sorted_keys: np.ndarray) -> np.ndarray:
+    """True where a new group begins in rows sorted by `sorted_keys` (a row whose keys differ from the last)."""
+    starts = np.zeros(len(sorted_keys[0]), dtype=bool)
+    starts[:1] = True
+    for key in sorted_keys:
+        starts[1:] |= key[1:] != key[:-1]
+    return starts
+
+
 def owners(offsets: np.ndarray) -> np.ndarray:
     """The document index of every value."""
     return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
@@ -31,8 +40,7 @@ def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.nda
     owner = owners(offsets)
     order = np.lexsort((values, owner))
     values, owner = values[order], owner[order]
-    first = np.ones(len(values), dtype=bool)
-    first[1:] = (values[1:] != values[:-1]) | (owner[1:] != owner[:-1])
+    first = group_starts(values, owner)
     counts = np.bincount(owner[first], minlength=len(offsets) - 1)
     return values[first], np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 

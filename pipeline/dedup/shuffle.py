@@ -22,10 +22,10 @@ class PartitionedWriter:
     """Streams one map task's rows into one file per partition (a file with no rows holds the schema)."""
 
     def __init__(self, shuffle_dir: Path, map_task: int, partitions: int, schema: pa.Schema) -> None:
-        self.files = [partition_file(shuffle_dir, map_task, p) for p in range(partitions)]
-        self.schema = schema
+        self.shuffle_dir = shuffle_dir
         self._writers: list[AtomicShardWriter] = [
-            open_writer("arrow", path.with_suffix(""), schema) for path in self.files
+            open_writer("arrow", partition_file(shuffle_dir, map_task, p).with_suffix(""), schema)
+            for p in range(partitions)
         ]
 
     def write(self, batch: pa.RecordBatch, partition: np.ndarray) -> None:
@@ -39,8 +39,9 @@ class PartitionedWriter:
             if bounds[p + 1] > bounds[p]:
                 writer.write(grouped.slice(bounds[p], bounds[p + 1] - bounds[p]))
 
-    def close(self) -> list[Path]:
-        return [writer.close() for writer in self._writers]
+    def close(self) -> list[str]:
+        """Publishes every partition file; returns their paths relative to the shuffle folder."""
+        return [str(writer.close().relative_to(self.shuffle_dir)) for writer in self._writers]
 
     def abort(self) -> None:
         for writer in self._writers:
@@ -54,5 +55,10 @@ def read_partition(shuffle_dir: Path, map_tasks: int, partition: int) -> pa.Tabl
         path = partition_file(shuffle_dir, map_task, partition)
         if not path.is_file():
             raise FileNotFoundError(f"shuffle file {path} is missing: rerun the stage to rebuild it")
-        tables.append(pa.ipc.open_file(pa.memory_map(str(path))).read_all())
+        tables.append(read_arrow(path))
     return pa.concat_tables(tables)
+
+
+def read_arrow(path: Path) -> pa.Table:
+    """An Arrow IPC file as a table backed by a memory map (no copy; pages load as they are touched)."""
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()

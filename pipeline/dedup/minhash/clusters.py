@@ -23,7 +23,8 @@ from gristmill.pipeline.dedup.minhash.pairs import Similarity, edge_file
 from gristmill.pipeline.dedup.minhash.shingle_sets import ShingleSets
 from gristmill.pipeline.dedup.phase import Summary, marker_path, resumable
 from gristmill.pipeline.dedup.removal import REMOVAL_SCHEMA
-from gristmill.pipeline.dedup.shuffle import PartitionedWriter
+from gristmill.pipeline.dedup.segments import group_starts
+from gristmill.pipeline.dedup.shuffle import PartitionedWriter, read_arrow
 from gristmill.pipeline.dedup.union_find import connected_components
 
 
@@ -41,8 +42,7 @@ class ClusterTask:
 
 
 def read_edges(edges_dir: Path, partitions: int) -> pa.Table:
-    tables = [pa.ipc.open_file(pa.memory_map(str(edge_file(edges_dir, p)))).read_all() for p in range(partitions)]
-    return pa.concat_tables(tables)
+    return pa.concat_tables([read_arrow(edge_file(edges_dir, p)) for p in range(partitions)])
 
 
 def keepers(
@@ -54,8 +54,7 @@ def keepers(
     keeper = np.arange(len(order))
     pending = keeper.copy()
     while len(pending):
-        first = np.ones(len(pending), dtype=bool)
-        first[1:] = ranked_roots[pending][1:] != ranked_roots[pending][:-1]
+        first = group_starts(ranked_roots[pending])
         anchors = pending[first][np.cumsum(first) - 1][~first]
         members = pending[~first]
         close = (
@@ -81,7 +80,7 @@ def cluster_pairs(task: ClusterTask) -> Summary:
     priority[np.searchsorted(nodes, right)] = edges.column("right_priority").to_numpy()
     similarity = ShingleSets(Path(task.buckets_dir)).jaccard if config.verify else None
     kept = keepers(nodes, roots, priority, similarity, config.jaccard_threshold)
-    clusters, members, sizes = np.unique(kept, return_inverse=True, return_counts=True)
+    _, members, sizes = np.unique(kept, return_inverse=True, return_counts=True)
     grouped = sizes[members] > 1
     nodes, kept = nodes[grouped], kept[grouped]
     writer = PartitionedWriter(Path(task.removals_dir), 0, task.shards, REMOVAL_SCHEMA)
@@ -89,14 +88,13 @@ def cluster_pairs(task: ClusterTask) -> Summary:
         pa.RecordBatch.from_arrays([pa.array(nodes), pa.array(kept), pa.array(nodes != kept)], schema=REMOVAL_SCHEMA),
         shard_of(nodes),
     )
-    files = writer.close()
     sizes = sizes[sizes > 1]
     return {
-        "files": [str(path.relative_to(Path(task.removals_dir))) for path in files],
-        "pairs": int(len(left)),
-        "components": int(len(np.unique(roots))),
-        "clusters": int(len(sizes)),
-        "documents_in_clusters": int(len(nodes)),
+        "files": writer.close(),
+        "pairs": len(left),
+        "components": len(np.unique(roots)),
+        "clusters": len(sizes),
+        "documents_in_clusters": len(nodes),
         "removed": int((nodes != kept).sum()),
         "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "cluster_sizes": {str(size): count for size, count in sorted(Counter(sizes.tolist()).items())},

@@ -18,6 +18,7 @@ import pyarrow as pa
 from gristmill.pipeline.dedup.minhash.config import MinHashConfig
 from gristmill.pipeline.dedup.minhash.shingle_sets import ShingleSets
 from gristmill.pipeline.dedup.phase import Summary, marker_path, resumable
+from gristmill.pipeline.dedup.segments import group_starts
 from gristmill.pipeline.dedup.shuffle import read_partition
 from gristmill.pipeline.writers import open_writer
 
@@ -47,8 +48,7 @@ class PairTask:
 
 def _stars(group: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(anchor, member) row pairs linking each group's first row to its other rows (`rows` in group order)."""
-    first = np.ones(len(rows), dtype=bool)
-    first[1:] = group[rows][1:] != group[rows][:-1]
+    first = group_starts(group[rows])
     anchors = rows[first][np.cumsum(first) - 1]
     return anchors[~first], rows[~first]
 
@@ -85,9 +85,7 @@ def find_edges(table: pa.Table, similarity: Similarity | None, threshold: float)
     band, key, doc, priority = (table.column(name).to_numpy() for name in ("band", "key", "doc", "priority"))
     order = np.lexsort((doc, key, band))
     band, key, doc, priority = band[order], key[order], doc[order], priority[order]
-    starts = np.ones(len(doc), dtype=bool)
-    starts[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1])
-    left, right = candidate_edges(np.cumsum(starts), doc, similarity, threshold)
+    left, right = candidate_edges(np.cumsum(group_starts(band, key)), doc, similarity, threshold)
     _, _, inverse = _distinct(doc[left], doc[right])
     first = np.unique(inverse, return_index=True)[1]
     left, right = left[first], right[first]

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from gristmill.pipeline.dedup.doc_keys import row_of, shard_of
 from gristmill.pipeline.dedup.segments import unique_per_document
+from gristmill.pipeline.dedup.shuffle import read_arrow
 from gristmill.pipeline.writers import open_writer
 
 SHINGLE_SET_SCHEMA = pa.schema([("shingles", pa.large_list(pa.uint64()))])
@@ -46,8 +47,7 @@ class ShingleSets:
 
     def _shard(self, shard: int) -> tuple[np.ndarray, list[pa.LargeListArray]]:
         if shard not in self._shards:
-            source = pa.memory_map(str(shingle_set_file(self.buckets_dir, shard)))
-            chunks = pa.ipc.open_file(source).read_all().column("shingles").chunks
+            chunks = read_arrow(shingle_set_file(self.buckets_dir, shard)).column("shingles").chunks
             starts = np.cumsum([0] + [len(chunk) for chunk in chunks])
             self._shards[shard] = (starts, chunks)
         return self._shards[shard]

@@ -113,6 +113,7 @@ def write_band_keys(task: SignatureTask) -> Summary:
         if shingle_sets is not None:
             shingle_sets.abort()
         raise
-    written = writer.close() + ([shingle_sets.close()] if shingle_sets is not None else [])
-    files = [str(path.relative_to(Path(task.buckets_dir))) for path in written]
+    files = writer.close()
+    if shingle_sets is not None:
+        files.append(str(shingle_sets.close().relative_to(Path(task.buckets_dir))))
     return {"files": files, "docs": documents}

@@ -13,7 +13,15 @@ from gristmill.pipeline.dedup.minhash.shingles import shingle_hashes
 from gristmill.pipeline.dedup.minhash.stage import MinHashDedup
 from gristmill.pipeline.errors import UserError
 
-from dedup_helpers import clusters_by_id, edit_words, kept_ids, random_text, removed_rows, run_stage, write_shards
+from dedup_helpers import (
+    clusters_by_id,
+    edit_words,
+    kept_ids,
+    random_text,
+    removed_rows,
+    run_stage,
+    write_shards,
+)
 
 
 def jaccard(first: str, second: str, config: MinHashConfig) -> float:
@@ -79,7 +87,7 @@ def test_verify_drops_candidates_below_the_jaccard_threshold(tmp_path: Path) -> 
     rng = random.Random()
     base = random_text(rng, 300)
     near, far = edit_words(rng, base, 2), edit_words(rng, base, 14)
-    loose = dict(bands=30, rows=2, partitions=2)
+    loose = {"bands": 30, "rows": 2, "partitions": 2}
     assert jaccard(base, near, MinHashConfig()) > 0.9 and 0.5 < jaccard(base, far, MinHashConfig()) < 0.8
     inputs = write_shards(tmp_path / "in", [[{"id": "base", "text": base}], [{"id": "near", "text": near}, {"id": "far", "text": far}]])
     assert kept_ids(run_stage(MinHashDedup(MinHashConfig(**loose)), inputs, tmp_path / "plain")) == ["base"]
