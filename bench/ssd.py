@@ -153,9 +153,9 @@ def run_shape(shape: Shape, peer) -> list[object]:
 SHAPES = {
     "main": Shape(8, 8192),
     "main-no-resets": Shape(8, 8192, packed=False),
-    "headdim128": Shape(8, 8192, head_dim=128),
     "seq2k": Shape(8, 2048),
     "seq32k": Shape(8, 32768),
+    "headdim128": Shape(8, 8192, head_dim=128),
 }
 
 
@@ -179,7 +179,7 @@ def tuned_configs() -> dict[str, object]:
     kernels = [chunk_scan_fwd._ssd_fwd_kernel_output, chunk_scan_bwd._ssd_bwd_kernel_source,
                chunk_scan_bwd._ssd_bwd_kernel_target, chunk_scores._ssd_fwd_kernel_scores,
                chunk_state._ssd_kernel_chunk_state]  # fmt: skip
-    return {kernel.fn.__name__: kernel.cache for kernel in kernels}
+    return {kernel.fn.__name__: [str(config) for config in kernel.cache.values()] for kernel in kernels}
 
 
 def main() -> None:
@@ -196,16 +196,16 @@ def main() -> None:
     rows = []
     for name in args.shapes:
         rows.append(run_shape(SHAPES[name], peer))
+        report = "\n".join([
+            f"{today()} · {machine()} · rev {git_revision()} · bf16 x/B/C, fp32 dt/A/D, chunk 256, G=1; "
+            "median of do_bench; fwd without autograd; peak = max allocated above inputs during fwd+bwd",
+            markdown_table(HEADER, rows),
+        ])  # fmt: skip
         print(markdown_table(HEADER, rows[-1:]), flush=True)
-    report = "\n".join([
-        f"{today()} · {machine()} · rev {git_revision()} · bf16 x/B/C, fp32 dt/A/D, chunk 256, G=1; "
-        "median of do_bench; fwd without autograd; peak = max allocated above inputs during fwd+bwd",
-        markdown_table(HEADER, rows),
-    ])  # fmt: skip
+        if args.out:  # rewritten after every shape, so a run cut short keeps what it measured
+            with open(args.out, "w") as handle:
+                handle.write(report + "\n")
     print(report)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(report + "\n")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ from gristmill.kernels.ssd.tuning import candidates
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_S": 64, "BLOCK_L": 64}, 8, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64}, 4, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64}, 8, 2),
-        ({"BLOCK_S": 64, "BLOCK_L": 32}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 1}, 8, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 0}, 4, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 1}, 4, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 32, "LOAD_SCORES": 0}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0}, 8, 1),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
     restore_value=["dlog_decay", "dD"],  # both take atomic adds, so every trial must start from the same
@@ -55,6 +57,7 @@ def _ssd_bwd_kernel_source(
     N: tl.constexpr,
     CHUNK: tl.constexpr,
     HAS_D: tl.constexpr,
+    LOAD_SCORES: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_P: tl.constexpr,
@@ -104,13 +107,18 @@ def _ssd_bwd_kernel_source(
             keep = (offs_l[None, :] >= offs_s[:, None]) & mask_l[None, :] & mask_s[:, None]
             decay = tl.exp(tl.where(keep, a_l[None, :] - a_s[:, None], float("-inf")))
             # [BLOCK_S, BLOCK_L]: M transposed, and dy_l.v_s
-            cb_t = tl.load(
-                scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[None, :]) * CHUNK + offs_s[:, None],
-                mask=keep,
-                other=0.0,
-            )
+            if LOAD_SCORES:
+                cb_t = tl.load(
+                    scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[None, :]) * CHUNK + offs_s[:, None],
+                    mask=keep,
+                    other=0.0,
+                )
+            else:
+                cb_t = tl.dot(b_s, tl.trans(c_l))
             m_t = cb_t * decay
-            dyv = tl.dot(v_lp, tl.trans(dy_l))
+            # dy_l.v_s, rounded exactly as the target side rounds it, so that the decay gradients the two
+            # sides write for one pair cancel where they should
+            dyv = tl.dot(x_s, tl.trans(dy_l)) * dt_s[:, None]
             dv += tl.dot(m_t.to(dy_l.dtype), dy_l)
             db += tl.dot((dyv * decay).to(c_l.dtype), c_l)
             taken += tl.sum(m_t * dyv, axis=1)
@@ -144,10 +152,12 @@ def _ssd_bwd_kernel_source(
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_L": 64, "BLOCK_S": 64}, 4, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64}, 8, 2),
-        ({"BLOCK_L": 32, "BLOCK_S": 64}, 4, 2),
-        ({"BLOCK_L": 128, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1}, 8, 2),
+        ({"BLOCK_L": 32, "BLOCK_S": 64, "LOAD_SCORES": 0}, 4, 2),
+        ({"BLOCK_L": 128, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
 )
@@ -171,6 +181,7 @@ def _ssd_bwd_kernel_target(
     P: tl.constexpr,
     N: tl.constexpr,
     CHUNK: tl.constexpr,
+    LOAD_SCORES: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_P: tl.constexpr,
@@ -228,11 +239,14 @@ def _ssd_bwd_kernel_target(
             decay = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf")))
             # [BLOCK_L, BLOCK_S]: dy_l.v_s, and C_l.B_s
             dyv = tl.dot(dy_l, tl.trans(x_s)) * dt_s[None, :]
-            cb = tl.load(
-                scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
-                mask=keep,
-                other=0.0,
-            )
+            if LOAD_SCORES:
+                cb = tl.load(
+                    scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
+                    mask=keep,
+                    other=0.0,
+                )
+            else:
+                cb = tl.dot(c_l, tl.trans(b_s))
             dyv_decay = dyv * decay
             gained += tl.sum(dyv_decay * cb, axis=1)
             dc += tl.dot(dyv_decay.to(b_s.dtype), b_s)

@@ -1,5 +1,6 @@
 """SSD output: y = (inter-chunk) exp(a_l) S_in C_l + (intra-chunk) sum_{s<=l} (C_l.B_s) exp(a_l - a_s) dt_s x_s
-+ D x_l, one block of tokens of one chunk and head per program, with C_l.B_s from `chunk_scores`."""
++ D x_l, one block of tokens of one chunk and head per program; C_l.B_s is read from `chunk_scores` or
+recomputed, whichever autotuning finds faster."""
 
 import torch
 import triton
@@ -11,11 +12,12 @@ from gristmill.kernels.ssd.tuning import candidates
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_M": 64, "BLOCK_S": 64}, 4, 2),
-        ({"BLOCK_M": 64, "BLOCK_S": 64}, 8, 2),
-        ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 2),
-        ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 3),
-        ({"BLOCK_M": 64, "BLOCK_S": 32}, 4, 3),
+        ({"BLOCK_M": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 4, 2),
+        ({"BLOCK_M": 64, "BLOCK_S": 64, "LOAD_SCORES": 1}, 4, 2),
+        ({"BLOCK_M": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_S": 64, "LOAD_SCORES": 1}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 3),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK"],
 )
@@ -24,6 +26,7 @@ def _ssd_fwd_kernel_output(
     x,
     dt,
     a,
+    B,
     C,
     scores,
     D,
@@ -38,6 +41,7 @@ def _ssd_fwd_kernel_output(
     N: tl.constexpr,
     CHUNK: tl.constexpr,
     HAS_D: tl.constexpr,
+    LOAD_SCORES: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_P: tl.constexpr,
@@ -80,7 +84,17 @@ def _ssd_fwd_kernel_output(
         keep = (offs_m[:, None] >= offs_s[None, :]) & mask_s[None, :] & mask_m[:, None]
         decay = tl.exp(tl.where(keep, a_m[:, None] - a_s[None, :], float("-inf")))
         # [BLOCK_M, BLOCK_S]
-        cb = tl.load(scores + ((c * G + g).to(tl.int64) * CHUNK + offs_m[:, None]) * CHUNK + offs_s[None, :], mask=keep, other=0.0)
+        if LOAD_SCORES:
+            cb = tl.load(
+                scores + ((c * G + g).to(tl.int64) * CHUNK + offs_m[:, None]) * CHUNK + offs_s[None, :],
+                mask=keep,
+                other=0.0,
+            )
+        else:
+            b_s = tl.load(
+                B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
+            )
+            cb = tl.dot(c_m, tl.trans(b_s))
         acc += tl.dot((cb * decay * dt_s[None, :]).to(x_s.dtype), x_s)
     x_ptrs = (t_m[:, None] * H + h) * P + offs_p[None, :]
     mask_mp = mask_m[:, None] & mask_p[None, :]
@@ -93,6 +107,7 @@ def chunk_scan_fwd(
     x: torch.Tensor,
     dt: torch.Tensor,
     a: torch.Tensor,
+    B: torch.Tensor,
     C: torch.Tensor,
     scores: torch.Tensor,
     D: torch.Tensor | None,
@@ -107,7 +122,7 @@ def chunk_scan_fwd(
         return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), H, plan.num_chunks)
 
     _ssd_fwd_kernel_output[grid](
-        x, dt, a, C, scores, D, entering, y, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, B, C, scores, D, entering, y, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         BLOCK_P=max(16, triton.next_power_of_2(P)),
         BLOCK_N=max(16, triton.next_power_of_2(N)),

@@ -29,7 +29,7 @@ class SSDScanFunction(torch.autograd.Function):
         a, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
         entering = chunk_state(x, dt, a, B, plan, to_end=True)
         final_state = state_passing_fwd(entering, chunk_decay, initial_state, plan)
-        y = chunk_scan_fwd(x, dt, a, C, chunk_scores(B, C, plan), D, entering, plan)
+        y = chunk_scan_fwd(x, dt, a, B, C, chunk_scores(B, C, plan), D, entering, plan)
         ctx.save_for_backward(x, dt, A, B, C, D, a, chunk_decay, entering)
         ctx.plan = plan
         ctx.has_initial_state = initial_state is not None

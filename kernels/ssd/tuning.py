@@ -14,6 +14,6 @@ INTERPRETER_BLOCK = 16
 def candidates(*options: tuple[dict[str, int], int, int]) -> list[triton.Config]:
     """`options` are (block sizes, num_warps, num_stages) for the GPU."""
     if os.environ.get("TRITON_INTERPRET") == "1":
-        meta = {name: INTERPRETER_BLOCK for name in options[0][0]}
+        meta = {name: INTERPRETER_BLOCK if name.startswith("BLOCK") else value for name, value in options[0][0].items()}
         return [triton.Config(meta, num_warps=4, num_stages=1)]
     return [triton.Config(dict(meta), num_warps=warps, num_stages=stages) for meta, warps, stages in options]
