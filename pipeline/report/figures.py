@@ -31,7 +31,7 @@ def funnel_figure(run: RunStats) -> go.Figure:
     labels = ["input", *names]
     docs = [first.docs_in, *(run.stages[name].docs_out for name in names)]
     figure = go.Figure(go.Funnel(y=labels, x=docs, textinfo="value+percent initial"))
-    return _styled(figure, "Documents kept, stage by stage", height=120 + 40 * len(labels))
+    return _styled(figure, "Documents kept, stage by stage", height=120 + 32 * len(labels))
 
 
 def removals_figure(run: RunStats) -> go.Figure:
@@ -105,7 +105,7 @@ def training_figure(metrics: TrainingMetrics) -> go.Figure:
             steps, values = metrics.steps_and_values(name)
             if steps:
                 mode = "lines+markers" if name == "val_loss" else "lines"
-                figure.add_trace(go.Scatter(name=name, x=steps, y=values, mode=mode),
+                figure.add_trace(go.Scatter(name=name, x=steps, y=values, mode=mode, showlegend=name.endswith("loss")),
                                  row=index // 2 + 1, col=index % 2 + 1)
     _styled(figure, f"Training run: {metrics.path.name}", height=640)
     return figure.update_xaxes(title_text="step", row=2)
