@@ -6,8 +6,9 @@ With v_s = dt_s x_s and M_ls = (C_l.B_s) exp(a_l - a_s) for s <= l:
   gradient that token s loses: sum_l W_ls with W_ls = (dy_l.v_s) M_ls, plus its pull on the leaving state.
 - target side (a block of tokens l, all earlier tokens s): dC_l, and the part of the decay gradient that
   token l gains: sum_s W_ls plus the inter-chunk term exp(a_l) dy_l.(S_in C_l).
-Each program walks all heads of one B/C group, so dB and dC are summed over heads on chip, and each side
-writes only the decay gradients of its own tokens.
+Each program walks the heads of one B/C group (all, or a 1/HEAD_SPLIT share for more parallelism), so dB
+and dC are summed over heads on chip before one atomic add per share; each side writes only the decay
+gradients of its own tokens.
 """
 
 import torch
@@ -20,15 +21,19 @@ from gristmill.kernels.ssd.tuning import candidates
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0}, 8, 2),
-        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 1}, 8, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 0}, 4, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 1}, 4, 2),
-        ({"BLOCK_S": 64, "BLOCK_L": 32, "LOAD_SCORES": 0}, 8, 2),
-        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0}, 8, 1),
+        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 8, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 4, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 4, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 4}, 8, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 4, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 4}, 4, 2),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
-    restore_value=["dlog_decay", "dD"],  # both take atomic adds, so every trial must start from the same
+    # every output taking atomic adds must start each trial from the same values
+    reset_to_zero=["dB"],
+    restore_value=["dlog_decay", "dD"],
 )
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_source(
@@ -58,13 +63,15 @@ def _ssd_bwd_kernel_source(
     CHUNK: tl.constexpr,
     HAS_D: tl.constexpr,
     LOAD_SCORES: tl.constexpr,
+    HEAD_SPLIT: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     s_first = tl.program_id(0) * BLOCK_S
-    g = tl.program_id(1)
+    g = tl.program_id(1) // HEAD_SPLIT
+    split = tl.program_id(1) % HEAD_SPLIT
     c = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if s_first >= length:
@@ -82,7 +89,8 @@ def _ssd_bwd_kernel_source(
     b_s = tl.load(B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0)
     db = tl.zeros([BLOCK_S, BLOCK_N], dtype=tl.float32)
     heads_per_group = H // G
-    for hh in range(heads_per_group):
+    heads_per_split = (heads_per_group + HEAD_SPLIT - 1) // HEAD_SPLIT
+    for hh in range(split * heads_per_split, tl.minimum((split + 1) * heads_per_split, heads_per_group)):
         h = g * heads_per_group + hh
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
         dt_s = tl.load(dt + t_s * H + h, mask=mask_s, other=0.0).to(tl.float32)
@@ -143,23 +151,22 @@ def _ssd_bwd_kernel_source(
             tl.atomic_add(dD + h, tl.sum(tl.sum(dy_s * x_s.to(tl.float32), axis=1), axis=0))
         tl.store(dx + x_ptrs, grad_x.to(dx.dtype.element_ty), mask=mask_sp)
         tl.store(ddt_direct + t_s * H + h, tl.sum(dv * x_s.to(tl.float32), axis=1), mask=mask_s)
-    tl.store(
-        dB + (t_s[:, None] * G + g) * N + offs_n[None, :],
-        db.to(dB.dtype.element_ty),
-        mask=mask_s[:, None] & mask_n[None, :],
-    )
+    tl.atomic_add(dB + (t_s[:, None] * G + g) * N + offs_n[None, :], db, mask=mask_s[:, None] & mask_n[None, :])
 
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 4, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1}, 4, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1}, 8, 2),
-        ({"BLOCK_L": 32, "BLOCK_S": 64, "LOAD_SCORES": 0}, 4, 2),
-        ({"BLOCK_L": 128, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 8, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 8, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 4}, 4, 2),
+        ({"BLOCK_L": 128, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 8, 2),
+        ({"BLOCK_L": 32, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 4, 2),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
+    reset_to_zero=["dC"],  # takes atomic adds from the programs that split a group's heads
 )
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_target(
@@ -182,13 +189,15 @@ def _ssd_bwd_kernel_target(
     N: tl.constexpr,
     CHUNK: tl.constexpr,
     LOAD_SCORES: tl.constexpr,
+    HEAD_SPLIT: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     l_first = tl.program_id(0) * BLOCK_L
-    g = tl.program_id(1)
+    g = tl.program_id(1) // HEAD_SPLIT
+    split = tl.program_id(1) % HEAD_SPLIT
     c = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if l_first >= length:
@@ -207,7 +216,8 @@ def _ssd_bwd_kernel_target(
     c_l = tl.load(C + c_ptrs, mask=mask_ln, other=0.0)
     dc = tl.zeros([BLOCK_L, BLOCK_N], dtype=tl.float32)
     heads_per_group = H // G
-    for hh in range(heads_per_group):
+    heads_per_split = (heads_per_group + HEAD_SPLIT - 1) // HEAD_SPLIT
+    for hh in range(split * heads_per_split, tl.minimum((split + 1) * heads_per_split, heads_per_group)):
         h = g * heads_per_group + hh
         a_l = tl.load(a + h * T + t_l, mask=mask_l, other=0.0)
         dy_l = tl.load(
@@ -251,7 +261,7 @@ def _ssd_bwd_kernel_target(
             gained += tl.sum(dyv_decay * cb, axis=1)
             dc += tl.dot(dyv_decay.to(b_s.dtype), b_s)
         tl.store(da_target + h * T + t_l, gained, mask=mask_l)
-    tl.store(dC + c_ptrs, dc.to(dC.dtype.element_ty), mask=mask_ln)
+    tl.atomic_add(dC + c_ptrs, dc, mask=mask_ln)
 
 
 def chunk_scan_bwd(
@@ -276,14 +286,14 @@ def chunk_scan_bwd(
     block_n = max(16, triton.next_power_of_2(N))
     dx = torch.empty_like(x)
     ddt_direct = torch.empty(T, H, device=x.device, dtype=torch.float32)
-    dB = torch.empty_like(B)
-    dC = torch.empty_like(C)
+    dB = torch.zeros(T, G, N, device=x.device, dtype=torch.float32)
+    dC = torch.zeros_like(dB)
     dD = torch.zeros(H, device=x.device, dtype=torch.float32)
     da_source = torch.empty(H, T, device=x.device, dtype=torch.float32)
     da_target = torch.empty_like(da_source)
 
     def grid(block: str):
-        return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), G, plan.num_chunks)
+        return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), G * meta["HEAD_SPLIT"], plan.num_chunks)
 
     _ssd_bwd_kernel_source[grid("BLOCK_S")](
         x, dt, a, B, C, scores, D, dy, dleaving, dx, ddt_direct, dB, da_source, dlog_decay, dD,
@@ -294,4 +304,5 @@ def chunk_scan_bwd(
         x, dt, a, B, C, scores, dy, entering, dC, da_target, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
-    return dx, ddt_direct, dB, dC, dD if D is not None else None, da_source + da_target
+    dD = dD if D is not None else None
+    return dx, ddt_direct, dB.to(B.dtype), dC.to(C.dtype), dD, da_source + da_target

@@ -38,7 +38,7 @@ CASES = [
     pytest.param(Case((1, 300, 1, 700, 0, 23), 32, 1, 64, 128, 256, torch.bfloat16, 2e-2), id="bf16-ragged-T1025-H32-L256", marks=ON_GPU),
     pytest.param(Case((1500,), 32, 1, 64, 128, 256, torch.bfloat16, 2e-2), id="bf16-one-doc-T1500-H32-L256", marks=ON_GPU),
     pytest.param(Case((130, 1, 377, 99), 32, 1, 128, 128, 256, torch.bfloat16, 2e-2), id="bf16-P128-T607-L256", marks=ON_GPU),
-    pytest.param(Case((90, 1, 166), 8, 2, 64, 128, 64, torch.bfloat16, 2e-2), id="bf16-G2-T257-L64", marks=ON_GPU),
+    pytest.param(Case((90, 1, 166), 8, 2, 64, 128, 256, torch.bfloat16, 2e-2), id="bf16-G2-T257-L256", marks=ON_GPU),
 ]
 
 
