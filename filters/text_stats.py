@@ -22,8 +22,7 @@ import pyarrow.compute as pc
 SYMBOL_CLASS = r"\p{Pd}\p{Ps}\p{Pe}\p{Pi}\p{Pf}\p{Po}\pS\p{Cc}"
 """Characters split off the ends of a chunk: punctuation except connectors (`_` stays in a word),
 symbols, controls. A word made only of these and `_` is a symbol word."""
-CHUNK_SHAPE = rf"(?s)^(?P<head>[{SYMBOL_CLASS}_]*)(?P<core>.*?)(?P<tail>[{SYMBOL_CLASS}_]*)$"
-CLITIC = r"(?i)^(.+?)(n['’]t|['’](?:s|m|d|re|ve|ll))$"
+CLITIC = r"(?i)(n['’]t|['’](?:s|m|d|re|ve|ll))\z"
 INFIX = r"([\pL\pN])([-:<>=/])([\pL\pN])"
 """Hyphens, slashes and the like between letters or digits split a word ("31-bit", "GNU/Linux")."""
 NON_SYMBOL = rf"[^{SYMBOL_CLASS}\p{{Pc}}]"
@@ -116,13 +115,20 @@ def words(texts: pa.Array) -> Parts:
 
 
 def _split_chunks(chunks: pa.Array) -> pa.Array:
-    """Each chunk with spaces between its words (only chunks holding punctuation or symbols need this)."""
-    shape = pc.extract_regex(chunks, CHUNK_SHAPE)
-    head, core, tail = (shape.field(name) for name in ("head", "core", "tail"))
-    core = pc.replace_substring_regex(core, CLITIC, r"\1 \2")
+    """Each chunk with spaces between its words (only chunks holding punctuation or symbols need this).
+
+    The head is the run of symbols a chunk starts with, the tail the run it ends with (read on the
+    reversed chunk), the core what lies between; plain anchored patterns keep RE2 on its fast path.
+    """
+    ends = rf"^[{SYMBOL_CLASS}_]+"
+    head = pc.extract_regex(chunks, rf"^(?P<run>[{SYMBOL_CLASS}_]*)").field("run")
+    reversed_rest = pc.utf8_reverse(pc.replace_substring_regex(chunks, ends, ""))
+    tail = pc.utf8_reverse(pc.extract_regex(reversed_rest, rf"^(?P<run>[{SYMBOL_CLASS}_]*)").field("run"))
+    core = pc.utf8_reverse(pc.replace_substring_regex(reversed_rest, ends, ""))
+    core = pc.replace_substring_regex(core, CLITIC, r" \1")
     for _ in range(2):  # a match consumes the letter after the infix, so "a-b-c" needs a second pass
         core = pc.replace_substring_regex(core, INFIX, r"\1 \2 \3")
-    head, tail = (pc.replace_substring_regex(ends, r"(?s)(\.\.+|--+|.)", r"\1 ") for ends in (head, tail))
+    head, tail = (pc.replace_substring_regex(run, r"(?s)(\.\.+|--+|.)", r"\1 ") for run in (head, tail))
     return pc.binary_join_element_wise(head, core, tail, pa.scalar(" ", chunks.type))
 
 
