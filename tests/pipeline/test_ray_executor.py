@@ -8,8 +8,7 @@ import pytest
 from gristmill.pipeline.recipe import load_recipe
 from gristmill.pipeline.run import run_recipe
 
-from conftest import HERE, write_recipe
-from test_run import MIN_CHARS, part_bytes
+from pipeline_helpers import HERE, MIN_CHARS, part_bytes, write_recipe
 
 ray = pytest.importorskip("ray")
 

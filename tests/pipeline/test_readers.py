@@ -11,7 +11,7 @@ from gristmill.pipeline.side_output import SideOutput
 from gristmill.pipeline.stats import StageStats
 from gristmill.pipeline.writers import open_writer
 
-from conftest import make_documents
+from pipeline_helpers import make_documents
 
 
 def read_all(path: Path, config: InputConfig | None = None, errors_path: Path | None = None):

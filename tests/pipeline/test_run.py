@@ -11,19 +11,7 @@ from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.recipe import load_recipe
 from gristmill.pipeline.run import run_recipe
 
-from conftest import write_recipe
-
-MIN_CHARS = {"type": "stages_for_tests:MinChars", "min_chars": 60}
-
-
-def part_bytes(out: Path) -> dict[str, bytes]:
-    """Every data file of a run (documents and side outputs), by relative path; stats hold timings."""
-    return {
-        str(p.relative_to(out)): p.read_bytes()
-        for p in sorted(out.rglob("part-*"))
-        if p.suffix in (".parquet", ".jsonl", ".arrow") and "stats" not in p.parts
-    }
-
+from pipeline_helpers import MIN_CHARS, part_bytes, write_recipe
 
 def test_run_accounts_for_every_document(tmp_path: Path, corpus: Path) -> None:
     (corpus / "broken.jsonl").write_bytes(b'{"id": "x", "text": "ok text long enough to pass the filter, surely yes"}\nnot json\n')
