@@ -27,6 +27,8 @@ from gristmill.pipeline.report.outputs import (
 )
 from gristmill.pipeline.schema import DOCUMENT_SCHEMA
 
+PROBABILITY_SLACK = 1e-3
+"""fastText probabilities can exceed 1 by a rounding error; such columns still get bins from 0 to 1."""
 SIDE_COLUMNS = {"reason", "value"}
 """Columns of `removed/` files that say why a document went, not what it is."""
 
@@ -74,16 +76,19 @@ def value_counts(files: list[Path], column: str) -> Counter:
 
 
 def score_histograms(series: dict[str, list[Path]], column: str, bins: int = 20) -> dict[str, Histogram]:
-    """One histogram of a float column per series, over shared bins: a first pass finds the range of all."""
+    """One histogram of a float column per series, over shared bins: 0 to 1 for probabilities, else the range
+    of all values (found by a first pass)."""
     low, high = np.inf, -np.inf
     for files in series.values():
         for batch in iter_columns(files, [column]):
             extremes = pc.min_max(batch.column(column))
             if extremes["min"].is_valid:
                 low, high = min(low, extremes["min"].as_py()), max(high, extremes["max"].as_py())
+    if not np.isfinite(low) or (low >= 0.0 and high <= 1.0 + PROBABILITY_SLACK):
+        low, high = 0.0, 1.0
     histograms = {}
     for label, files in series.items():
-        histogram = Histogram.linear(low, high, bins) if np.isfinite(low) else Histogram.linear(0.0, 1.0, bins)
+        histogram = Histogram.linear(low, high, bins)
         for batch in iter_columns(files, [column]):
             histogram.add(batch.column(column).to_numpy(zero_copy_only=False))
         histograms[label] = histogram
@@ -112,7 +117,7 @@ def added_columns(files: list[Path]) -> dict[str, pa.DataType]:
 def collect_distributions(run: RunStats) -> Distributions:
     result = Distributions()
     stage_dirs = {name: run.out / name for name in run.folders if (run.out / name).is_dir()}
-    removed = {name: removed_files(path) for name, path in stage_dirs.items() if removed_files(path)}
+    removed = {name: files for name, path in stage_dirs.items() if (files := removed_files(path))}
     _lengths(run, stage_dirs, removed, result)
     _added_columns(stage_dirs, removed, result)
     for name, path in stage_dirs.items():
@@ -169,6 +174,11 @@ def _added_columns(stage_dirs: dict[str, Path], removed: dict[str, list[Path]], 
     for files in series.values():
         for column, kind in added_columns(files).items():
             columns.setdefault(column, kind)
+    kept_columns = added_columns(series[f"kept after {last}"]) if last is not None else {}
+    missing = [column for column in columns if column not in kept_columns]
+    if missing:
+        result.notes.append(f"{', '.join(missing)}: only removed documents are shown; the kept ones are in no "
+                            "text output (the stages that add these columns ran fused with later ones)")
     for column, kind in columns.items():
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
             counts = {label: value_counts(files, column) for label, files in series.items()}

@@ -35,7 +35,7 @@ def funnel_figure(run: RunStats) -> go.Figure:
 
 
 def removals_figure(run: RunStats) -> go.Figure:
-    """Documents removed per rule, one colour per stage, and errors per kind."""
+    """Documents removed per rule, one colour per stage (named in each label), and errors per kind."""
     figure = go.Figure()
     for name in run.stages:
         rules = [(reason, count) for stage, reason, count in run.removed_by_rule if stage == name]
@@ -47,7 +47,8 @@ def removals_figure(run: RunStats) -> go.Figure:
             ))
     rows = len(run.removed_by_rule) + len(run.errors_by_kind)
     figure.update_yaxes(autorange="reversed")
-    return _styled(figure, "Documents removed per rule (and errors per kind)", "documents", height=140 + 24 * rows)
+    _styled(figure, "Documents removed per rule (and errors per kind)", "documents", height=140 + 24 * rows)
+    return figure.update_layout(showlegend=False)
 
 
 def histogram_figure(series: dict[str, Histogram], title: str, x_title: str, stacked: bool = False) -> go.Figure:
@@ -66,11 +67,11 @@ def category_figure(series: dict[str, Counter], title: str, x_title: str) -> go.
     total = sum(series.values(), Counter())
     shown = [value for value, _ in total.most_common(TOP_CATEGORIES)]
     figure = go.Figure()
+    has_other = len(total) > len(shown)
+    x = [*map(str, shown), *(["other"] if has_other else [])]
     for label, counts in series.items():
         other = sum(count for value, count in counts.items() if value not in shown)
-        x = [*map(str, shown), *(["other"] if len(total) > len(shown) else [])]
-        y = [counts.get(value, 0) for value in shown] + ([other] if len(total) > len(shown) else [])
-        figure.add_trace(go.Bar(name=label, x=x, y=y))
+        figure.add_trace(go.Bar(name=label, x=x, y=[counts.get(value, 0) for value in shown] + [other] * has_other))
     figure.update_layout(barmode="stack")
     return _styled(figure, title, x_title, "documents")
 
