@@ -53,11 +53,16 @@ class Distributions:
     """Per added string column (e.g. `lang`): counts of each value, kept and removed by stage."""
     scores: dict[str, dict[str, Histogram]] = field(default_factory=dict)
     """Per added float column (e.g. `lang_score`, `quality`): kept and removed by stage."""
-    cluster_sizes: dict[str, Counter] = field(default_factory=dict)
-    """Per dedup stage: cluster size -> number of clusters of that size."""
+    cluster_members: dict[str, Counter] = field(default_factory=dict)
+    """Per dedup stage: cluster key -> number of documents in the cluster."""
     tokens_per_document: dict[str, Histogram] = field(default_factory=dict)
     tokens_per_shard: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def cluster_sizes(self) -> dict[str, Counter]:
+        """Per dedup stage: cluster size -> number of clusters of that size."""
+        return {stage: Counter(members.values()) for stage, members in self.cluster_members.items()}
 
 
 def text_lengths(files: list[Path]) -> Histogram:
@@ -122,7 +127,7 @@ def collect_distributions(run: RunStats) -> Distributions:
     _added_columns(stage_dirs, removed, result)
     for name, path in stage_dirs.items():
         if cluster_files(path):
-            result.cluster_sizes[name] = Counter(cluster_counts(path).values())
+            result.cluster_members[name] = cluster_counts(path)
         if token_files(path):
             _tokens(name, path, result)
     return result

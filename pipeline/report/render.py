@@ -3,6 +3,7 @@ figures, one jinja2 template with autoescaping, written atomically as one self-c
 
 import datetime
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +15,7 @@ from plotly.offline import get_plotlyjs
 from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.report import figures
 from gristmill.pipeline.report.collect import RunStats, load_run
-from gristmill.pipeline.report.distributions import Distributions, cluster_counts, collect_distributions
-from gristmill.pipeline.report.outputs import cluster_files
+from gristmill.pipeline.report.distributions import Distributions, collect_distributions
 from gristmill.pipeline.report.samples import ClusterSample, Sample, cluster_samples, error_samples, removed_samples
 from gristmill.pipeline.report.training import TrainingMetrics, load_metrics
 
@@ -54,7 +54,8 @@ def distribution_figures(found: Distributions) -> list[Markup]:
     return [_html(figure) for figure in shown]
 
 
-def stage_samples(run: RunStats) -> list[StageSamples]:
+def stage_samples(run: RunStats, cluster_members: dict[str, Counter]) -> list[StageSamples]:
+    """Examples of every stage folder that has removed documents, duplicate clusters or read errors."""
     found = []
     for name in run.folders:
         stage_dir = run.out / name
@@ -64,7 +65,7 @@ def stage_samples(run: RunStats) -> list[StageSamples]:
         samples = StageSamples(
             stage=name,
             removed=removed_samples(stage_dir, sorted(stats.removed) if stats is not None else None),
-            clusters=cluster_samples(stage_dir, cluster_counts(stage_dir)) if cluster_files(stage_dir) else [],
+            clusters=cluster_samples(stage_dir, cluster_members[name]) if name in cluster_members else [],
             errors=error_samples(stage_dir),
         )
         if samples.removed or samples.clusters or samples.errors:
@@ -85,7 +86,7 @@ def page_context(out: Path, metrics_path: Path | None) -> dict:
         found = collect_distributions(run)
         context["notes"] += found.notes
         context.update(funnel=_html(figures.funnel_figure(run)), removals=_html(figures.removals_figure(run)),
-                       distributions=distribution_figures(found), samples=stage_samples(run))
+                       distributions=distribution_figures(found), samples=stage_samples(run, found.cluster_members))
     if metrics is not None:
         context["notes"] += metrics.notes
         context["training"] = _html(figures.training_figure(metrics))

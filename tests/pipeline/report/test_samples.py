@@ -5,6 +5,8 @@ import pyarrow.parquet as pq
 
 from gristmill.pipeline.report.collect import load_run
 from gristmill.pipeline.report.distributions import cluster_counts
+from gristmill.pipeline.report import samples as samples_module
+from gristmill.pipeline.report.outputs import iter_columns
 from gristmill.pipeline.report.samples import cluster_samples, error_samples, removed_samples
 from report_corpus import PLANTED_SCRIPT
 
@@ -47,3 +49,19 @@ def test_error_samples_keep_the_raw_record(report_run) -> None:
     errors = error_samples(report_run.out / "read")
     [sample] = errors["malformed_json"]
     assert sample.text.startswith('{"id": "broken"') and sample.id.endswith(".jsonl:" + sample.id.split(":")[-1])
+
+
+def test_sampling_stops_once_every_rule_has_its_examples(report_run, monkeypatch) -> None:
+    stage_dir = report_run.out / "min_chars"
+    rows = removed_table(stage_dir).num_rows
+    batches = []
+
+    def small_batches(files, columns, batch_rows=4):
+        for batch in iter_columns(files, columns, batch_rows):
+            batches.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(samples_module, "iter_columns", small_batches)
+    found = removed_samples(stage_dir, ["too_short"], per_reason=2)
+    assert len(found["too_short"]) == 2
+    assert rows > 8 and sum(batches) == 4
