@@ -54,6 +54,18 @@ def distribution_figures(found: Distributions) -> list[Markup]:
     return [_html(figure) for figure in shown]
 
 
+def absent_distributions(found: Distributions) -> list[str]:
+    """Distributions the page leaves out because the run has nothing to draw them from."""
+    absent = []
+    if not found.categories and not found.scores:
+        absent.append("language and score columns (no stage added any)")
+    if not found.cluster_members:
+        absent.append("duplicate clusters (no dedup stage)")
+    if not found.tokens_per_document:
+        absent.append("token counts (no tokenize stage)")
+    return absent
+
+
 def stage_samples(run: RunStats, cluster_members: dict[str, Counter]) -> list[StageSamples]:
     """Examples of every stage folder that has removed documents, duplicate clusters or read errors."""
     found = []
@@ -86,7 +98,8 @@ def page_context(out: Path, metrics_path: Path | None) -> dict:
         found = collect_distributions(run)
         context["notes"] += found.notes
         context.update(funnel=_html(figures.funnel_figure(run)), removals=_html(figures.removals_figure(run)),
-                       distributions=distribution_figures(found), samples=stage_samples(run, found.cluster_members))
+                       distributions=distribution_figures(found), absent=absent_distributions(found),
+                       samples=stage_samples(run, found.cluster_members))
     if metrics is not None:
         context["notes"] += metrics.notes
         context["training"] = _html(figures.training_figure(metrics))

@@ -54,5 +54,6 @@ def test_partial_run_renders_and_says_what_is_missing(report_run, tmp_path: Path
     assert "no removed/ documents for min_chars" in notes
     assert re.search(r"stage tokenize: \d+ documents in, but min_chars kept \d+", notes)
     assert "no training metrics" in notes
+    assert context["absent"] == ["duplicate clusters (no dedup stage)"]
     assert "Missing or partial" in page
     assert page.count('class="plotly-graph-div"') >= 3
