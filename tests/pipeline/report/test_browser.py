@@ -33,7 +33,7 @@ def test_page_loads_offline_draws_every_plot_and_runs_no_document_markup(report_
 
     problems, requests = [], []
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda message: message.type in ("error", "warning") and problems.append(message.text))
