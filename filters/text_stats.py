@@ -57,6 +57,10 @@ class Parts:
         """Characters (code points, as Python's `len`) of every part."""
         return _numpy(pc.utf8_length(self.values))
 
+    def nonempty(self) -> "Parts":
+        """Without empty parts (splitting on whitespace leaves one between two spaces)."""
+        return self.select(_numpy(pc.binary_length(self.values)) > 0)
+
     def select(self, mask: pa.Array | np.ndarray) -> "Parts":
         keep = _numpy(mask).astype(bool)
         return Parts(self.values.filter(pa.array(keep)), self.parents[keep], self.rows)
@@ -104,14 +108,12 @@ def split(texts: pa.Array, pattern: str) -> Parts:
 
 def words(texts: pa.Array) -> Parts:
     """The words of every row (see the module docstring for what a word is)."""
-    chunks = Parts.of(pc.utf8_split_whitespace(texts))
-    chunks = chunks.select(chunks.lengths() > 0)
+    chunks = Parts.of(pc.utf8_split_whitespace(texts)).nonempty()
     splittable = matches(chunks.values, rf"[{SYMBOL_CLASS}_]")
     if not splittable.any():
         return chunks
     spaced = pc.replace_with_mask(chunks.values, pa.array(splittable), _split_chunks(chunks.values.filter(pa.array(splittable))))
-    tokens = Parts.of(pc.utf8_split_whitespace(join_per_row(Parts(spaced, chunks.parents, chunks.rows), " ")))
-    return tokens.select(tokens.lengths() > 0)
+    return Parts.of(pc.utf8_split_whitespace(join_per_row(Parts(spaced, chunks.parents, chunks.rows), " "))).nonempty()
 
 
 def _split_chunks(chunks: pa.Array) -> pa.Array:
@@ -128,8 +130,15 @@ def _split_chunks(chunks: pa.Array) -> pa.Array:
     core = pc.replace_substring_regex(core, CLITIC, r" \1")
     for _ in range(2):  # a match consumes the letter after the infix, so "a-b-c" needs a second pass
         core = pc.replace_substring_regex(core, INFIX, r"\1 \2 \3")
-    head, tail = (pc.replace_substring_regex(run, r"(?s)(\.\.+|--+|.)", r"\1 ") for run in (head, tail))
+    head, tail = (_one_word_per_symbol(run) for run in (head, tail))
     return pc.binary_join_element_wise(head, core, tail, pa.scalar(" ", chunks.type))
+
+
+def _one_word_per_symbol(runs: pa.Array) -> pa.Array:
+    """Spaces between the symbols of each run, except inside runs of dots or hyphens ("...", "--")."""
+    long_runs = pa.array(_numpy(pc.utf8_length(runs)) > 1)
+    spaced = pc.replace_substring_regex(runs.filter(long_runs), r"(?s)(\.\.+|--+|.)", r"\1 ")
+    return pc.replace_with_mask(runs, long_runs, spaced)
 
 
 def join_per_row(parts: Parts, separator: str) -> pa.Array:
