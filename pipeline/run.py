@@ -1,18 +1,17 @@
 """Runs a recipe: map stages fused per shard, global stages (dedup) over all shards, stats merged."""
 
-import hashlib
 import json
 from pathlib import Path
 
-from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.executors import Executor, make_executor
 from gristmill.pipeline.log import get_logger
+from gristmill.pipeline.plan import check_plan
 from gristmill.pipeline.readers import InputConfig, expand_paths
 from gristmill.pipeline.recipe import Recipe
 from gristmill.pipeline.registry import resolve_stage
 from gristmill.pipeline.shard_task import ShardTask, StageSpec, run_shard
 from gristmill.pipeline.stage import GlobalStage
-from gristmill.pipeline.stats import StageStats, merge_stage_stats, write_json_atomic
+from gristmill.pipeline.stats import StageStats, merge_stage_stats
 
 log = get_logger(__name__)
 
@@ -22,7 +21,7 @@ def run_recipe(recipe: Recipe) -> dict[str, StageStats]:
     files = expand_paths(recipe.input.paths)
     specs = recipe.stage_specs()
     out = Path(recipe.output.path)
-    _check_plan(out, files, specs)
+    check_plan(out, files, specs)
     with make_executor(recipe.executor) as executor:
         _run_segments(recipe, files, specs, out, executor)
     stats = {}
@@ -80,19 +79,3 @@ def _run_map_segment(
     for spec in specs:
         spec.build().finalize(out / spec.name, [Path(p) for p in written])
     return written
-
-
-def _check_plan(out: Path, files: list[str], specs: list[StageSpec]) -> None:
-    """Refuses to resume into a folder made from other inputs or other stages (STYLE.md pattern 5)."""
-    plan = {"inputs": files, "stages": [spec.key() for spec in specs]}
-    digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
-    plan_path = out / "plan.json"
-    if plan_path.is_file():
-        recorded = json.loads(plan_path.read_text(encoding="utf-8"))
-        if recorded.get("digest") != digest:
-            raise UserError(
-                f"{out} holds a run of a different recipe or input list; "
-                "choose another output.path or delete the folder to start over"
-            )
-        return
-    write_json_atomic(plan_path, {"digest": digest, **plan})

@@ -101,13 +101,23 @@ def shard_stats_path(stage_dir: Path, shard: int) -> Path:
     return stage_dir / "stats" / f"part-{shard:05d}.json"
 
 
-def merge_stage_stats(stage_dir: Path) -> StageStats | None:
-    """Sums the per-shard stats of one stage folder into its stats.json; None if it has none."""
+def merge_stage_stats(stage_dir: Path, write: bool = True) -> StageStats | None:
+    """Sums the per-shard stats of one stage folder (into its stats.json if `write`); None if it has none."""
     parts = sorted((stage_dir / "stats").glob("part-*.json"))
     if not parts:
         return None
     total = StageStats(stage=stage_dir.name)
     for part in parts:
         total.add(StageStats.from_dict(json.loads(part.read_text(encoding="utf-8"))))
-    write_json_atomic(stage_dir / "stats.json", total.to_dict())
+    if write:
+        write_json_atomic(stage_dir / "stats.json", total.to_dict())
     return total
+
+
+def read_stage_stats(stage_dir: Path) -> StageStats | None:
+    """A stage's stats as they stand, without writing: per-shard files summed (a run in progress or cut
+    short), else its stats.json (global stages write only that), else None."""
+    merged = merge_stage_stats(stage_dir, write=False)
+    if merged is None and (stage_dir / "stats.json").is_file():
+        merged = StageStats.from_dict(json.loads((stage_dir / "stats.json").read_text(encoding="utf-8")))
+    return merged

@@ -1,31 +1,22 @@
 """Renders a run's per-stage stats as a terminal table (`gristmill run`, `gristmill stats`)."""
 
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from gristmill.pipeline.errors import UserError
-from gristmill.pipeline.stats import StageStats, merge_stage_stats
+from gristmill.pipeline.plan import planned_stages
+from gristmill.pipeline.stats import StageStats, read_stage_stats
 
 
 def load_run_stats(out: Path) -> dict[str, StageStats]:
-    """Stats of every stage folder of a run, in pipeline order (plan.json), merged from shards if needed."""
+    """Stats of every stage folder of a run, in pipeline order, read without writing into the run."""
     if not out.is_dir():
         raise UserError(f"no such run folder: {out}")
-    plan_path = out / "plan.json"
-    order = ["read"]
-    if plan_path.is_file():
-        order += [json.loads(key)[0] for key in json.loads(plan_path.read_text(encoding="utf-8"))["stages"]]
+    order = planned_stages(out)
     folders = order + sorted(p.name for p in out.iterdir() if p.is_dir() and p.name not in order)
-    stats = {}
-    for folder in folders:
-        merged = merge_stage_stats(out / folder)
-        if merged is None and (out / folder / "stats.json").is_file():
-            merged = StageStats.from_dict(json.loads((out / folder / "stats.json").read_text(encoding="utf-8")))
-        if merged is not None:
-            stats[folder] = merged
+    stats = {name: merged for name in folders if (merged := read_stage_stats(out / name)) is not None}
     if not stats:
         raise UserError(f"{out} holds no stats (is it a gristmill run folder?)")
     return stats

@@ -4,11 +4,11 @@ A run may be partial (interrupted, still going, or copied without some folders);
 sentence in `notes` instead of an exception, so the report still renders.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gristmill.pipeline.errors import UserError
+from gristmill.pipeline.plan import planned_stages
 from gristmill.pipeline.stats import StageStats
 from gristmill.pipeline.stats_table import load_run_stats
 
@@ -36,15 +36,6 @@ class RunStats:
     @property
     def errors_by_kind(self) -> list[tuple[str, str, int]]:
         return [(name, kind, count) for name, s in self.stages.items() for kind, count in sorted(s.errors.items())]
-
-
-def planned_stages(out: Path) -> list[str]:
-    """`read` and the stage names recorded in plan.json (each stage key is a JSON `[name, type, options]`)."""
-    plan_path = out / "plan.json"
-    if not plan_path.is_file():
-        return ["read"]
-    plan = json.loads(plan_path.read_text(encoding="utf-8"))
-    return ["read", *(json.loads(key)[0] for key in plan.get("stages", []))]
 
 
 def load_run(out: Path) -> RunStats:
