@@ -28,7 +28,7 @@ def forward_configs() -> list[triton.Config]:
     """BLOCK_M queries per program, BLOCK_N keys per step."""
     if _interpreting():
         return _configs([(32, 16, 4, 1)])
-    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 3), (64, 64, 4, 2)])
+    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2)])
 
 
 def key_grad_configs() -> list[triton.Config]:
