@@ -54,8 +54,9 @@ def _check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: i
         raise ValueError(f"max_seqlen must be a non-negative int, got {max_seqlen!r}")
     if cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing():
         return  # reading values back would break graph capture; the eager call already checked them
-    checked_as = (cu_seqlens._version, total_tokens, max_seqlen)
-    if _LAST_CHECKED.holds(cu_seqlens, checked_as):
+    # inference tensors keep no version counter, so an in-place edit could not be seen: check them every call
+    checked_as = None if cu_seqlens.is_inference() else (cu_seqlens._version, total_tokens, max_seqlen)
+    if checked_as is not None and _LAST_CHECKED.holds(cu_seqlens, checked_as):
         return
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]
     first, last, shortest, longest = torch.stack([cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]).tolist()
@@ -65,7 +66,8 @@ def _check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: i
         raise ValueError("cu_seqlens must be non-decreasing (a document length is negative)")
     if longest > max_seqlen:
         raise ValueError(f"max_seqlen={max_seqlen} is below the longest document ({longest} tokens)")
-    _LAST_CHECKED.remember(cu_seqlens, checked_as)
+    if checked_as is not None:
+        _LAST_CHECKED.remember(cu_seqlens, checked_as)
 
 
 def check_attention_inputs(

@@ -129,6 +129,17 @@ def test_empty_batch() -> None:
     assert out.shape == (0, 2, 64) and leaves[1].grad.shape == (0, 1, 64)
 
 
+def test_inference_mode() -> None:
+    """Inference tensors carry no version counter; the offsets check must still run on them."""
+    with torch.inference_mode():
+        q, k, v, cu_seqlens = make_inputs(Case((0, 5, 40), 2, 1, 64, torch.float16))
+        out = flash_attention_varlen(q, k, v, cu_seqlens, 35)
+        ref = attention_reference(q.float(), k.float(), v.float(), cu_seqlens, 35)
+        with pytest.raises(ValueError, match="max_seqlen=34"):
+            flash_attention_varlen(q, k, v, cu_seqlens, 34)
+    assert_close("out", out, ref, TOLERANCE[torch.float16])
+
+
 def test_unsupported_head_dim_falls_back_to_reference() -> None:
     q, k, v, cu_seqlens = make_inputs(Case((0, 5, 12), 2, 1, 32, torch.bfloat16))
     with pytest.warns(UserWarning, match="head dim 32"):
