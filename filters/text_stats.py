@@ -7,8 +7,9 @@ text length, so a 50 MB document costs what fifty 1 MB documents cost.
 
 Words follow the shape of spaCy's English tokenizer, which datatrove uses: whitespace separates
 chunks; punctuation and symbols at either end of a chunk are words of their own, one character each
-(a run of dots or of hyphens is one word); what remains in the middle is one word, split at hyphens
-and slashes between letters or digits and with a clitic split off ("don't" is `do`, `n't`). spaCy's exceptions (infix rules, emoticons, abbreviations) are not copied;
+(a run of dots or of hyphens is one word; `/`, `-`, `.` stay on the start of a word); what remains
+in the middle is one word, split at a hyphen or slash before a letter and with a clitic split off
+("don't" is `do`, `n't`). spaCy's exceptions (infix rules, emoticons, abbreviations) are not copied;
 bench/results/filters.md lists the documents of the sample corpus where that changes a decision.
 """
 
@@ -22,9 +23,14 @@ import pyarrow.compute as pc
 SYMBOL_CLASS = r"\p{Pd}\p{Ps}\p{Pe}\p{Pi}\p{Pf}\p{Po}\pS\p{Cc}"
 """Characters split off the ends of a chunk: punctuation except connectors (`_` stays in a word),
 symbols, controls. A word made only of these and `_` is a symbol word."""
+HEAD = r"[^\pL\pN\pM\pZ/\-.\\@^|~]"
+"""What splits off the start of a chunk, one word per character: punctuation and symbols, except the
+few that spaCy leaves on a word ("/proc", "-v", ".SH")."""
+TAIL = r"[^\pL\pN\pM\pZ/\-\\@^|~]"
+"""What splits off the end of a chunk: as HEAD, and a final period too."""
 CLITIC = r"(?i)(n['’]t|['’](?:s|m|d|re|ve|ll))\z"
-INFIX = r"([\pL\pN])([-:<>=/])([\pL\pN])"
-"""Hyphens, slashes and the like between letters or digits split a word ("31-bit", "GNU/Linux")."""
+INFIXES = (r"([\pL\pN])([-:<>=/])(\pL)", r"(\pN)([-+*^])(\pN)")
+"""Hyphens, slashes and the like before a letter, arithmetic between digits, split a word ("31-bit", "1-2")."""
 NON_SYMBOL = rf"[^{SYMBOL_CLASS}\p{{Pc}}]"
 PYTHON_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f\x85\pZ "
 """What `str.strip()` and `str.split()` treat as whitespace, as an RE2 class body."""
@@ -109,7 +115,7 @@ def split(texts: pa.Array, pattern: str) -> Parts:
 def words(texts: pa.Array) -> Parts:
     """The words of every row (see the module docstring for what a word is)."""
     chunks = Parts.of(pc.utf8_split_whitespace(texts)).nonempty()
-    splittable = matches(chunks.values, rf"[{SYMBOL_CLASS}_]")
+    splittable = matches(chunks.values, rf"[{SYMBOL_CLASS}_]|{HEAD}")
     if not splittable.any():
         return chunks
     spaced = pc.replace_with_mask(chunks.values, pa.array(splittable), _split_chunks(chunks.values.filter(pa.array(splittable))))
@@ -122,14 +128,14 @@ def _split_chunks(chunks: pa.Array) -> pa.Array:
     The head is the run of symbols a chunk starts with, the tail the run it ends with (read on the
     reversed chunk), the core what lies between; plain anchored patterns keep RE2 on its fast path.
     """
-    ends = rf"^[{SYMBOL_CLASS}_]+"
-    head = pc.extract_regex(chunks, rf"^(?P<run>[{SYMBOL_CLASS}_]*)").field("run")
-    reversed_rest = pc.utf8_reverse(pc.replace_substring_regex(chunks, ends, ""))
-    tail = pc.utf8_reverse(pc.extract_regex(reversed_rest, rf"^(?P<run>[{SYMBOL_CLASS}_]*)").field("run"))
-    core = pc.utf8_reverse(pc.replace_substring_regex(reversed_rest, ends, ""))
+    head = pc.extract_regex(chunks, rf"^(?P<run>{HEAD}*)").field("run")
+    reversed_rest = pc.utf8_reverse(pc.replace_substring_regex(chunks, rf"^{HEAD}+", ""))
+    tail = pc.utf8_reverse(pc.extract_regex(reversed_rest, rf"^(?P<run>{TAIL}*)").field("run"))
+    core = pc.utf8_reverse(pc.replace_substring_regex(reversed_rest, rf"^{TAIL}+", ""))
     core = pc.replace_substring_regex(core, CLITIC, r" \1")
-    for _ in range(2):  # a match consumes the letter after the infix, so "a-b-c" needs a second pass
-        core = pc.replace_substring_regex(core, INFIX, r"\1 \2 \3")
+    for infix in INFIXES:
+        for _ in range(2):  # a match consumes the character after the infix, so "a-b-c" needs a second pass
+            core = pc.replace_substring_regex(core, infix, r"\1 \2 \3")
     head, tail = (_one_word_per_symbol(run) for run in (head, tail))
     return pc.binary_join_element_wise(head, core, tail, pa.scalar(" ", chunks.type))
 
