@@ -174,10 +174,9 @@ def profile_ours(shape: Shape) -> str:
 
 def tuned_configs() -> dict[str, object]:
     """The configs autotuning picked for each of our tuned kernels."""
-    from gristmill.kernels.ssd import chunk_scan_bwd, chunk_scan_fwd, chunk_scores, chunk_state
+    from gristmill.kernels.ssd import chunk_scan_bwd, chunk_scan_fwd, chunk_state
 
-    kernels = [chunk_scan_fwd._ssd_fwd_kernel_output, chunk_scan_bwd._ssd_bwd_kernel_source,
-               chunk_scan_bwd._ssd_bwd_kernel_target, chunk_scores._ssd_fwd_kernel_scores,
+    kernels = [chunk_scan_fwd._ssd_fwd_kernel_output, chunk_scan_bwd._ssd_bwd_kernel_target,
                chunk_state._ssd_kernel_chunk_state]  # fmt: skip
     return {kernel.fn.__name__: [str(config) for config in kernel.cache.values()] for kernel in kernels}
 

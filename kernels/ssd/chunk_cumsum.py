@@ -1,7 +1,7 @@
 """Log-decay within each chunk: a_t = A * sum of dt over the chunk's tokens up to t, and its backward.
 
 `a` is stored per head and token, `[H, T]` fp32, so every later kernel reads its chunk's decays from the
-token positions it already knows; each chunk's total decay exp(a_last) is also kept, `[H, num_chunks]`.
+token positions it already knows.
 """
 
 import torch
@@ -12,9 +12,7 @@ from gristmill.kernels.ssd.documents import ChunkPlan
 
 
 @triton.jit(do_not_specialize=["T"])
-def _ssd_fwd_kernel_cumsum(
-    dt, A, a, chunk_decay, chunk_start, chunk_len, T, NUM_CHUNKS, H: tl.constexpr, CHUNK: tl.constexpr
-):
+def _ssd_fwd_kernel_cumsum(dt, A, a, chunk_start, chunk_len, T, H: tl.constexpr, CHUNK: tl.constexpr):
     c = tl.program_id(0)
     h = tl.program_id(1)
     length = tl.load(chunk_len + c)
@@ -25,24 +23,11 @@ def _ssd_fwd_kernel_cumsum(
     dt_t = tl.load(dt + t * H + h, mask=mask, other=0.0).to(tl.float32)
     a_t = tl.cumsum(dt_t * tl.load(A + h).to(tl.float32), axis=0)
     tl.store(a + h * T + t, a_t, mask=mask)
-    tl.store(chunk_decay + h * NUM_CHUNKS + c, tl.exp(tl.sum(tl.where(tl.arange(0, CHUNK) == length - 1, a_t, 0.0))))
 
 
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_cumsum(
-    dt,
-    A,
-    da,
-    dlog_decay,
-    ddt_partial,
-    ddt,
-    dA,
-    chunk_start,
-    chunk_len,
-    T,
-    NUM_CHUNKS,
-    H: tl.constexpr,
-    CHUNK: tl.constexpr,
+    dt, A, da, ddt_partial, ddt, dA, chunk_start, chunk_len, T, H: tl.constexpr, CHUNK: tl.constexpr
 ):
     c = tl.program_id(0)
     h = tl.program_id(1)
@@ -52,7 +37,6 @@ def _ssd_bwd_kernel_cumsum(
     t = tl.load(chunk_start + c).to(tl.int64) + tl.arange(0, CHUNK)
     mask = tl.arange(0, CHUNK) < length
     da_t = tl.load(da + h * T + t, mask=mask, other=0.0)
-    da_t += tl.where(tl.arange(0, CHUNK) == length - 1, tl.load(dlog_decay + h * NUM_CHUNKS + c), 0.0)
     # gradient of the per-token increment dt*A: the sum of da over the token and all later ones in the chunk
     dinc = tl.sum(da_t, axis=0) - tl.cumsum(da_t, axis=0) + da_t
     dt_t = tl.load(dt + t * H + h, mask=mask, other=0.0).to(tl.float32)
@@ -62,32 +46,23 @@ def _ssd_bwd_kernel_cumsum(
     tl.atomic_add(dA + h, tl.sum(dt_t * dinc, axis=0))
 
 
-def chunk_cumsum_fwd(dt: torch.Tensor, A: torch.Tensor, plan: ChunkPlan) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns `a` `[H, T]` and each chunk's decay `[H, num_chunks]` (spare chunks unwritten)."""
+def chunk_cumsum_fwd(dt: torch.Tensor, A: torch.Tensor, plan: ChunkPlan) -> torch.Tensor:
     T, H = dt.shape
     a = torch.empty(H, T, device=dt.device, dtype=torch.float32)
-    chunk_decay = torch.empty(H, plan.num_chunks, device=dt.device, dtype=torch.float32)
     _ssd_fwd_kernel_cumsum[(plan.num_chunks, H)](
-        dt, A, a, chunk_decay, plan.chunk_start, plan.chunk_len, T, plan.num_chunks, H=H, CHUNK=plan.chunk_size
+        dt, A, a, plan.chunk_start, plan.chunk_len, T, H=H, CHUNK=plan.chunk_size
     )
-    return a, chunk_decay
+    return a
 
 
 def chunk_cumsum_bwd(
-    dt: torch.Tensor,
-    A: torch.Tensor,
-    da: torch.Tensor,
-    dlog_decay: torch.Tensor,
-    ddt_partial: torch.Tensor,
-    plan: ChunkPlan,
+    dt: torch.Tensor, A: torch.Tensor, da: torch.Tensor, ddt_partial: torch.Tensor, plan: ChunkPlan
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Folds the gradients w.r.t. `a` and each chunk's total log-decay into dt (added to `ddt_partial`,
-    from dt's other use) and A."""
+    """Folds the gradient w.r.t. `a` into dt (added to `ddt_partial`, from dt's other use) and A."""
     T, H = dt.shape
     ddt = torch.empty_like(dt)
     dA = torch.zeros(H, device=dt.device, dtype=torch.float32)
     _ssd_bwd_kernel_cumsum[(plan.num_chunks, H)](
-        dt, A, da, dlog_decay, ddt_partial, ddt, dA, plan.chunk_start, plan.chunk_len, T, plan.num_chunks,
-        H=H, CHUNK=plan.chunk_size,
-    )  # fmt: skip
+        dt, A, da, ddt_partial, ddt, dA, plan.chunk_start, plan.chunk_len, T, H=H, CHUNK=plan.chunk_size
+    )
     return ddt, dA.to(A.dtype)

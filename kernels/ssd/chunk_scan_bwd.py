@@ -2,13 +2,11 @@
 
 With v_s = dt_s x_s and M_ls = (C_l.B_s) exp(a_l - a_s) for s <= l:
 - source side (a block of tokens s, all later tokens l of its chunk): dv_s = sum_l M_ls dy_l +
-  exp(a_last - a_s) dS_out B_s, giving dx and dt's direct part; dB_s; dD; and the part of the decay
-  gradient that token s loses: sum_l W_ls with W_ls = (dy_l.v_s) M_ls, plus its pull on the leaving state.
-- target side (a block of tokens l, all earlier tokens s): dC_l, and the part of the decay gradient that
-  token l gains: sum_s W_ls plus the inter-chunk term exp(a_l) dy_l.(S_in C_l).
-Each program walks the heads of one B/C group (all, or a 1/HEAD_SPLIT share for more parallelism), so dB
-and dC are summed over heads on chip before one atomic add per share; each side writes only the decay
-gradients of its own tokens.
+  exp(a_last - a_s) dS_out B_s, giving dx and dt's direct part; dB_s; the decay gradients W_ls =
+  (dy_l.v_s) M_ls, added to a_l and taken from a_s; and dD.
+- target side (a block of tokens l, all earlier tokens s): dC_l and the gradient of exp(a_l) in the
+  inter-chunk term.
+Each program walks all heads of one B/C group, so dB and dC are summed over heads on chip.
 """
 
 import torch
@@ -21,19 +19,13 @@ from gristmill.kernels.ssd.tuning import candidates
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 8, 2),
-        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 8, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 4, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 4, 2),
-        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 8, 2),
-        ({"BLOCK_S": 64, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 4}, 8, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 4, 2),
-        ({"BLOCK_S": 32, "BLOCK_L": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 4}, 4, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64}, 8, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64}, 4, 2),
+        ({"BLOCK_S": 32, "BLOCK_L": 64}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 32}, 8, 2),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
-    # every output taking atomic adds must start each trial from the same values
-    reset_to_zero=["dB"],
-    restore_value=["dlog_decay", "dD"],
+    restore_value=["da", "dD"],  # both are accumulated with atomics, so every trial must start from the same
 )
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_source(
@@ -42,41 +34,36 @@ def _ssd_bwd_kernel_source(
     a,
     B,
     C,
-    scores,
     D,
     dy,
     dleaving,
     dx,
     ddt_direct,
     dB,
-    da_source,
-    dlog_decay,
+    da,
     dD,
     chunk_start,
     chunk_len,
     T,
-    NUM_CHUNKS,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
     N: tl.constexpr,
     CHUNK: tl.constexpr,
     HAS_D: tl.constexpr,
-    LOAD_SCORES: tl.constexpr,
-    HEAD_SPLIT: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     s_first = tl.program_id(0) * BLOCK_S
-    g = tl.program_id(1) // HEAD_SPLIT
-    split = tl.program_id(1) % HEAD_SPLIT
-    c = tl.program_id(2)
+    c = tl.program_id(1)
+    g = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if s_first >= length:
         return
     start = tl.load(chunk_start + c).to(tl.int64)
+    end = start + length - 1
     offs_s = s_first + tl.arange(0, BLOCK_S)
     mask_s = offs_s < length
     t_s = start + offs_s
@@ -89,8 +76,7 @@ def _ssd_bwd_kernel_source(
     b_s = tl.load(B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0)
     db = tl.zeros([BLOCK_S, BLOCK_N], dtype=tl.float32)
     heads_per_group = H // G
-    heads_per_split = (heads_per_group + HEAD_SPLIT - 1) // HEAD_SPLIT
-    for hh in range(split * heads_per_split, tl.minimum((split + 1) * heads_per_split, heads_per_group)):
+    for hh in range(heads_per_group):
         h = g * heads_per_group + hh
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
         dt_s = tl.load(dt + t_s * H + h, mask=mask_s, other=0.0).to(tl.float32)
@@ -112,25 +98,17 @@ def _ssd_bwd_kernel_source(
             dy_l = tl.load(
                 dy + (t_l[:, None] * H + h) * P + offs_p[None, :], mask=mask_l[:, None] & mask_p[None, :], other=0.0
             )
-            keep = (offs_l[None, :] >= offs_s[:, None]) & mask_l[None, :] & mask_s[:, None]
+            keep = (offs_l[None, :] >= offs_s[:, None]) & mask_l[None, :]
             decay = tl.exp(tl.where(keep, a_l[None, :] - a_s[:, None], float("-inf")))
             # [BLOCK_S, BLOCK_L]: M transposed, and dy_l.v_s
-            if LOAD_SCORES:
-                cb_t = tl.load(
-                    scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[None, :]) * CHUNK + offs_s[:, None],
-                    mask=keep,
-                    other=0.0,
-                )
-            else:
-                cb_t = tl.dot(b_s, tl.trans(c_l))
-            m_t = cb_t * decay
-            # dy_l.v_s, rounded exactly as the target side rounds it, so that the decay gradients the two
-            # sides write for one pair cancel where they should
-            dyv = tl.dot(x_s, tl.trans(dy_l)) * dt_s[:, None]
+            m_t = tl.dot(b_s, tl.trans(c_l)) * decay
+            dyv = tl.dot(v_lp, tl.trans(dy_l))
             dv += tl.dot(m_t.to(dy_l.dtype), dy_l)
             db += tl.dot((dyv * decay).to(c_l.dtype), c_l)
-            taken += tl.sum(m_t * dyv, axis=1)
-        a_last = tl.load(a + h * T + start + length - 1)
+            w_t = m_t * dyv
+            taken += tl.sum(w_t, axis=1)
+            tl.atomic_add(da + h * T + t_l, tl.sum(w_t, axis=0), mask=mask_l)
+        a_last = tl.load(a + h * T + end)
         to_end = tl.where(mask_s, tl.exp(a_last - a_s), 0.0)
         # [BLOCK_P, BLOCK_N]
         q = tl.load(
@@ -142,8 +120,8 @@ def _ssd_bwd_kernel_source(
         dv += bq
         db += tl.dot(v_lp, q) * to_end[:, None]
         to_state = tl.sum(v_s * bq, axis=1)
-        tl.store(da_source + h * T + t_s, -taken - to_state, mask=mask_s)
-        tl.atomic_add(dlog_decay + h * NUM_CHUNKS + c, tl.sum(to_state, axis=0))
+        tl.atomic_add(da + h * T + t_s, -taken - to_state, mask=mask_s)
+        tl.atomic_add(da + h * T + end, tl.sum(to_state, axis=0))
         dy_s = tl.load(dy + x_ptrs, mask=mask_sp, other=0.0).to(tl.float32)
         grad_x = dv * dt_s[:, None]
         if HAS_D:
@@ -151,22 +129,21 @@ def _ssd_bwd_kernel_source(
             tl.atomic_add(dD + h, tl.sum(tl.sum(dy_s * x_s.to(tl.float32), axis=1), axis=0))
         tl.store(dx + x_ptrs, grad_x.to(dx.dtype.element_ty), mask=mask_sp)
         tl.store(ddt_direct + t_s * H + h, tl.sum(dv * x_s.to(tl.float32), axis=1), mask=mask_s)
-    tl.atomic_add(dB + (t_s[:, None] * G + g) * N + offs_n[None, :], db, mask=mask_s[:, None] & mask_n[None, :])
+    tl.store(
+        dB + (t_s[:, None] * G + g) * N + offs_n[None, :],
+        db.to(dB.dtype.element_ty),
+        mask=mask_s[:, None] & mask_n[None, :],
+    )
 
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 4, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 4, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 1}, 8, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 1}, 8, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 4, 2),
-        ({"BLOCK_L": 64, "BLOCK_S": 64, "LOAD_SCORES": 1, "HEAD_SPLIT": 4}, 4, 2),
-        ({"BLOCK_L": 128, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 8, 2),
-        ({"BLOCK_L": 32, "BLOCK_S": 64, "LOAD_SCORES": 0, "HEAD_SPLIT": 4}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64}, 4, 2),
+        ({"BLOCK_L": 64, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_L": 32, "BLOCK_S": 64}, 4, 2),
+        ({"BLOCK_L": 128, "BLOCK_S": 64}, 8, 2),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
-    reset_to_zero=["dC"],  # takes atomic adds from the programs that split a group's heads
 )
 @triton.jit(do_not_specialize=["T"])
 def _ssd_bwd_kernel_target(
@@ -175,11 +152,10 @@ def _ssd_bwd_kernel_target(
     a,
     B,
     C,
-    scores,
     dy,
     entering,
     dC,
-    da_target,
+    da_inter,
     chunk_start,
     chunk_len,
     T,
@@ -188,17 +164,14 @@ def _ssd_bwd_kernel_target(
     P: tl.constexpr,
     N: tl.constexpr,
     CHUNK: tl.constexpr,
-    LOAD_SCORES: tl.constexpr,
-    HEAD_SPLIT: tl.constexpr,
     BLOCK_L: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     l_first = tl.program_id(0) * BLOCK_L
-    g = tl.program_id(1) // HEAD_SPLIT
-    split = tl.program_id(1) % HEAD_SPLIT
-    c = tl.program_id(2)
+    c = tl.program_id(1)
+    g = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if l_first >= length:
         return
@@ -216,8 +189,7 @@ def _ssd_bwd_kernel_target(
     c_l = tl.load(C + c_ptrs, mask=mask_ln, other=0.0)
     dc = tl.zeros([BLOCK_L, BLOCK_N], dtype=tl.float32)
     heads_per_group = H // G
-    heads_per_split = (heads_per_group + HEAD_SPLIT - 1) // HEAD_SPLIT
-    for hh in range(split * heads_per_split, tl.minimum((split + 1) * heads_per_split, heads_per_group)):
+    for hh in range(heads_per_group):
         h = g * heads_per_group + hh
         a_l = tl.load(a + h * T + t_l, mask=mask_l, other=0.0)
         dy_l = tl.load(
@@ -232,7 +204,7 @@ def _ssd_bwd_kernel_target(
         from_start = tl.where(mask_l, tl.exp(a_l), 0.0)
         dy_state = tl.dot(dy_l, s_in.to(dy_l.dtype)) * from_start[:, None]
         dc += dy_state
-        gained = tl.sum(dy_state * c_l.to(tl.float32), axis=1)
+        tl.store(da_inter + h * T + t_l, tl.sum(dy_state * c_l.to(tl.float32), axis=1), mask=mask_l)
         for s0 in range(0, l_first + BLOCK_L, BLOCK_S):
             offs_s = s0 + tl.arange(0, BLOCK_S)
             mask_s = offs_s < length
@@ -245,23 +217,12 @@ def _ssd_bwd_kernel_target(
             b_s = tl.load(
                 B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
             )
-            keep = (offs_l[:, None] >= offs_s[None, :]) & mask_s[None, :] & mask_l[:, None]
+            keep = (offs_l[:, None] >= offs_s[None, :]) & mask_s[None, :]
             decay = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf")))
-            # [BLOCK_L, BLOCK_S]: dy_l.v_s, and C_l.B_s
+            # [BLOCK_L, BLOCK_S]: dy_l.v_s
             dyv = tl.dot(dy_l, tl.trans(x_s)) * dt_s[None, :]
-            if LOAD_SCORES:
-                cb = tl.load(
-                    scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
-                    mask=keep,
-                    other=0.0,
-                )
-            else:
-                cb = tl.dot(c_l, tl.trans(b_s))
-            dyv_decay = dyv * decay
-            gained += tl.sum(dyv_decay * cb, axis=1)
-            dc += tl.dot(dyv_decay.to(b_s.dtype), b_s)
-        tl.store(da_target + h * T + t_l, gained, mask=mask_l)
-    tl.atomic_add(dC + c_ptrs, dc, mask=mask_ln)
+            dc += tl.dot((dyv * decay).to(b_s.dtype), b_s)
+    tl.store(dC + c_ptrs, dc.to(dC.dtype.element_ty), mask=mask_ln)
 
 
 def chunk_scan_bwd(
@@ -270,39 +231,35 @@ def chunk_scan_bwd(
     a: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
-    scores: torch.Tensor,
     D: torch.Tensor | None,
     dy: torch.Tensor,
     entering: torch.Tensor,
     dleaving: torch.Tensor,
-    dlog_decay: torch.Tensor,
+    da: torch.Tensor,
     plan: ChunkPlan,
 ) -> tuple[torch.Tensor, ...]:
-    """Returns dx, dt's direct part (fp32), dB, dC, dD (or None) and the gradient w.r.t. `a` (fp32 `[H, T]`);
-    adds the leaving states' pull on each chunk's total log-decay into `dlog_decay`."""
+    """Returns dx, dt's direct part (fp32), dB, dC, dD (or None) and adds every decay gradient into `da`."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     block_p = max(16, triton.next_power_of_2(P))
     block_n = max(16, triton.next_power_of_2(N))
     dx = torch.empty_like(x)
     ddt_direct = torch.empty(T, H, device=x.device, dtype=torch.float32)
-    dB = torch.zeros(T, G, N, device=x.device, dtype=torch.float32)
-    dC = torch.zeros_like(dB)
+    dB = torch.empty_like(B)
+    dC = torch.empty_like(C)
     dD = torch.zeros(H, device=x.device, dtype=torch.float32)
-    da_source = torch.empty(H, T, device=x.device, dtype=torch.float32)
-    da_target = torch.empty_like(da_source)
+    da_inter = torch.empty_like(da)
 
     def grid(block: str):
-        return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), G * meta["HEAD_SPLIT"], plan.num_chunks)
+        return lambda meta: (triton.cdiv(plan.chunk_size, meta[block]), plan.num_chunks, G)
 
     _ssd_bwd_kernel_source[grid("BLOCK_S")](
-        x, dt, a, B, C, scores, D, dy, dleaving, dx, ddt_direct, dB, da_source, dlog_decay, dD,
-        plan.chunk_start, plan.chunk_len, T, plan.num_chunks,
+        x, dt, a, B, C, D, dy, dleaving, dx, ddt_direct, dB, da, dD, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
     _ssd_bwd_kernel_target[grid("BLOCK_L")](
-        x, dt, a, B, C, scores, dy, entering, dC, da_target, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, B, C, dy, entering, dC, da_inter, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, BLOCK_P=block_p, BLOCK_N=block_n,
     )  # fmt: skip
-    dD = dD if D is not None else None
-    return dx, ddt_direct, dB.to(B.dtype), dC.to(C.dtype), dD, da_source + da_target
+    da += da_inter
+    return dx, ddt_direct, dB, dC, dD if D is not None else None

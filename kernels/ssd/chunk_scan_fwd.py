@@ -1,6 +1,5 @@
 """SSD output: y = (inter-chunk) exp(a_l) S_in C_l + (intra-chunk) sum_{s<=l} (C_l.B_s) exp(a_l - a_s) dt_s x_s
-+ D x_l, one block of tokens of one chunk and head per program; C_l.B_s is read from `chunk_scores` or
-recomputed, whichever autotuning finds faster."""
++ D x_l, one block of tokens of one chunk and head per program; the L x L scores stay on chip."""
 
 import torch
 import triton
@@ -12,12 +11,11 @@ from gristmill.kernels.ssd.tuning import candidates
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_M": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 4, 2),
-        ({"BLOCK_M": 64, "BLOCK_S": 64, "LOAD_SCORES": 1}, 4, 2),
-        ({"BLOCK_M": 64, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
-        ({"BLOCK_M": 128, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 2),
-        ({"BLOCK_M": 128, "BLOCK_S": 64, "LOAD_SCORES": 1}, 8, 2),
-        ({"BLOCK_M": 128, "BLOCK_S": 64, "LOAD_SCORES": 0}, 8, 3),
+        ({"BLOCK_M": 64, "BLOCK_S": 64}, 4, 2),
+        ({"BLOCK_M": 64, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 3),
+        ({"BLOCK_M": 64, "BLOCK_S": 32}, 4, 3),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK"],
 )
@@ -28,7 +26,6 @@ def _ssd_fwd_kernel_output(
     a,
     B,
     C,
-    scores,
     D,
     entering,
     y,
@@ -41,15 +38,14 @@ def _ssd_fwd_kernel_output(
     N: tl.constexpr,
     CHUNK: tl.constexpr,
     HAS_D: tl.constexpr,
-    LOAD_SCORES: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     m0 = tl.program_id(0) * BLOCK_M
-    h = tl.program_id(1)
-    c = tl.program_id(2)
+    c = tl.program_id(1)
+    h = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if m0 >= length:
         return
@@ -78,24 +74,16 @@ def _ssd_fwd_kernel_output(
         t_s = start + offs_s
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
         dt_s = tl.load(dt + t_s * H + h, mask=mask_s, other=0.0).to(tl.float32)
+        b_s = tl.load(
+            B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
+        )
         x_s = tl.load(
             x + (t_s[:, None] * H + h) * P + offs_p[None, :], mask=mask_s[:, None] & mask_p[None, :], other=0.0
         )
-        keep = (offs_m[:, None] >= offs_s[None, :]) & mask_s[None, :] & mask_m[:, None]
+        keep = (offs_m[:, None] >= offs_s[None, :]) & mask_s[None, :]
         decay = tl.exp(tl.where(keep, a_m[:, None] - a_s[None, :], float("-inf")))
-        # [BLOCK_M, BLOCK_S]
-        if LOAD_SCORES:
-            cb = tl.load(
-                scores + ((c * G + g).to(tl.int64) * CHUNK + offs_m[:, None]) * CHUNK + offs_s[None, :],
-                mask=keep,
-                other=0.0,
-            )
-        else:
-            b_s = tl.load(
-                B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
-            )
-            cb = tl.dot(c_m, tl.trans(b_s))
-        acc += tl.dot((cb * decay * dt_s[None, :]).to(x_s.dtype), x_s)
+        scores = tl.dot(c_m, tl.trans(b_s)) * decay * dt_s[None, :]
+        acc += tl.dot(scores.to(x_s.dtype), x_s)
     x_ptrs = (t_m[:, None] * H + h) * P + offs_p[None, :]
     mask_mp = mask_m[:, None] & mask_p[None, :]
     if HAS_D:
@@ -109,20 +97,19 @@ def chunk_scan_fwd(
     a: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
-    scores: torch.Tensor,
     D: torch.Tensor | None,
     entering: torch.Tensor,
     plan: ChunkPlan,
 ) -> torch.Tensor:
     T, H, P = x.shape
-    G, N = C.shape[1], C.shape[2]
+    G, N = B.shape[1], B.shape[2]
     y = torch.empty_like(x)
 
     def grid(meta: dict) -> tuple[int, int, int]:
-        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), H, plan.num_chunks)
+        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), plan.num_chunks, H)
 
     _ssd_fwd_kernel_output[grid](
-        x, dt, a, B, C, scores, D, entering, y, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         BLOCK_P=max(16, triton.next_power_of_2(P)),
         BLOCK_N=max(16, triton.next_power_of_2(N)),

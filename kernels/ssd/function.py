@@ -5,7 +5,6 @@ import torch
 from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fwd
 from gristmill.kernels.ssd.chunk_scan_bwd import chunk_scan_bwd
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
-from gristmill.kernels.ssd.chunk_scores import chunk_scores
 from gristmill.kernels.ssd.chunk_state import chunk_state
 from gristmill.kernels.ssd.documents import ChunkPlan, cached_chunk_plan, plan_chunks, whole_stream
 from gristmill.kernels.ssd.reference import ScanOutput
@@ -26,11 +25,11 @@ class SSDScanFunction(torch.autograd.Function):
         initial_state: torch.Tensor | None,
         plan: ChunkPlan,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        a, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
+        a = chunk_cumsum_fwd(dt, A, plan)
         entering = chunk_state(x, dt, a, B, plan, to_end=True)
-        final_state = state_passing_fwd(entering, chunk_decay, initial_state, plan)
-        y = chunk_scan_fwd(x, dt, a, B, C, chunk_scores(B, C, plan), D, entering, plan)
-        ctx.save_for_backward(x, dt, A, B, C, D, a, chunk_decay, entering)
+        final_state = state_passing_fwd(entering, a, initial_state, plan)
+        y = chunk_scan_fwd(x, dt, a, B, C, D, entering, plan)
+        ctx.save_for_backward(x, dt, A, B, C, D, a, entering)
         ctx.plan = plan
         ctx.has_initial_state = initial_state is not None
         ctx.initial_state_dtype = None if initial_state is None else initial_state.dtype
@@ -41,18 +40,16 @@ class SSDScanFunction(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor, dfinal_state: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
-        x, dt, A, B, C, D, a, chunk_decay, entering = ctx.saved_tensors
+        x, dt, A, B, C, D, a, entering = ctx.saved_tensors
         plan: ChunkPlan = ctx.plan
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
+        da = torch.zeros_like(a)
         dstates = chunk_state(dy, dt, a, C, plan, to_end=False)
-        dfirst, dlog_decay = state_passing_bwd(
-            dstates, entering, chunk_decay, None if dfinal_state is None else dfinal_state.contiguous(), plan
+        dfirst = state_passing_bwd(
+            dstates, entering, a, da, None if dfinal_state is None else dfinal_state.contiguous(), plan
         )
-        scores = chunk_scores(B, C, plan)  # recomputed: cheaper than keeping [chunks, G, L, L] alive
-        dx, ddt_direct, dB, dC, dD, da = chunk_scan_bwd(
-            x, dt, a, B, C, scores, D, dy, entering, dstates, dlog_decay, plan
-        )
-        ddt, dA = chunk_cumsum_bwd(dt, A, da, dlog_decay, ddt_direct, plan)
+        dx, ddt_direct, dB, dC, dD = chunk_scan_bwd(x, dt, a, B, C, D, dy, entering, dstates, da, plan)
+        ddt, dA = chunk_cumsum_bwd(dt, A, da, ddt_direct, plan)
         dinitial = dfirst.to(ctx.initial_state_dtype) if ctx.has_initial_state else None
         return dx, ddt, dA, dB, dC, None if dD is None else dD.to(D.dtype), dinitial, None
 
