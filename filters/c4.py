@@ -5,8 +5,9 @@ cookie and terms-of-use notices are dropped); "lorem ipsum" or a curly bracket i
 a listed bad word, or fewer than `min_num_sentences` sentences left drops the whole page. Kept pages
 go on with only their kept lines, as in C4. All lines of a batch are judged at once.
 
-Sentences are counted with a rule (a run of sentence terminals, then a space, then a word), not with
-spaCy's sentencizer as datatrove does; abbreviations such as "e.g." count as sentence ends here.
+Sentences are counted by rule, where datatrove runs spaCy's sentencizer: a sentence ends at a run of
+sentence terminals followed by a space and a word, unless a single letter stands before it ("e.g.",
+"J."), and at a period between a lowercase and an uppercase letter ("typing.List", which spaCy splits).
 """
 
 from dataclasses import dataclass, field
@@ -56,7 +57,9 @@ class C4Quality(Stage):
     def __init__(self, config: C4QualityConfig | None = None) -> None:
         super().__init__(config)
         self._bad_words = _bad_words_pattern(self.config.bad_words_file) if self.config.bad_words_file else None
-        self._sentence_end = rf"{text_stats.char_class(text_stats.sentence_terminals())}+[\pP]*\s+[\pP]*[^\s\pP]"
+        end = rf"{text_stats.char_class(text_stats.sentence_terminals())}+[\pP]*\s+[\pP]*[^\s\pP]"
+        self._sentence_ends = (end, r"\p{Ll}\.\p{Lu}")
+        self._abbreviation_ends = rf"(?:^|[^\pL])\pL{end}"
 
     def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
         cfg: C4QualityConfig = self.config
@@ -94,13 +97,18 @@ class C4Quality(Stage):
             hit[dropped] = dropping_line[first_drop[dropped]]
             rules.check(reason, hit, line_number)
         if cfg.min_num_sentences is not None:
-            sentences = lines.sum(np.where(survives, text_stats.regex_counts(cleaned, self._sentence_end) + 1, 0))
+            sentences = lines.sum(np.where(survives, self._sentences(cleaned), 0))
             rules.check("too_few_sentences", sentences < cfg.min_num_sentences, sentences)
 
         kept_lines = text_stats.Parts(cleaned, lines.parents, batch.num_rows).select(survives)
         joined = text_stats.join_per_row(kept_lines, "\n")
         cleaned_batch = batch.set_column(batch.schema.get_field_index("text"), "text", text_stats.strip(joined))
         return apply_verdict(batch, rules.verdict(), ctx, cleaned_batch)
+
+    def _sentences(self, lines: pa.Array) -> np.ndarray:
+        """Sentences in each line (at least one)."""
+        ends = sum(text_stats.regex_counts(lines, pattern) for pattern in self._sentence_ends)
+        return 1 + ends - text_stats.regex_counts(lines, self._abbreviation_ends)
 
 
 def _first_per_row(parents: np.ndarray, hits: np.ndarray, rows: int) -> np.ndarray:
