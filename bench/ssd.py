@@ -196,8 +196,10 @@ def main() -> None:
     for name in args.shapes:
         rows.append(run_shape(SHAPES[name], peer))
         report = "\n".join([
-            f"{today()} · {machine()} · rev {git_revision()} · bf16 x/B/C, fp32 dt/A/D, chunk 256, G=1; "
-            "median of do_bench; fwd without autograd; peak = max allocated above inputs during fwd+bwd",
+            (
+                f"{today()} · {machine()} · rev {git_revision()} · bf16 x/B/C, fp32 dt/A/D, chunk 256, G=1; "
+                "median of do_bench; fwd without autograd; peak = max allocated above inputs during fwd+bwd"
+            ),
             markdown_table(HEADER, rows),
         ])  # fmt: skip
         print(markdown_table(HEADER, rows[-1:]), flush=True)

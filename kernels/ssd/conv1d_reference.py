@@ -1,5 +1,7 @@
 """Plain-PyTorch causal depthwise conv1d whose window never reaches back across a document start."""
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +40,7 @@ def causal_conv1d_reference(
         check_cu_seqlens_values(cu_seqlens, T)
     bounds = [0, T] if cu_seqlens is None else cu_seqlens.tolist()
     pieces = []
-    for begin, end in zip(bounds[:-1], bounds[1:]):
+    for begin, end in pairwise(bounds):
         if begin == end:
             continue
         doc = x[begin:end].float().t()[None]  # [1, C, len]

@@ -80,6 +80,9 @@ class _LayoutCache:
         self._built: dict[tuple[str, int], object] = {}
 
     def get(self, cu_seqlens: torch.Tensor, total_tokens: int, key: tuple[str, int], build: Callable[[], Built]) -> Built:
+        if cu_seqlens.is_inference():  # no version counter to tell an edited tensor apart: check every call
+            check_cu_seqlens_values(cu_seqlens, total_tokens)
+            return build()
         stamp = (cu_seqlens.data_ptr(), cu_seqlens._version, total_tokens)
         if self._source is None or self._source() is not cu_seqlens or self._stamp != stamp:
             check_cu_seqlens_values(cu_seqlens, total_tokens)

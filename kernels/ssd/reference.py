@@ -4,6 +4,8 @@ PyTorch baseline). Both restart the state at every `cu_seqlens` boundary; both a
 Per head, with state h `[P, N]`: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t + D x_t.
 """
 
+from itertools import pairwise
+
 import torch
 
 from gristmill.kernels.ssd.documents import whole_stream
@@ -36,7 +38,7 @@ def ssd_reference(
     xf, dtf, Af = x.float(), dt.float(), A.float()
     bounds = cu.tolist()
     ys, finals = [], []
-    for doc, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for doc, (begin, end) in enumerate(pairwise(bounds)):
         if initial_state is None:
             state = xf.new_zeros(H, P, Bh.shape[-1])
         else:

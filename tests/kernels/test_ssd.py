@@ -3,6 +3,7 @@ documents with ragged boundaries (length-1 and empty documents, documents starti
 spanning the whole row); and a packed row against its documents run one by one."""
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pytest
 import torch
@@ -14,7 +15,6 @@ from gristmill.kernels.testing import assert_close
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 ON_CPU = pytest.mark.skipif(torch.cuda.is_available(), reason="tiny shapes are for the CPU interpreter")
-GRAD_NAMES = ["dx", "ddt", "dA", "dB", "dC", "dD", "dinitial_state"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def test_ssd_scan_packed_matches_documents_one_by_one(case: Case) -> None:
     y, final, grads = run_scan(ssd_scan, leaves, cu, case.chunk_size, False, dy, dfinal)
     bounds = cu.tolist()
     sums = {name: torch.zeros_like(grad) for name, grad in grads.items()}
-    for doc, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for doc, (begin, end) in enumerate(pairwise(bounds)):
         if begin == end:
             continue
         piece = {k: v[begin:end] if k in ("x", "dt", "B", "C") else v for k, v in leaves.items()}
@@ -167,3 +167,14 @@ def test_ssd_scan_rejects_bad_arguments(change: dict, message: str) -> None:
     positional = [args.pop(k) for k in ("x", "dt", "A", "B", "C")]
     with pytest.raises(ValueError, match=message):
         ssd_scan(*positional, **args)
+
+
+def test_ssd_scan_rechecks_cu_seqlens_edited_in_place() -> None:
+    """Offsets are checked once per tensor version, so an in-place edit must be checked again."""
+    args = _valid_args()
+    cu = torch.tensor([0, 3, 8], dtype=torch.int32, device=DEVICE)
+    positional = [args.pop(k) for k in ("x", "dt", "A", "B", "C")]
+    ssd_scan(*positional, cu_seqlens=cu, chunk_size=16)
+    cu[1] = 9
+    with pytest.raises(ValueError, match="cu_seqlens"):
+        ssd_scan(*positional, cu_seqlens=cu, chunk_size=16)
