@@ -1,24 +1,30 @@
-"""Checkpoints: everything that decides the next step, written so that a crash never breaks the last good one.
+"""Checkpoints: everything that decides the next step, readable under another number of ranks, written so
+that a crash never breaks the last good one.
 
-A checkpoint is a folder `step-00000100/` holding `state.pt` (model, optimizer, scheduler, step counters, and
-per rank the loader state and RNG) and `meta.json`. It is written under a hidden temporary name, flushed
-to disk, then renamed: the rename is atomic, so a folder named `step-*` is always complete, and a crash
-mid-save leaves only a temporary folder that the next save removes. Older folders beyond `keep_last` are
-deleted after a new one is in place. Under FSDP2 the main rank gathers full (unsharded) state dicts and
-writes; every rank reads the file on resume, so out_dir must be on storage all ranks see.
+A checkpoint is a folder `step-00000100/` holding the model and optimizer as a torch distributed checkpoint
+(each rank writes its own shards; any number of ranks, sharded or not, reads them back), `trainer.pt` (the
+state that is the same on every rank: step, scheduler, the loader's global position, tokens seen; plus each
+rank's RNG state) and `meta.json`. It is written under a hidden temporary name, flushed, then renamed by
+the main rank once every rank has written: the rename is atomic, so a folder named `step-*` is always
+complete, and a crash mid-save leaves only a temporary folder that the next save removes. Older folders
+beyond `keep_last` are deleted after a new one is in place. out_dir must be on storage every rank sees.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
     set_model_state_dict,
@@ -42,26 +48,25 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def model_and_optimizer_state(
-    model: nn.Module, optimizer: torch.optim.Optimizer, sharded: bool
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Full state dicts, on CPU; collective under FSDP (every rank must call it)."""
-    if not sharded:
-        return model.state_dict(), optimizer.state_dict()
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+def model_and_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """State dicts keyed by parameter name, FSDP2 shards left sharded and DDP's wrapper name dropped, so
+    every parallelism writes and reads the same checkpoint; collective (every rank must call it)."""
+    return {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
 
 
-def load_model_and_optimizer(
-    model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], sharded: bool
-) -> None:
-    if not sharded:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        return
-    options = StateDictOptions(full_state_dict=True)
-    set_model_state_dict(model, state["model"], options=options)
-    set_optimizer_state_dict(model, optimizer, state["optimizer"], options=options)
+def load_model_and_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
+
+
+@dataclass(frozen=True)
+class Restored:
+    shared: dict[str, Any]
+    """The state every rank agrees on."""
+    own: dict[str, Any] | None
+    """This rank's own state; None when the checkpoint was written by another number of ranks."""
+    world_size: int
+    """How many ranks wrote the checkpoint."""
 
 
 class Checkpointer:
@@ -70,20 +75,24 @@ class Checkpointer:
         self.keep_last = keep_last
         self.rank, self.world_size = rank, world_size
 
-    def save(self, step: int, shared: dict[str, Any], per_rank: dict[str, Any]) -> Path:
-        """`shared` is the same on every rank (written by the main rank), `per_rank` differs per rank."""
-        gathered = [per_rank]
-        if self.world_size > 1:
-            gathered = [None] * self.world_size
-            dist.all_gather_object(gathered, per_rank)
-        final = self.directory / f"{_PREFIX}{step:08d}"
+    def save(self, step: int, tensors: dict[str, Any], shared: dict[str, Any], own: dict[str, Any]) -> Path:
+        """Collective. `tensors` (possibly sharded) go to the distributed checkpoint; `shared` is the same on
+        every rank and written once; `own` differs per rank."""
+        temporary = self.directory / f"{_TEMPORARY}{step:08d}"
         if self.rank == 0:
             self.directory.mkdir(parents=True, exist_ok=True)
             for stale in self.directory.glob(f"{_TEMPORARY}*"):
                 shutil.rmtree(stale, ignore_errors=True)
-            temporary = self.directory / f"{_TEMPORARY}{step:08d}"
-            temporary.mkdir()
-            _write_synced(temporary / "state.pt", lambda f: torch.save({**shared, "ranks": gathered}, f))
+        self._barrier()
+        with _one_process_is_intended():
+            dcp.save(tensors, checkpoint_id=temporary, no_dist=not dist.is_initialized())
+        gathered = [own]
+        if self.world_size > 1:
+            gathered = [None] * self.world_size
+            dist.all_gather_object(gathered, own)
+        final = self.directory / f"{_PREFIX}{step:08d}"
+        if self.rank == 0:
+            _write_synced(temporary / "trainer.pt", lambda f: torch.save({**shared, "ranks": gathered}, f))
             meta = {"step": step, "world_size": self.world_size}
             _write_synced(temporary / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
             if final.exists():
@@ -92,8 +101,7 @@ class Checkpointer:
             _sync_directory(self.directory)
             for old in self.completed()[: -self.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
-        if self.world_size > 1:
-            dist.barrier()
+        self._barrier()
         return final
 
     def completed(self) -> list[Path]:
@@ -102,19 +110,31 @@ class Checkpointer:
             return []
         return sorted(p for p in self.directory.iterdir() if p.name.startswith(_PREFIX) and p.is_dir())
 
-    def load_latest(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """(shared state, this rank's state) of the newest checkpoint, or None if there is none."""
+    def load_latest(self, tensors: dict[str, Any]) -> Restored | None:
+        """Collective. Loads the newest checkpoint's tensors into `tensors` in place (resharded to this run's
+        layout) and returns the rest; None if there is no checkpoint."""
         completed = self.completed()
         if not completed:
             return None
-        meta = json.loads((completed[-1] / "meta.json").read_text())
-        if meta["world_size"] != self.world_size:
-            raise ValueError(
-                f"{completed[-1]} was written by {meta['world_size']} ranks, this run has {self.world_size}: "
-                "resume with the same number of ranks so every rank continues its own token stream"
-            )
-        state = torch.load(completed[-1] / "state.pt", map_location="cpu", weights_only=True)
-        return state, state.pop("ranks")[self.rank]
+        newest = completed[-1]
+        with _one_process_is_intended():
+            dcp.load(tensors, checkpoint_id=newest, no_dist=not dist.is_initialized())
+        shared = torch.load(newest / "trainer.pt", map_location="cpu", weights_only=True)
+        ranks = shared.pop("ranks")
+        own = ranks[self.rank] if len(ranks) == self.world_size else None
+        return Restored(shared=shared, own=own, world_size=len(ranks))
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+@contextlib.contextmanager
+def _one_process_is_intended() -> Iterator[None]:
+    """Without a process group DCP warns on every save and load that it assumes one process: that is the plan."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
 
 
 def _write_synced(path: Path, write: Any) -> None:

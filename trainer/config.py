@@ -126,13 +126,16 @@ class TrainConfig:
     seed: int = 0
     """Seed of the model's initialization."""
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
-    """Autocast dtype on GPU; CPU always runs float32."""
+    """Compute dtype on GPU (autocast, and FSDP2's parameter dtype); CPU always runs float32."""
     compile: bool = False
     """torch.compile each block."""
     kernels: bool = True
     """Use the Triton kernels on GPU; False forces the PyTorch reference ops."""
-    fsdp: bool | None = None
-    """Shard with FSDP2; None = whenever more than one rank runs."""
+    parallelism: Literal["auto", "fsdp", "ddp", "none"] = "auto"
+    """How ranks hold the model: fsdp (FSDP2, sharded), ddp (replicated), none (one process); auto = fsdp
+    when several ranks run, none otherwise."""
+    reduce_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype FSDP2 reduces gradients in; its parameters compute in `dtype` on GPU, float32 on CPU."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "micro_batch_rows", "grad_accum_steps"):

@@ -1,8 +1,9 @@
 """Document streams over token datasets: seeded order per epoch, disjoint shards, weighted mixing, resumable.
 
 The documents of one dataset split are shuffled once per epoch by a generator seeded with (seed, source,
-epoch); data shard s of S (S = ranks x loader workers) takes every S-th document of that order, so the
-shards of an epoch are disjoint and together hold every document. With several datasets, each draw picks a
+epoch); data shard s of S takes every S-th document of that order, so the shards of an epoch are disjoint
+and together hold every document. Training reads one shard (S = 1) that every rank packs alike and deals
+out by rows (trainer/loader.py); validation gives each rank its own shard (S = ranks). With several datasets, each draw picks a
 source by a counter-based hash of (seed, shard, draw number), so the choice needs no RNG state: the stream's
 whole state is the draw count and each source's (epoch, position).
 """
@@ -67,7 +68,7 @@ class DocumentStream:
                 if weight and len(index) < num_shards:
                     raise ValueError(
                         f"dataset {source} has {len(index)} documents in this split, fewer than the {num_shards} "
-                        "data shards (ranks x loader workers); use fewer workers or more data"
+                        "data shards; use more data"
                     )
         self.datasets, self.indices = list(datasets), [np.asarray(i, dtype=np.int64) for i in indices]
         self.shard, self.num_shards, self.seed = shard, num_shards, seed
@@ -125,8 +126,8 @@ class DocumentStream:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if (state["shard"], state["num_shards"]) != (self.shard, self.num_shards):
             raise ValueError(
-                f"loader state is for data shard {state['shard']} of {state['num_shards']}, this is "
-                f"{self.shard} of {self.num_shards}: resume with the same number of ranks and loader workers"
+                f"stream state is for data shard {state['shard']} of {state['num_shards']}, this is "
+                f"{self.shard} of {self.num_shards}: a state only continues the shard it was taken from"
             )
         self._draws = state["draws"]
         self._positions = [tuple(p) for p in state["positions"]]

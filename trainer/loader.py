@@ -1,12 +1,21 @@
-"""Packed batches from token datasets for one rank: opened and checked up front, packed in loader workers.
+"""Packed batches for one rank, cut from one global stream of packed rows that no rank count changes.
 
-Each (rank, worker) pair is its own data shard, so nothing is read twice and nothing is skipped. Every batch
-comes back with the packer state of the worker that made it; the loader keeps the latest state per worker
-and how many batches it handed out. A DataLoader asks its workers round-robin starting at worker 0, so on
-resume the workers' roles are rotated by (batches % workers): the next batch then comes from the worker
-whose turn it was, and the resumed run sees exactly the tokens the uninterrupted one would have.
+Every rank (and every loader worker of a rank) runs the same packing plan over all training documents:
+packing needs only document lengths, and documents are memory-mapped views, so a row that belongs to
+another rank costs a few list operations and no reads. The stream is dealt out in slots of `rows` rows:
+slot g goes to rank g % ranks, so rank r's b-th micro-batch holds global rows [(b*W + r)*R, (b*W + r + 1)*R)
+(W ranks, R rows). The ranks' shares are disjoint and leave no gap, and a step of A micro-batches per rank
+consumes exactly the next A*W*R rows. The loader state at a step boundary is therefore one global
+position, the same on every rank: rows consumed and the packer state there. A run resumed under any number
+of ranks, workers or rows per micro-batch continues from that row; with the same global batch it trains on
+the very rows the uninterrupted run would have.
+
+Loader worker w of a rank makes that rank's micro-batches w, w + workers, ...; for each it runs the plan on
+to the end of its slot round, so the packer state it hands back is the one at the global position reached
+once every rank has taken that micro-batch.
 """
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from gristmill.tokenizer.shard_format import TokenDataset
 from gristmill.trainer.config import DataConfig
 from gristmill.trainer.data import DocumentStream
-from gristmill.trainer.packing import BestFitPacker, ConcatPacker, PackedBatch, Packer, collate
+from gristmill.trainer.packing import BestFitPacker, ConcatPacker, PackedBatch, Packer, Row, collate
 
 Split = Literal["train", "validation"]
 
@@ -71,111 +80,102 @@ def _make_packer(cfg: DataConfig, stream: DocumentStream, split: Split) -> Packe
     return ConcatPacker(stream, cfg.seq_len)
 
 
-class PackedBatches(IterableDataset):
-    """Batches of `rows` packed rows from this rank's share of `split`; yields (batch, worker, packer state)."""
+class RankBatches(IterableDataset):
+    """This rank's micro-batches of the global training row stream; yields (batch, packer state at the end
+    of the batch's slot round)."""
 
     def __init__(
-        self,
-        cfg: DataConfig,
-        split: Split,
-        *,
-        rows: int,
-        pad_id: int,
-        rank: int,
-        world_size: int,
-        worker_states: dict[int, dict[str, Any]] | None = None,
-        rotation: int = 0,
+        self, cfg: DataConfig, *, rows: int, pad_id: int, rank: int, world_size: int, start: dict[str, Any] | None
     ) -> None:
-        self.cfg, self.split, self.rows, self.pad_id = cfg, split, rows, pad_id
+        self.cfg, self.rows, self.pad_id = cfg, rows, pad_id
         self.rank, self.world_size = rank, world_size
-        self.workers = max(cfg.num_workers, 1) if split == "train" else 1
-        self.worker_states = worker_states or {}
-        self.rotation = rotation
+        self.start = start
 
-    def __iter__(self) -> Iterator[tuple[PackedBatch, int, dict[str, Any]]]:
+    def __iter__(self) -> Iterator[tuple[PackedBatch, dict[str, Any]]]:
         info = get_worker_info()
-        worker = ((info.id if info is not None else 0) + self.rotation) % self.workers
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         datasets = [TokenDataset(path) for path in self.cfg.manifests]
-        training = self.split == "train"
         stream = DocumentStream(
-            datasets,
-            [d.split_indices(self.split) for d in datasets],
-            shard=self.rank * self.workers + worker,
-            num_shards=self.world_size * self.workers,
-            seed=self.cfg.seed,
+            datasets, [d.split_indices("train") for d in datasets], shard=0, num_shards=1, seed=self.cfg.seed,
             weights=self.cfg.weights or None,
-            shuffle=training,
-            loop=training,
         )
-        packer = _make_packer(self.cfg, stream, self.split)
-        if worker in self.worker_states:
-            packer.load_state_dict(self.worker_states[worker])
-        while True:
-            rows = []
-            for _ in range(self.rows):
-                try:
-                    rows.append(packer.next_row())
-                except StopIteration:
-                    break
-            if rows:
-                yield collate(rows, self.cfg.seq_len, self.pad_id), worker, packer.state_dict()
-            if len(rows) < self.rows:
-                return
+        packer = _make_packer(self.cfg, stream, "train")
+        if self.start is not None:
+            packer.load_state_dict(self.start)
+        position = 0  # rows of the plan this worker has passed since `start`
+        round_rows = self.world_size * self.rows
+        for batch_index in itertools.count(worker, workers):
+            first = batch_index * round_rows + self.rank * self.rows
+            for _ in range(first - position):
+                packer.next_row()
+            rows = [packer.next_row() for _ in range(self.rows)]
+            for _ in range((batch_index + 1) * round_rows - first - self.rows):
+                packer.next_row()
+            position = (batch_index + 1) * round_rows
+            yield collate(rows, self.cfg.seq_len, self.pad_id), packer.state_dict()
 
 
 class TrainLoader:
-    """The endless training batches of one rank, resumable through state_dict/load_state_dict."""
+    """The endless training batches of one rank, resumable at a step boundary through state_dict (the same
+    on every rank) and load_state_dict (under any rank or worker count)."""
 
     def __init__(
         self, cfg: DataConfig, *, rows: int, pad_id: int, rank: int, world_size: int, pin_memory: bool
     ) -> None:
         self.cfg, self.rows, self.pad_id = cfg, rows, pad_id
         self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
-        self._worker_states: dict[int, dict[str, Any]] = {}
-        self._batches = 0
+        self._rows_consumed = 0
+        self._packer_state: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[PackedBatch]:
-        workers = max(self.cfg.num_workers, 1)
-        batches = PackedBatches(
-            self.cfg, "train", rows=self.rows, pad_id=self.pad_id, rank=self.rank, world_size=self.world_size,
-            worker_states=dict(self._worker_states), rotation=self._batches % workers,
+        base = self._rows_consumed
+        batches = RankBatches(
+            self.cfg, rows=self.rows, pad_id=self.pad_id, rank=self.rank, world_size=self.world_size,
+            start=self._packer_state,
         )
         loader = DataLoader(
             batches, batch_size=None, num_workers=self.cfg.num_workers, pin_memory=self.pin_memory,
             persistent_workers=False,
         )
-        for batch, worker, state in loader:
-            self._worker_states[worker] = state
-            self._batches += 1
+        for taken, (batch, state) in enumerate(loader, start=1):
+            self._packer_state = state
+            self._rows_consumed = base + taken * self.world_size * self.rows
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "batches": self._batches,
-            "workers": max(self.cfg.num_workers, 1),
-            "worker_states": {str(k): v for k, v in self._worker_states.items()},
-        }
+        """The global position once every rank has taken as many micro-batches as this one."""
+        return {"rows": self._rows_consumed, "packer": self._packer_state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        workers = max(self.cfg.num_workers, 1)
-        if state["workers"] != workers:
-            raise ValueError(
-                f"the checkpoint's loader ran {state['workers']} data workers per rank, this run has {workers}: "
-                "set data.num_workers to match to resume the same token stream"
-            )
-        self._batches = state["batches"]
-        self._worker_states = {int(k): v for k, v in state["worker_states"].items()}
+        self._rows_consumed, self._packer_state = state["rows"], state["packer"]
 
 
 def validation_batches(
     cfg: DataConfig, *, rows: int, pad_id: int, rank: int, world_size: int, limit: int
 ) -> Iterator[PackedBatch]:
-    """At most `limit` batches of this rank's share of the validation split, always the same ones."""
-    batches = PackedBatches(cfg, "validation", rows=rows, pad_id=pad_id, rank=rank, world_size=world_size)
-    for count, (batch, _, _) in enumerate(batches):
-        if count == limit:
+    """At most `limit` batches of this rank's share (every W-th document) of the validation split, always
+    the same ones."""
+    datasets = [TokenDataset(path) for path in cfg.manifests]
+    stream = DocumentStream(
+        datasets, [d.split_indices("validation") for d in datasets], shard=rank, num_shards=world_size,
+        seed=cfg.seed, shuffle=False, loop=False,
+    )
+    rows_left = _rows_until_exhausted(_make_packer(cfg, stream, "validation"))
+    for _ in range(limit):
+        batch_rows = list(itertools.islice(rows_left, rows))
+        if batch_rows:
+            yield collate(batch_rows, cfg.seq_len, pad_id)
+        if len(batch_rows) < rows:
             return
-        yield batch
+
+
+def _rows_until_exhausted(packer: Packer) -> Iterator[Row]:
+    while True:
+        try:
+            row = packer.next_row()
+        except StopIteration:
+            return
+        yield row
 
 
 def empty_batch(cfg: DataConfig, rows: int, pad_id: int) -> PackedBatch:

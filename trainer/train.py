@@ -23,7 +23,14 @@ from gristmill.trainer.metrics import MetricsWriter, ThroughputMeter, peak_flops
 from gristmill.trainer.models.model import LanguageModel, matmul_params
 from gristmill.trainer.optim import build_optimizer
 from gristmill.trainer.packing import PackedBatch
-from gristmill.trainer.parallel import Runtime, init_runtime, parallelize, uses_fsdp
+from gristmill.trainer.parallel import (
+    Runtime,
+    compute_dtype,
+    gradient_sync,
+    init_runtime,
+    parallelize,
+    resolve_parallelism,
+)
 from gristmill.trainer.schedule import build_scheduler
 
 _log = get_logger(__name__)
@@ -34,7 +41,7 @@ class Trainer:
         self.cfg = cfg
         self.data: DatasetSummary = check_datasets(cfg.data, cfg.model.vocab_size)
         self.runtime: Runtime = init_runtime()
-        self.sharded = uses_fsdp(cfg, self.runtime)
+        self.parallelism = resolve_parallelism(cfg, self.runtime)
         ops.enable_kernels(cfg.kernels)
         self.model = self._build_model()
         self.optimizer = build_optimizer(self.model, cfg.optimizer, self.runtime.device)
@@ -48,7 +55,7 @@ class Trainer:
         self.matmul_params = matmul_params(cfg.model)
         self.peak = peak_flops(self.runtime.device, cfg.metrics.peak_tflops)
         self.step = 0
-        self.rank_tokens = 0  # real tokens this rank has trained on; the log sums them over ranks
+        self.rank_tokens = 0  # real tokens this rank trained on (rank 0 adds those before a resume); summed in logs
         if resume:
             self._restore()
 
@@ -56,7 +63,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         with torch.device(self.runtime.device):
             model = LanguageModel(self.cfg.model)
-        return parallelize(model, self.cfg, self.runtime, self.sharded)
+        return parallelize(model, self.cfg, self.runtime, self.parallelism)
 
     def _build_loader(self) -> TrainLoader:
         return TrainLoader(
@@ -65,8 +72,9 @@ class Trainer:
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.runtime.device.type == "cuda" and self.cfg.dtype == "bfloat16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        dtype = compute_dtype(self.cfg, self.runtime.device)
+        if dtype != torch.float32:
+            return torch.autocast(self.runtime.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def _sum_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
@@ -102,12 +110,11 @@ class Trainer:
     def _log_step(self, loss: torch.Tensor, grad_norm: torch.Tensor, meter: ThroughputMeter) -> dict[str, Any]:
         """Writes the step's record; token counts and rates are summed over ranks (a collective)."""
         device = self.runtime.device
-        tokens_seen = self._sum_over_ranks(torch.tensor(self.rank_tokens, dtype=torch.float64, device=device))
         record = {
             "loss": loss.item(),
             "grad_norm": grad_norm.item(),
             "lr": self.scheduler.get_last_lr()[0],
-            "tokens_seen": int(tokens_seen),
+            "tokens_seen": self._tokens_seen(),
             **meter.summary(self._sum_over_ranks(meter.as_tensor(device)), self.runtime.world_size, self.peak),
         }
         self.metrics.write(self.step, record)
@@ -120,16 +127,15 @@ class Trainer:
         targets = self._sum_over_ranks(
             torch.tensor(float(sum(b.target_tokens for b in micro_batches)), device=device)
         ).clamp_min(1.0)
-        # FSDP2 averages gradients over ranks; scaling by world_size turns that average back into a sum.
+        # FSDP2 and DDP average gradients over ranks; scaling by world_size turns that average back into a sum.
         scale = self.runtime.world_size / targets
         loss_sum = torch.zeros((), device=device)
         for index, batch in enumerate(micro_batches):
-            if self.sharded:
-                self.model.set_requires_gradient_sync(index == len(micro_batches) - 1)
             batch = batch.to(device)
-            with self._autocast():
-                batch_loss = self.model(batch.input_ids, batch.labels, batch.segments)
-            (batch_loss * scale).backward()
+            with gradient_sync(self.model, self.parallelism, index == len(micro_batches) - 1):
+                with self._autocast():
+                    batch_loss = self.model(batch.input_ids, batch.labels, batch.segments)
+                (batch_loss * scale).backward()
             loss_sum += batch_loss.detach().float()
         max_norm = self.cfg.optimizer.grad_clip or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -179,29 +185,42 @@ class Trainer:
                 return
             yield batch.to(runtime.device)
 
+    def _tokens_seen(self) -> int:
+        """Real tokens trained on by all ranks together (a collective)."""
+        tokens = torch.tensor(self.rank_tokens, dtype=torch.float64, device=self.runtime.device)
+        return int(self._sum_over_ranks(tokens))
+
     def save(self) -> None:
-        model_state, optimizer_state = model_and_optimizer_state(self.model, self.optimizer, self.sharded)
         shared = {
-            "model": model_state,
-            "optimizer": optimizer_state,
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
+            "loader": self.loader.state_dict(),
+            "tokens_seen": self._tokens_seen(),
         }
-        own = {"loader": self.loader.state_dict(), "rng": capture_rng(), "tokens": self.rank_tokens}
-        path = self.checkpointer.save(self.step, shared, own)
+        tensors = model_and_optimizer_state(self.model, self.optimizer)
+        path = self.checkpointer.save(self.step, tensors, shared, {"rng": capture_rng()})
         _log.info("saved %s", path)
 
     def _restore(self) -> None:
-        loaded = self.checkpointer.load_latest()
-        if loaded is None:
+        tensors = model_and_optimizer_state(self.model, self.optimizer)
+        restored = self.checkpointer.load_latest(tensors)
+        if restored is None:
             _log.warning("--resume: no checkpoint under %s yet; starting from step 0", self.checkpointer.directory)
             return
-        shared, own = loaded
-        load_model_and_optimizer(self.model, self.optimizer, shared, self.sharded)
+        load_model_and_optimizer(self.model, self.optimizer, tensors)
+        shared = restored.shared
         self.scheduler.load_state_dict(shared["scheduler"])
-        self.step, self.rank_tokens = shared["step"], own["tokens"]
-        self.loader.load_state_dict(own["loader"])
-        restore_rng(own["rng"])
+        self.step = shared["step"]
+        self.rank_tokens = shared["tokens_seen"] if self.runtime.is_main else 0
+        self.loader.load_state_dict(shared["loader"])
+        if restored.own is not None:
+            restore_rng(restored.own["rng"])
+        else:
+            _log.info(
+                "checkpoint written by %d ranks, resumed on %d: model and optimizer resharded, data continues at "
+                "global row %d, RNG states start from this run's seeds",
+                restored.world_size, self.runtime.world_size, shared["loader"]["rows"],
+            )
         _log.info("resumed from step %d", self.step)
 
     def close(self) -> None:

@@ -35,7 +35,7 @@ def test_fsdp_single_rank_matches_plain_training_and_resumes(
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port()))
-    tiny_run.fsdp, tiny_run.out_dir = True, tiny_run.out_dir.with_name("fsdp")
+    tiny_run.parallelism, tiny_run.out_dir = "fsdp", tiny_run.out_dir.with_name("fsdp")
     try:
         sharded = losses(tiny_run)
         tiny_run.steps = 8

@@ -1,7 +1,9 @@
-"""The loader: ranks and workers split the data exactly; a resumed loader hands out exactly the same batches."""
+"""The loader: ranks and workers split the data exactly; a resumed loader hands out exactly the same batches,
+under the same or another number of ranks and workers."""
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +52,24 @@ def test_resumed_loader_continues_the_exact_token_stream(make_dataset: Callable[
     assert all(torch.equal(a, b) for a, b in zip(take(resumed, 6), expected, strict=True))
 
 
-def test_resume_with_other_worker_count_is_refused(make_dataset: Callable[..., Path]) -> None:
-    path = make_dataset(random_documents(np.random.default_rng(), 20, SEQ_LEN))
-    loader = TrainLoader(DataConfig(manifests=[path], seq_len=SEQ_LEN), rows=1, pad_id=EOS, rank=0, world_size=1,
-                         pin_memory=False)
-    other = TrainLoader(DataConfig(manifests=[path], seq_len=SEQ_LEN, num_workers=2), rows=1, pad_id=EOS, rank=0,
-                        world_size=1, pin_memory=False)
-    with pytest.raises(ValueError, match="data.num_workers"):
-        other.load_state_dict(loader.state_dict())
+def test_ranks_deal_out_one_global_row_stream_that_resumes_under_any_rank_count(
+    make_dataset: Callable[..., Path],
+) -> None:
+    documents = random_documents(np.random.default_rng(), 120, 3 * SEQ_LEN)
+    cfg = DataConfig(manifests=[make_dataset(documents)], seq_len=SEQ_LEN, packing="best_fit", best_fit_buffer=8)
+    stream = take(TrainLoader(cfg, rows=1, pad_id=EOS, rank=0, world_size=1, pin_memory=False), 18)
+
+    with_workers = replace(cfg, num_workers=2)
+    ranks = [TrainLoader(with_workers, rows=1, pad_id=EOS, rank=r, world_size=2, pin_memory=False) for r in (0, 1)]
+    for rank, loader in enumerate(ranks):
+        assert all(torch.equal(a, b) for a, b in zip(take(loader, 3), stream[rank:6:2], strict=True))
+    state = ranks[0].state_dict()
+    assert state == ranks[1].state_dict() and state["rows"] == 6
+
+    resumed = TrainLoader(with_workers, rows=3, pad_id=EOS, rank=0, world_size=1, pin_memory=False)
+    resumed.load_state_dict(state)
+    expected = [torch.cat(stream[start : start + 3]) for start in range(6, 18, 3)]
+    assert all(torch.equal(a, b) for a, b in zip(take(resumed, 4), expected, strict=True))
 
 
 def test_validation_reads_the_validation_split_once(make_dataset: Callable[..., Path]) -> None:
