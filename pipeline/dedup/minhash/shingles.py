@@ -4,6 +4,8 @@ Everything is numpy over flat arrays with per-document offsets; no Python loop r
 token or shingle.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,10 +20,12 @@ _UNSPACED_SCRIPTS = r"([\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}])"
 
 def tokens(text: pa.Array, config: MinHashConfig) -> pa.ListArray:
     """The token list of every document: words, or single characters."""
-    text = normalize_text(text, config.normalize)
     if config.shingle == "chars":
+        text = normalize_text(text, config.normalize)
         return pc.split_pattern(pc.replace_substring_regex(text, "(.)", "\\1\x00"), "\x00", max_splits=None)
-    if config.split_cjk:
+    # Splitting on whitespace makes normalizing it moot.
+    text = normalize_text(text, replace(config.normalize, whitespace=False))
+    if config.split_cjk and pc.any(pc.match_substring_regex(text, _UNSPACED_SCRIPTS)).as_py():
         text = pc.replace_substring_regex(text, _UNSPACED_SCRIPTS, r" \1 ")
     return pc.utf8_split_whitespace(text)
 
