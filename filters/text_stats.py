@@ -7,9 +7,9 @@ text length, so a 50 MB document costs what fifty 1 MB documents cost.
 
 Words follow the shape of spaCy's English tokenizer, which datatrove uses: whitespace separates
 chunks; punctuation and symbols at either end of a chunk are words of their own, one character each
-(a run of dots or of hyphens is one word; `/`, `-`, `.` stay on the start of a word); what remains
+(a run of dots is one word; `/`, `-`, `.` stay on the start of a word); what remains
 in the middle is one word, split at a hyphen or slash before a letter and with a clitic split off
-("don't" is `do`, `n't`). spaCy's exceptions (infix rules, emoticons, abbreviations) are not copied;
+("don't" is `do`, `n't`). spaCy's special cases (abbreviations, URLs, emoticons) are not copied;
 bench/results/filters.md lists the documents of the sample corpus where that changes a decision.
 """
 
@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SYMBOL_CLASS = r"\p{Pd}\p{Ps}\p{Pe}\p{Pi}\p{Pf}\p{Po}\pS\p{Cc}"
-"""Characters split off the ends of a chunk: punctuation except connectors (`_` stays in a word),
-symbols, controls. A word made only of these and `_` is a symbol word."""
+"""Punctuation except connectors (`_`), symbols, controls: a word made only of these and `_` is a
+symbol word, and only a chunk holding one of them (or a HEAD character) can split into several words."""
 HEAD = r"[^\pL\pN\pM\pZ/\-.\\@^|~]"
 """What splits off the start of a chunk, one word per character: punctuation and symbols, except the
 few that spaCy leaves on a word ("/proc", "-v", ".SH")."""
@@ -118,8 +118,10 @@ def words(texts: pa.Array) -> Parts:
     splittable = matches(chunks.values, rf"[{SYMBOL_CLASS}_]|{HEAD}")
     if not splittable.any():
         return chunks
-    spaced = pc.replace_with_mask(chunks.values, pa.array(splittable), _split_chunks(chunks.values.filter(pa.array(splittable))))
-    return Parts.of(pc.utf8_split_whitespace(join_per_row(Parts(spaced, chunks.parents, chunks.rows), " "))).nonempty()
+    mask = pa.array(splittable)
+    spaced = pc.replace_with_mask(chunks.values, mask, _split_chunks(chunks.values.filter(mask)))
+    joined = join_per_row(Parts(spaced, chunks.parents, chunks.rows), " ")
+    return Parts.of(pc.utf8_split_whitespace(joined)).nonempty()
 
 
 def _split_chunks(chunks: pa.Array) -> pa.Array:
@@ -141,9 +143,9 @@ def _split_chunks(chunks: pa.Array) -> pa.Array:
 
 
 def _one_word_per_symbol(runs: pa.Array) -> pa.Array:
-    """Spaces between the symbols of each run, except inside runs of dots or hyphens ("...", "--")."""
+    """Spaces between the symbols of each run, except inside a run of dots ("...")."""
     long_runs = pa.array(_numpy(pc.utf8_length(runs)) > 1)
-    spaced = pc.replace_substring_regex(runs.filter(long_runs), r"(?s)(\.\.+|--+|.)", r"\1 ")
+    spaced = pc.replace_substring_regex(runs.filter(long_runs), r"(?s)(\.\.+|.)", r"\1 ")
     return pc.replace_with_mask(runs, long_runs, spaced)
 
 
