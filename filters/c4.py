@@ -73,7 +73,7 @@ class C4Quality(Stage):
         stripped = text_stats.strip(lines.values)
         cleaned = pc.replace_substring_regex(stripped, CITATION, "") if cfg.remove_citations else stripped
         lower = pc.utf8_lower(cleaned)
-        line_words = text_stats.Parts.of(pc.utf8_split_whitespace(stripped))
+        line_words = text_stats.Parts.of(pc.utf8_split_whitespace(stripped)).nonempty()
         survives = np.ones(len(cleaned), dtype=bool)
         if cfg.max_word_length is not None:
             survives &= line_words.count(line_words.lengths() > cfg.max_word_length) == 0

@@ -16,6 +16,7 @@ PAGES = {
     "menu lines dropped": "Home | About | Contact\n" + PAGE + "\nRead more",
     "ellipsis line dropped": PAGE + "\nAnd then the story goes on and on...",
     "short lines dropped": "Go now.\n" + "\n".join([GOOD] * 4),
+    "words counted across double spaces": "Go  now.\n" + "\n".join([GOOD] * 4),
     "javascript line dropped": "Please enable JavaScript to view this page.\n" + PAGE,
     "policy line dropped": PAGE + "\nThis site uses cookies to improve your visit.",
     "citation removed": "\n".join([GOOD + "[1]"] * 4 + ["See the notes [citation needed]."]),
