@@ -18,7 +18,7 @@ from gristmill.pipeline.dedup.doc_keys import doc_keys, shard_of
 from gristmill.pipeline.dedup.phase import Summary, check_plan, marker_path, resumable
 from gristmill.pipeline.dedup.removal import REMOVAL_SCHEMA, apply_removals_to_shards
 from gristmill.pipeline.dedup.segments import group_starts
-from gristmill.pipeline.dedup.shard_io import read_shard
+from gristmill.pipeline.dedup.shard_io import no_documents, read_shard
 from gristmill.pipeline.dedup.shuffle import PartitionedWriter, read_partition
 from gristmill.pipeline.executors import Executor
 from gristmill.pipeline.stage import GlobalStage
@@ -45,6 +45,8 @@ class KeyedDedup(GlobalStage):
         """The key of every row; larger priority wins inside a group."""
 
     def run(self, inputs: list[Path], stage_dir: Path, executor: Executor, keep_removed: bool) -> list[Path]:
+        if not inputs:
+            return no_documents(stage_dir)
         check_plan(stage_dir, inputs, self.config)
         keys_dir, removals_dir = stage_dir / "work" / "keys", stage_dir / "work" / "removals"
         partitions = self.config.partitions

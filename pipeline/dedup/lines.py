@@ -25,7 +25,7 @@ from gristmill.pipeline.dedup.segments import (
     owners,
     unique_per_document,
 )
-from gristmill.pipeline.dedup.shard_io import ShardOutput, read_shard
+from gristmill.pipeline.dedup.shard_io import ShardOutput, no_documents, read_shard
 from gristmill.pipeline.dedup.shuffle import (
     PartitionedWriter,
     read_arrow,
@@ -106,6 +106,8 @@ class LineDedup(GlobalStage):
 
     def run(self, inputs: list[Path], stage_dir: Path, executor: Executor, keep_removed: bool) -> list[Path]:
         config: LineDedupConfig = self.config
+        if not inputs:
+            return no_documents(stage_dir)
         check_plan(stage_dir, inputs, config)
         counts_dir, frequent_dir = stage_dir / "work" / "counts", stage_dir / "work" / "frequent"
         executor.map(

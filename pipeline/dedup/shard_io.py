@@ -30,6 +30,12 @@ def read_shard(path: str, batch_size: int, stats: StageStats | None = None) -> I
         row += batch.num_rows
 
 
+def no_documents(stage_dir: Path) -> list[Path]:
+    """The outcome of a dedup stage given no input shards (an earlier stage removed everything)."""
+    write_json_atomic(stage_dir / "stats.json", StageStats(stage=stage_dir.name).to_dict())
+    return []
+
+
 @dataclass
 class ShardOutput:
     """The kept documents, the `removed/` side output and the stats of one shard of a dedup stage."""

@@ -1,7 +1,8 @@
 """URL dedup: documents of the same normalized URL (a field of the metadata JSON) keep one copy.
 
 The kept copy is the longest text or the newest date (a metadata field, ISO 8601); ties and
-documents without a date fall back to the earliest document. Documents without a URL are kept.
+documents without a date fall back to the earliest document. Documents without a URL (or whose
+metadata is not a JSON object) are kept.
 """
 
 from dataclasses import dataclass
@@ -40,10 +41,13 @@ def normalize_urls(urls: pa.Array) -> pa.Array:
 
 
 def _metadata_fields(metadata: pa.Array, names: tuple[str, ...]) -> list[list[object]]:
-    """The values of top-level fields `names` of every metadata JSON string (None where absent)."""
+    """The values of top-level fields `names` of every metadata JSON string (None where absent or unreadable)."""
     columns: list[list[object]] = [[] for _ in names]
     for text in metadata.to_pylist():
-        record = orjson.loads(text) if text else {}
+        try:
+            record = orjson.loads(text) if text else {}
+        except orjson.JSONDecodeError:
+            record = {}
         if not isinstance(record, dict):
             record = {}
         for column, name in zip(columns, names):

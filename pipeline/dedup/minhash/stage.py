@@ -18,6 +18,7 @@ from gristmill.pipeline.dedup.minhash.pairs import PairTask, find_pairs
 from gristmill.pipeline.dedup.minhash.signatures import SignatureTask, write_band_keys
 from gristmill.pipeline.dedup.phase import check_plan
 from gristmill.pipeline.dedup.removal import apply_removals_to_shards
+from gristmill.pipeline.dedup.shard_io import no_documents
 from gristmill.pipeline.executors import Executor
 from gristmill.pipeline.stage import GlobalStage
 from gristmill.pipeline.stats import write_json_atomic
@@ -30,6 +31,8 @@ class MinHashDedup(GlobalStage):
 
     def run(self, inputs: list[Path], stage_dir: Path, executor: Executor, keep_removed: bool) -> list[Path]:
         config: MinHashConfig = self.config
+        if not inputs:
+            return no_documents(stage_dir)
         check_plan(stage_dir, inputs, config)
         work = stage_dir / "work"
         buckets_dir, edges_dir, removals_dir = work / "buckets", work / "edges", work / "removals"

@@ -1,4 +1,4 @@
-"""Exact and URL dedup against plain-Python references on random corpora."""
+"""Exact and URL dedup against plain-Python references on random corpora; what every dedup stage shares."""
 
 import json
 import random
@@ -8,9 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from gristmill.pipeline.config import build_config
 from gristmill.pipeline.dedup.exact import ExactDedup, ExactDedupConfig
+from gristmill.pipeline.dedup.lines import LineDedup
+from gristmill.pipeline.dedup.minhash.stage import MinHashDedup
 from gristmill.pipeline.dedup.normalize import TextNormalization
 from gristmill.pipeline.dedup.url import UrlDedup, UrlDedupConfig
+from gristmill.pipeline.errors import UserError
+from gristmill.pipeline.stage import GlobalStage
 
 from dedup_helpers import kept_ids, random_text, removed_rows, run_stage, write_shards
 
@@ -90,3 +95,28 @@ def test_url_dedup_keep_newest_uses_the_date_field(tmp_path: Path) -> None:
     outputs = run_stage(UrlDedup(config), write_shards(tmp_path / "in", [docs]), tmp_path / "u")
     assert kept_ids(outputs) == ["v1"]
     assert {row["id"] for row in removed_rows(tmp_path / "u")} == {"v0", "v2", "v3"}
+
+
+def test_url_dedup_keeps_documents_with_unreadable_metadata(tmp_path: Path) -> None:
+    docs = [
+        {"id": "a", "text": "one", "metadata": json.dumps({"url": "https://site.org/x"})},
+        {"id": "b", "text": "two", "metadata": "not json {"},
+        {"id": "c", "text": "three", "metadata": "[1, 2]"},
+        {"id": "d", "text": "four", "metadata": json.dumps({"url": "site.org/x/"})},
+    ]
+    outputs = run_stage(UrlDedup(UrlDedupConfig()), write_shards(tmp_path / "in", [docs]), tmp_path / "u")
+    assert kept_ids(outputs) == ["b", "c", "d"]
+
+
+@pytest.mark.parametrize("stage", [ExactDedup(), UrlDedup(), LineDedup(), MinHashDedup()], ids=lambda s: s.name)
+def test_no_input_shards_give_no_output_and_zero_stats(tmp_path: Path, stage: GlobalStage) -> None:
+    assert run_stage(stage, [], tmp_path / "stage") == []
+    stats = json.loads((tmp_path / "stage" / "stats.json").read_text())
+    assert stats["docs_in"] == 0 and stats["docs_out"] == 0
+
+
+def test_recipe_options_fill_nested_normalization_and_reject_unknown_keys() -> None:
+    config = build_config(ExactDedupConfig, {"normalize": {"lowercase": False, "digits": True}})
+    assert config.normalize == TextNormalization(lowercase=False, digits=True)
+    with pytest.raises(UserError, match="normalize.lower"):
+        build_config(ExactDedupConfig, {"normalize": {"lower": False}})
