@@ -15,10 +15,7 @@ from gristmill.pipeline.side_output import SideOutput
 from gristmill.pipeline.stage import ShardContext
 from gristmill.pipeline.stats import StageStats, shard_stats_path, write_json_atomic
 from gristmill.pipeline.writers import open_writer
-from gristmill.pipeline.writers.atomic import (
-    AtomicShardWriter,
-    remove_stale_temporaries,
-)
+from gristmill.pipeline.writers.atomic import AtomicShardWriter, remove_stale_temporaries
 
 
 def read_shard(path: str, batch_size: int, stats: StageStats | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from gristmill.pipeline.writers import open_writer
-from gristmill.pipeline.writers.atomic import AtomicShardWriter
+from gristmill.pipeline.writers.atomic import AtomicShardWriter, remove_stale_temporaries
 
 
 def partition_file(shuffle_dir: Path, map_task: int, partition: int) -> Path:
@@ -23,10 +23,10 @@ class PartitionedWriter:
 
     def __init__(self, shuffle_dir: Path, map_task: int, partitions: int, schema: pa.Schema) -> None:
         self.shuffle_dir = shuffle_dir
-        self._writers: list[AtomicShardWriter] = [
-            open_writer("arrow", partition_file(shuffle_dir, map_task, p).with_suffix(""), schema)
-            for p in range(partitions)
-        ]
+        paths = [partition_file(shuffle_dir, map_task, p) for p in range(partitions)]
+        for path in paths:
+            remove_stale_temporaries(path.parent, path.name)
+        self._writers: list[AtomicShardWriter] = [open_writer("arrow", path.with_suffix(""), schema) for path in paths]
 
     def write(self, batch: pa.RecordBatch, partition: np.ndarray) -> None:
         """Appends each row of `batch` to the file of its partition (an int array, one per row)."""
