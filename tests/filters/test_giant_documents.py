@@ -31,3 +31,12 @@ def test_giant_document_beside_a_small_one(stage, giant_text: str) -> None:
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert stats.docs_in == 2 and kept.num_rows + len(removed) == 2
     assert grown_mb < 20 * GIANT_BYTES / 2**20, f"{stage.name} grew the peak memory by {grown_mb:.0f} MB"
+
+
+def test_language_id_on_a_giant_document(giant_text: str, lid_model) -> None:
+    from gristmill.filters.language_id import LanguageId, LanguageIdConfig
+
+    stage = LanguageId(LanguageIdConfig(model_path=lid_model, languages=[], min_score=0.0))
+    stage.setup()
+    kept, _, _ = run(stage, documents(giant_text, "Der Hund schläft."))
+    assert kept.num_rows == 2 and kept.column("lang_score")[0].as_py() > 0
