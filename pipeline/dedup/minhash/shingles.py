@@ -22,7 +22,7 @@ def tokens(text: pa.Array, config: MinHashConfig) -> pa.ListArray:
     """The token list of every document: words, or single characters."""
     if config.shingle == "chars":
         text = normalize_text(text, config.normalize)
-        return pc.split_pattern(pc.replace_substring_regex(text, "(.)", "\\1\x00"), "\x00", max_splits=None)
+        return pc.split_pattern(pc.replace_substring_regex(text, "(?s)(.)", "\\1\x00"), "\x00", max_splits=None)
     # Splitting on whitespace makes normalizing it moot.
     text = normalize_text(text, replace(config.normalize, whitespace=False))
     if config.split_cjk and pc.any(pc.match_substring_regex(text, _UNSPACED_SCRIPTS)).as_py():

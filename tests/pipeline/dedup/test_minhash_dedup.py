@@ -128,3 +128,15 @@ def test_verify_splits_a_chain_whose_ends_are_not_duplicates(tmp_path: Path) -> 
     inputs = write_shards(tmp_path / "in", [[{"id": "a", "text": first}], [{"id": "b", "text": middle}], [{"id": "c", "text": last}]])
     assert kept_ids(run_stage(MinHashDedup(config), inputs, tmp_path / "mh")) == ["a", "c"]
     assert kept_ids(run_stage(MinHashDedup(MinHashConfig(bands=30, rows=2)), inputs, tmp_path / "plain")) == ["a"]
+
+
+def test_character_shingles_find_near_duplicates_without_spaces(tmp_path: Path) -> None:
+    rng = random.Random()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    base = "".join(rng.choice(letters) for _ in range(2000))
+    edited = base[:700] + "Z" + base[701:1400] + "Q" + base[1401:]
+    other = "".join(rng.choice(letters) for _ in range(2000))
+    config = MinHashConfig(shingle="chars", ngram=5)
+    inputs = write_shards(tmp_path / "in", [[{"id": "base", "text": base}, {"id": "other", "text": other}], [{"id": "edited", "text": edited}]])
+    assert kept_ids(run_stage(MinHashDedup(config), inputs, tmp_path / "mh")) == ["base", "other"]
+    assert kept_ids(run_stage(MinHashDedup(MinHashConfig()), inputs, tmp_path / "words")) == ["base", "edited", "other"]
