@@ -50,5 +50,6 @@ def make_executor(config: ExecutorConfig) -> Executor:
 
 
 def documents_of(result: object) -> int:
-    """Documents a finished task processed, for the docs/s shown by the progress bar."""
-    return int(getattr(result, "docs", 0) or 0)
+    """Documents a finished task processed (a `docs` attribute or key), for the progress bar's docs/s."""
+    docs = result.get("docs", 0) if isinstance(result, dict) else getattr(result, "docs", 0)
+    return int(docs or 0)
