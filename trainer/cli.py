@@ -1,7 +1,7 @@
 """`gristmill train`: train a model from a TOML recipe and/or a named preset; the root CLI mounts `app`."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,13 +14,13 @@ app = typer.Typer(add_completion=False, help="Train a language model on token sh
 
 @app.callback(invoke_without_command=True, context_settings={"allow_interspersed_args": True})
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="TOML recipe (model, data, optimizer, ... tables)")] = None,
+    config: Annotated[Path | None, typer.Argument(help="TOML recipe (model, data, optimizer, ... tables)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in out_dir.")] = False,
     preset: Annotated[
-        Optional[str], typer.Option(help=f"Base run the recipe edits: {', '.join(TRAIN_PRESETS)}.")
+        str | None, typer.Option(help=f"Base run the recipe edits: {', '.join(TRAIN_PRESETS)}.")
     ] = None,
     overrides: Annotated[
-        Optional[list[str]], typer.Option("--set", help="section.option=value, TOML syntax; repeatable.")
+        list[str] | None, typer.Option("--set", help="section.option=value, TOML syntax; repeatable.")
     ] = None,
 ) -> None:
     """Train; a config mistake prints one line and exits with status 2 before any GPU work."""

@@ -3,9 +3,9 @@
 The documents of one dataset split are shuffled once per epoch by a generator seeded with (seed, source,
 epoch); data shard s of S takes every S-th document of that order, so the shards of an epoch are disjoint
 and together hold every document. Training reads one shard (S = 1) that every rank packs alike and deals
-out by rows (trainer/loader.py); validation gives each rank its own shard (S = ranks). With several datasets, each draw picks a
-source by a counter-based hash of (seed, shard, draw number), so the choice needs no RNG state: the stream's
-whole state is the draw count and each source's (epoch, position).
+out by rows (trainer/loader.py); validation gives each rank its own shard (S = ranks). With several
+datasets, each draw picks a source by a counter-based hash of (seed, shard, draw number), so the choice
+needs no RNG state: the stream's whole state is the draw count and each source's (epoch, position).
 """
 
 from collections.abc import Sequence

@@ -4,7 +4,6 @@ DDP, and a checkpoint written by two ranks resumes on one onto the same loss cur
 import copy
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,9 @@ import torch.multiprocessing as mp
 
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.train import Trainer
+from trainer_testdata import free_port
 
 STEPS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fit(cfg: TrainConfig, *, resume: bool = False, stop_at: int | None = None) -> dict[int, tuple[float, int]]:

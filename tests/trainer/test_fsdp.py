@@ -1,18 +1,11 @@
-"""The FSDP2 path (sharding, gradient sync, gathered checkpoints) on one rank trains like the plain model."""
-
-import socket
+"""The FSDP2 path (sharding, gradient sync, sharded checkpoints) on one rank trains like the plain model."""
 
 import pytest
 import torch.distributed as dist
 
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.train import Trainer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from trainer_testdata import free_port
 
 
 def losses(cfg: TrainConfig, *, resume: bool = False) -> dict[int, float]:

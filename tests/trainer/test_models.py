@@ -134,4 +134,4 @@ def test_packed_loss_and_gradients_equal_the_documents_run_one_by_one(preset) ->
 
     torch.testing.assert_close(packed_loss, separate_loss, rtol=1e-5, atol=1e-4)
     for (name, p), packed_grad in zip(model.named_parameters(), packed_grads):
-        torch.testing.assert_close(packed_grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(packed_grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")

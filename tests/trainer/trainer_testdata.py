@@ -1,5 +1,6 @@
-"""Document generators shared by the trainer tests (a plain module: `conftest` names clash across folders)."""
+"""Helpers shared by the trainer tests (a plain module: `conftest` names clash across folders)."""
 
+import socket
 from typing import Any
 
 import numpy as np
@@ -39,3 +40,10 @@ class ListSource:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.position = state["position"]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, for a test's process group rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
