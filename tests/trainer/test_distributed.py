@@ -1,5 +1,5 @@
 """Several ranks on CPU (gloo): two ranks train like one process on the same global batch, under FSDP2 and
-DDP, and a checkpoint written by two ranks resumes on one onto the same loss curve."""
+DDP, and a checkpoint written by two ranks resumes on one (other micro-batch size) onto the same loss curve."""
 
 import copy
 import json
@@ -48,7 +48,7 @@ def fit_on_two_ranks(cfg: TrainConfig, out: Path, *, stop_at: int | None = None)
 
 @pytest.fixture
 def one_process(tiny_run: TrainConfig) -> TrainConfig:
-    """The global batch of two ranks x 4 rows, as one process x 4 rows x 2 accumulation steps."""
+    """One process, 4 rows x 2 accumulation steps per step."""
     tiny_run.steps, tiny_run.eval_every = STEPS, 0
     tiny_run.micro_batch_rows, tiny_run.grad_accum_steps = 4, 2
     tiny_run.metrics.log_every, tiny_run.checkpoint.every_steps = 1, 0
@@ -56,8 +56,9 @@ def one_process(tiny_run: TrainConfig) -> TrainConfig:
 
 
 def as_two_ranks(cfg: TrainConfig, parallelism: str, out_dir: Path) -> TrainConfig:
+    """The same global batch as two ranks x 2 rows x 2 accumulation steps (gradient sync on the last only)."""
     two = copy.deepcopy(cfg)
-    two.grad_accum_steps, two.parallelism, two.out_dir = 1, parallelism, out_dir
+    two.micro_batch_rows, two.parallelism, two.out_dir = 2, parallelism, out_dir
     return two
 
 
