@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from gristmill.filters import text_stats
-from gristmill.filters.rule_chain import RuleChain, apply_verdict
-from gristmill.pipeline.stage import ShardContext, Stage
+from gristmill.filters.rule_chain import RuleChain
+from gristmill.pipeline.stage import ShardContext, Stage, apply_verdict
 
 CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
 POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Quality filters: train a fastText quality classifier, see what each rule removed.",
+app = typer.Typer(help="Quality filters: train a fastText quality classifier.",
                   no_args_is_help=True)
 
 
@@ -43,12 +43,3 @@ def train_classifier(
         f"saved {output}; held out {scores.examples} documents: precision {scores.precision:.3f}, "
         f"recall {scores.recall:.3f}, F1 {scores.f1:.3f}"
     )
-
-
-@app.command("rules")
-def rules(out: Annotated[Path, typer.Argument(help="A run's output folder.")]) -> None:
-    """Every removal rule of a run with its count and rate (of the stage's input and of the corpus)."""
-    from gristmill.filters.rule_table import print_rule_table
-    from gristmill.pipeline.stats_table import load_run_stats
-
-    print_rule_table(load_run_stats(out))

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from gristmill.filters import fasttext_model
-from gristmill.filters.rule_chain import RuleChain, apply_verdict
-from gristmill.pipeline.stage import ShardContext, Stage
+from gristmill.filters.rule_chain import RuleChain
+from gristmill.pipeline.stage import ShardContext, Stage, apply_verdict
 
 
 @dataclass(kw_only=True)

@@ -6,8 +6,7 @@ reason and the measured value in `removed/` say exactly which threshold a docume
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from gristmill.pipeline.stage import ShardContext, Verdict
+from gristmill.pipeline.stage import Verdict
 
 
 class RuleChain:
@@ -31,19 +30,3 @@ class RuleChain:
             reason=pa.array(self.reason, pa.string()),
             value=pa.array(self.value, pa.float64(), from_pandas=True),
         )
-
-
-def apply_verdict(
-    batch: pa.RecordBatch, verdict: Verdict, ctx: ShardContext, output: pa.RecordBatch | None = None
-) -> pa.RecordBatch:
-    """Reports the removed rows of `batch` to `ctx` and returns the kept rows of `output` (default `batch`).
-
-    For stages that also change what they keep (new columns, rewritten text): `output` is the changed
-    batch, row for row, while `removed/` holds the documents as they came in.
-    """
-    keep = pa.array(np.asarray(verdict.keep, dtype=bool))
-    drop = pc.invert(keep)
-    reason = verdict.reason if isinstance(verdict.reason, str) else verdict.reason.filter(drop)
-    value = verdict.value.filter(drop) if verdict.value is not None else None
-    ctx.remove(batch.filter(drop), reason, value)
-    return (output if output is not None else batch).filter(keep)

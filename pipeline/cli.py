@@ -45,11 +45,13 @@ def stats(out: Annotated[Path, typer.Argument(help="A run's output folder.")]) -
 
 def _mount_subcommands() -> None:
     """Each package owns its commands; the root command only gathers them."""
+    from gristmill.filters.cli import app as filter_app
     from gristmill.pipeline.report.cli import report
     from gristmill.tokenizer.cli import app as tokenizer_app
     from gristmill.tokenizer.cli import tokenize
     from gristmill.trainer.cli import app as train_app
 
+    app.add_typer(filter_app, name="filter")
     app.add_typer(tokenizer_app, name="tokenizer", help="Train a BPE tokenizer.")
     app.command(name="tokenize")(tokenize)
     app.add_typer(train_app, name="train")

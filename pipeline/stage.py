@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.side_output import SideOutput
@@ -89,6 +90,22 @@ class Verdict:
     value: pa.Array | None = None
 
 
+def apply_verdict(
+    batch: pa.RecordBatch, verdict: Verdict, ctx: ShardContext, output: pa.RecordBatch | None = None
+) -> pa.RecordBatch:
+    """Reports the removed rows of `batch` to `ctx` and returns the kept rows of `output` (default `batch`).
+
+    `output` serves stages that also change what they keep (new columns, rewritten text): it is the changed
+    batch, row for row, while `removed/` holds the rows of `batch`.
+    """
+    keep = pa.array(np.asarray(verdict.keep, dtype=bool))
+    drop = pc.invert(keep)
+    reason = verdict.reason if isinstance(verdict.reason, str) else verdict.reason.filter(drop)
+    value = verdict.value.filter(drop) if verdict.value is not None else None
+    ctx.remove(batch.filter(drop), reason, value)
+    return (output if output is not None else batch).filter(keep)
+
+
 class Filter(Stage):
     """A stage that only removes documents. Subclasses implement `judge`."""
 
@@ -97,15 +114,7 @@ class Filter(Stage):
         """Decides for every row; `reason` may be one string or one string per row."""
 
     def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
-        verdict = self.judge(batch)
-        keep = pa.array(np.asarray(verdict.keep, dtype=bool))
-        drop = pa.compute.invert(keep)
-        reason = verdict.reason
-        if not isinstance(reason, str):
-            reason = reason.filter(drop)
-        value = verdict.value.filter(drop) if verdict.value is not None else None
-        ctx.remove(batch.filter(drop), reason, value)
-        return batch.filter(keep)
+        return apply_verdict(batch, self.judge(batch), ctx)
 
 
 class GlobalStage(ABC):

@@ -9,11 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from filter_helpers import REPO, SAMPLE
-from gristmill.filters.cli import app
-from gristmill.filters.rule_table import rule_rows
+from gristmill.pipeline.cli import app as root_app
 from gristmill.pipeline.recipe import load_recipe
 from gristmill.pipeline.run import run_recipe
-from gristmill.pipeline.stats_table import load_run_stats
+from gristmill.pipeline.stats_table import load_run_stats, rule_rows
 from typer.testing import CliRunner
 
 SHARDS = [str(SAMPLE / "part-00003.jsonl.gz"), str(SAMPLE / "part-00004.jsonl")]
@@ -58,7 +57,7 @@ def test_fineweb_like_recipe_runs_and_explains_every_removal(tmp_path: Path, lid
     kept = read_parts(tmp_path / "run" / "fineweb_quality")
     assert set(kept["lang"]) == {"en"} and min(kept["lang_score"]) >= 0.65
     assert load_run_stats(tmp_path / "run")["gopher_quality"].removed == stats["gopher_quality"].removed
-    rules = CliRunner().invoke(app, ["rules", str(tmp_path / "run")])
+    rules = CliRunner().invoke(root_app, ["stats", str(tmp_path / "run")])
     assert rules.exit_code == 0, rules.output
     for stage, rule, count, of_stage, _ in rule_rows(stats):
         assert of_stage == pytest.approx(count / stats[stage].docs_in)
