@@ -8,7 +8,7 @@ from gristmill.pipeline.executors import ExecutorConfig, make_executor
 from gristmill.pipeline.readers import InputConfig, expand_paths
 from gristmill.pipeline.shard_task import ShardTask, run_shard
 
-SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
+from dedup_helpers import SAMPLE
 
 
 @pytest.fixture(scope="session")

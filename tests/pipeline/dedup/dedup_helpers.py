@@ -10,6 +10,8 @@ from gristmill.pipeline.executors import Executor, ExecutorConfig, make_executor
 from gristmill.pipeline.schema import DOCUMENT_SCHEMA
 from gristmill.pipeline.stage import GlobalStage
 
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
+
 VOCABULARY = [a + b + c for a in "bcdfghklmnprst" for b in "aeiouy" for c in "bdgklmnprstvxz"][:1000] + [
     a + b for a in "bcdfghklmnprstvwxz" for b in "aeiou"
 ]

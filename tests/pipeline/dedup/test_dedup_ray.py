@@ -9,7 +9,7 @@ import pytest
 from gristmill.pipeline.recipe import load_recipe
 from gristmill.pipeline.run import run_recipe
 
-from conftest import SAMPLE
+from dedup_helpers import SAMPLE
 
 ray = pytest.importorskip("ray")
 
