@@ -1,6 +1,7 @@
 """fastText language identification: adds `lang` and `lang_score`, keeps the chosen languages.
 
-Users bring the model (fastText's lid.176.bin or lid.176.ftz, or their own); its path is configuration.
+Users bring the model (fastText's lid.176.bin or lid.176.ftz) or train one on documents of known language
+with `gristmill filter train-langid`; its path is configuration.
 """
 
 from dataclasses import dataclass, field

@@ -6,6 +6,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from filter_helpers import SAMPLE
+from gristmill.filters.train_language_id import TrainLanguageIdConfig, train_language_id
 from gristmill.pipeline.readers import (
     InputConfig,
     ReadErrors,
@@ -40,18 +41,17 @@ def lid_split(sample_documents: pa.Table) -> tuple[list[tuple[str, str]], list[t
 
 
 @pytest.fixture(scope="session")
-def lid_model(tmp_path_factory: pytest.TempPathFactory, lid_split) -> Path:
-    """A small fastText language-ID model trained on half of the sample corpus's languages (a few seconds)."""
-    import fasttext
+def lid_train_file(tmp_path_factory: pytest.TempPathFactory, lid_split) -> Path:
+    """The training half of `lid_split` as JSONL, each document's language in its `lang` field."""
+    path = tmp_path_factory.mktemp("lid") / "train.jsonl"
+    lines = [json.dumps({"text": text, "lang": lang}) + "\n" for lang, text in lid_split[0]]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
 
-    folder = tmp_path_factory.mktemp("lid")
-    train_file = folder / "train.txt"
-    train_file.write_text(
-        "".join(f"__label__{lang} {' '.join(text.split())[:4000]}\n" for lang, text in lid_split[0]), encoding="utf-8"
-    )
-    model = fasttext.train_supervised(
-        input=str(train_file), epoch=25, dim=16, lr=0.5, thread=1, seed=0, verbose=0
-    )
-    path = folder / "lid.bin"
-    model.save_model(str(path))
+
+@pytest.fixture(scope="session")
+def lid_model(lid_train_file: Path) -> Path:
+    """A small language-ID model that `train_language_id` makes from `lid_train_file` (under a second)."""
+    path = lid_train_file.with_name("lid.bin")
+    train_language_id(TrainLanguageIdConfig(inputs=[str(lid_train_file)], output=path, holdout_fraction=0.0))
     return path

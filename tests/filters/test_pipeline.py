@@ -22,7 +22,7 @@ def fineweb_like(tmp_path: Path, lid_model: Path, out: str, *, drop: str = "", e
     """recipes/fineweb-like.toml pointed at two sample shards and the suite's language-ID model."""
     text = (REPO / "recipes" / "fineweb-like.toml").read_text(encoding="utf-8")
     text = text.replace('paths = ["data/sample/*.jsonl*"]', f"paths = {json.dumps(SHARDS)}")
-    text = text.replace('model_path = "models/lid.176.ftz"', f"model_path = {json.dumps(str(lid_model))}")
+    text = text.replace('model_path = "models/lid-sample.bin"', f"model_path = {json.dumps(str(lid_model))}")
     text = text.replace('path = "out/fineweb-like"', f"path = {json.dumps(str(tmp_path / out))}")
     text = text.replace('kind = "local"', f"kind = {json.dumps(executor)}")
     if drop:
