@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from bench.harness import git_revision, machine, markdown_table, time_ms, today
+from bench.harness import git_revision, machine, markdown_table, time_ms, today, write_report
 from gristmill.kernels.attention import flash_attention_varlen
 from gristmill.kernels.testing import relative_error
 
@@ -185,18 +185,15 @@ def main() -> None:
     packed_rows, note = bench_packed(4)
     header = ["case", "method", "fwd ms", "fwd TFLOP/s", "fwd+bwd ms", "fwd+bwd TFLOP/s",
               "ours fwd speedup", "ours fwd+bwd speedup"]
-    report = "\n".join([
+    report = write_report([
         f"## attention ({today()}, {machine()}, git {git_revision()})",
         f"H={HEADS} D={HEAD_DIM} {str(DTYPE).removeprefix('torch.')}; command: python -m bench.attention",
         "",
         markdown_table(header, table + packed_rows),
         "",
         note,
-    ])
+    ], args.out)
     print(report)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(report + "\n")
 
 
 if __name__ == "__main__":

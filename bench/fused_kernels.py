@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.harness import git_revision, machine, markdown_table, peak_memory_mb, time_ms, today
+from bench.harness import markdown_table, peak_memory_mb, run_stamp, time_ms, write_report
 from gristmill.kernels import fused
 from gristmill.kernels.testing import relative_error
 
@@ -136,14 +136,11 @@ def main() -> None:
         rows.append(measure(CASES[op]()))
         print(markdown_table(HEADER, rows[-1:]), flush=True)
         torch.cuda.empty_cache()
-    report = "\n".join([
-        f"{today()} · {machine()} · rev {git_revision()} · fwd+bwd, median of do_bench, peak = max allocated above inputs",
+    report = write_report([
+        f"{run_stamp()} · fwd+bwd, median of do_bench, peak = max allocated above inputs",
         markdown_table(HEADER, rows),
-    ])
+    ], args.out)
     print(report)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(report + "\n")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,20 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def run_stamp() -> str:
+    """Date, machine and git revision: the first words of a report, so every number says where it came from."""
+    return f"{today()} · {machine()} · rev {git_revision()}"
+
+
+def write_report(lines: list[str], out: str | None) -> str:
+    """Joins the report's lines and, when `out` is given, writes them there; returns the text to print."""
+    report = "\n".join(lines)
+    if out:
+        with open(out, "w") as handle:
+            handle.write(report + "\n")
+    return report
+
+
 def git_revision() -> str:
     try:
         return subprocess.run(

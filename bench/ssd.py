@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.harness import git_revision, machine, markdown_table, peak_memory_mb, time_ms, today
+from bench.harness import markdown_table, peak_memory_mb, run_stamp, time_ms, write_report
 from gristmill.kernels.ssd import ssd_chunked_reference, ssd_scan
 from gristmill.kernels.testing import relative_error
 
@@ -195,17 +195,14 @@ def main() -> None:
     rows = []
     for name in args.shapes:
         rows.append(run_shape(SHAPES[name], peer))
-        report = "\n".join([
+        report = write_report([  # rewritten after every shape, so a run cut short keeps what it measured
             (
-                f"{today()} · {machine()} · rev {git_revision()} · bf16 x/B/C, fp32 dt/A/D, chunk 256, G=1; "
+                f"{run_stamp()} · bf16 x/B/C, fp32 dt/A/D, chunk 256, G=1; "
                 "median of do_bench; fwd without autograd; peak = max allocated above inputs during fwd+bwd"
             ),
             markdown_table(HEADER, rows),
-        ])  # fmt: skip
+        ], args.out)  # fmt: skip
         print(markdown_table(HEADER, rows[-1:]), flush=True)
-        if args.out:  # rewritten after every shape, so a run cut short keeps what it measured
-            with open(args.out, "w") as handle:
-                handle.write(report + "\n")
     print(report)
 
 

@@ -1,8 +1,8 @@
 """The one dispatch point between the model and the kernels: Triton on CUDA, plain PyTorch otherwise.
 
 Each op calls `gristmill.kernels.*` when its input lives on a CUDA device, kernels are enabled, and the
-kernel module imports; else it runs the reference in `gristmill.trainer.reference`. A kernel module that is
-missing or fails to import is reported once and the reference is used from then on.
+kernel can be found; else it runs the plain-PyTorch reference that ships beside that kernel. A kernel that
+cannot be loaded is reported once and the reference is used from then on.
 """
 
 import functools
@@ -11,10 +11,14 @@ from collections.abc import Callable
 
 import torch
 
+from gristmill.kernels.attention.reference import sdpa_attention_reference
+from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
+from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
+from gristmill.kernels.fused.rope.reference import apply_rope_reference
+from gristmill.kernels.fused.swiglu.reference import swiglu_reference
+from gristmill.kernels.ssd.conv1d_reference import causal_conv1d_reference
+from gristmill.kernels.ssd.reference import ssd_chunked_reference
 from gristmill.pipeline.log import get_logger
-from gristmill.trainer.reference import attention as attention_reference
-from gristmill.trainer.reference import fused as fused_reference
-from gristmill.trainer.reference import ssd as ssd_reference
 
 _log = get_logger(__name__)
 _kernels_enabled = True
@@ -56,7 +60,7 @@ def varlen_attention(
     kernel = _kernel("attention", "flash_attention_varlen", q)
     if kernel is not None:
         return kernel(q, k, v, cu_seqlens, max_seqlen, causal=True)
-    return attention_reference.varlen_attention(q, k, v, cu_seqlens, rows)
+    return sdpa_attention_reference(q, k, v, cu_seqlens, max_seqlen, rows=rows)
 
 
 def ssd_scan(
@@ -74,7 +78,7 @@ def ssd_scan(
     kernel = _kernel("ssd", "ssd_scan", x)
     if kernel is not None:
         return kernel(x, dt, A, B, C, D=D, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
-    return ssd_reference.ssd_scan(x, dt, A, B, C, D=D, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
+    return ssd_chunked_reference(x, dt, A, B, C, D=D, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
 
 
 def causal_conv1d(
@@ -84,21 +88,21 @@ def causal_conv1d(
     kernel = _kernel("ssd", "causal_conv1d", x)
     if kernel is not None:
         return kernel(x, weight, bias, cu_seqlens=cu_seqlens, activation="silu")
-    return ssd_reference.causal_conv1d(x, weight, bias, cu_seqlens=cu_seqlens, activation="silu")
+    return causal_conv1d_reference(x, weight, bias, cu_seqlens=cu_seqlens, activation="silu")
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     kernel = _kernel("fused", "rms_norm", x)
     if kernel is not None:
         return kernel(x, weight, eps)
-    return fused_reference.rms_norm(x, weight, eps)
+    return rms_norm_reference(x, weight, eps)
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     kernel = _kernel("fused", "swiglu", gate)
     if kernel is not None:
         return kernel(gate, up)
-    return fused_reference.swiglu(gate, up)
+    return swiglu_reference(gate, up)
 
 
 def apply_rope(
@@ -107,7 +111,7 @@ def apply_rope(
     kernel = _kernel("fused", "apply_rope", q)
     if kernel is not None:
         return kernel(q, k, position_ids, theta)
-    return fused_reference.apply_rope(q, k, position_ids, theta)
+    return apply_rope_reference(q, k, position_ids, theta)
 
 
 def linear_cross_entropy(
@@ -120,4 +124,6 @@ def linear_cross_entropy(
             dtype = torch.get_autocast_dtype(hidden.device.type)
             hidden, weight = hidden.to(dtype), weight.to(dtype)
         return kernel(hidden, weight, labels, ignore_index=ignore_index, z_loss=z_loss, reduction="sum")
-    return fused_reference.linear_cross_entropy(hidden, weight, labels, ignore_index=ignore_index, z_loss=z_loss)
+    return linear_cross_entropy_reference(
+        hidden, weight, labels, ignore_index=ignore_index, z_loss=z_loss, reduction="sum"
+    )

@@ -1,6 +1,13 @@
-"""Plain-PyTorch attention over packed documents: the ground truth for tests and the CPU path."""
+"""Plain-PyTorch attention over packed documents, in two forms.
+
+- `attention_reference`: one document at a time in fp32, any mask the kernel supports; the oracle the Triton
+  kernel and `sdpa_attention_reference` are tested against.
+- `sdpa_attention_reference`: causal only, through PyTorch's SDPA with a block-diagonal mask over rows of
+  equal length; the trainer's fast CPU path (no per-document loop, autograd through SDPA).
+"""
 
 import torch
+import torch.nn.functional as F
 
 from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
 
@@ -49,3 +56,45 @@ def attention_reference(
     if not outputs:
         return q.new_empty(q.shape)
     return torch.cat(outputs).to(q.dtype)
+
+
+def sdpa_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    *,
+    rows: int = 1,
+    softmax_scale: float | None = None,
+) -> torch.Tensor:
+    """Causal attention in q's dtype: q `[T, Hq, D]`, k/v `[T, Hkv, D]` -> `[T, Hq, D]`.
+
+    T holds `rows` rows of equal length and every row end must be a `cu_seqlens` boundary (as the packer
+    makes them): working row by row keeps the mask at rows x L x L instead of T x T. With one document per
+    row no mask is needed and SDPA takes its plain causal path.
+    """
+    check_attention_inputs(q, k, v, cu_seqlens, max_seqlen, causal=True, window=None)
+    total, q_heads, head_dim = q.shape
+    if rows < 1 or total % rows:
+        raise ValueError(f"rows={rows} must be a positive divisor of the token count T={total}")
+    row_len = total // rows
+
+    def to_rows(x: torch.Tensor) -> torch.Tensor:
+        return x.view(rows, row_len, x.shape[1], head_dim).transpose(1, 2)
+
+    grouped = q_heads != k.shape[1]
+    if cu_seqlens.numel() - 1 == rows:
+        out = F.scaled_dot_product_attention(
+            to_rows(q), to_rows(k), to_rows(v), is_causal=True, scale=softmax_scale, enable_gqa=grouped
+        )
+    else:
+        tokens = torch.arange(total, device=q.device, dtype=cu_seqlens.dtype)
+        document = torch.searchsorted(cu_seqlens, tokens, right=True).view(rows, row_len)
+        same_document = document[:, :, None] == document[:, None, :]
+        causal = torch.ones(row_len, row_len, dtype=torch.bool, device=q.device).tril()
+        mask = (same_document & causal)[:, None]
+        out = F.scaled_dot_product_attention(
+            to_rows(q), to_rows(k), to_rows(v), attn_mask=mask, scale=softmax_scale, enable_gqa=grouped
+        )
+    return out.transpose(1, 2).reshape(total, q_heads, head_dim)

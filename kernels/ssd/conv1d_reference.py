@@ -1,11 +1,11 @@
-"""Plain-PyTorch causal depthwise conv1d whose window never reaches back across a document start."""
-
-from itertools import pairwise
+"""Plain-PyTorch causal depthwise conv1d whose window never reaches back across a document start: the ground
+truth of the Triton conv1d and the trainer's CPU path (shifted adds, so no per-document loop or host sync)."""
 
 import torch
 import torch.nn.functional as F
 
-from gristmill.kernels.ssd.validation import check_cu_seqlens, check_cu_seqlens_values
+from gristmill.kernels.ssd.documents import cached_token_doc_start
+from gristmill.kernels.ssd.validation import check_cu_seqlens
 
 ACTIVATIONS = (None, "silu")
 
@@ -32,21 +32,22 @@ def causal_conv1d_reference(
     cu_seqlens: torch.Tensor | None = None,
     activation: str | None = "silu",
 ) -> torch.Tensor:
-    """x `[T, C]`, weight `[C, W]`: y_t = act(bias + sum_k weight[:, k] x_{t-W+1+k}), computed per document."""
+    """x `[T, C]`, weight `[C, W]`: y_t = act(bias + sum_k weight[:, k] x_{t-W+1+k}) in fp32, y in x's dtype.
+
+    A tap reaching back past the start of its token's document reads zero, as if each document were padded
+    on the left on its own.
+    """
     check_conv1d_inputs(x, weight, bias, cu_seqlens, activation)
-    T, channels = x.shape
+    total = x.shape[0]
     width = weight.shape[1]
+    position = torch.arange(total, device=x.device)
     if cu_seqlens is not None:
-        check_cu_seqlens_values(cu_seqlens, T)
-    bounds = [0, T] if cu_seqlens is None else cu_seqlens.tolist()
-    pieces = []
-    for begin, end in pairwise(bounds):
-        if begin == end:
-            continue
-        doc = x[begin:end].float().t()[None]  # [1, C, len]
-        out = F.conv1d(F.pad(doc, (width - 1, 0)), weight.float()[:, None, :], bias=None, groups=channels)
-        pieces.append(out[0].t())
-    y = torch.cat(pieces) if pieces else x.float()
+        position = position - cached_token_doc_start(cu_seqlens, total)
+    xf, wf = x.float(), weight.float()
+    y = xf * wf[:, width - 1]
+    for shift in range(1, width):
+        earlier = F.pad(xf, (0, 0, shift, 0))[:total]
+        y = y + earlier * wf[:, width - 1 - shift] * (position >= shift)[:, None]
     if bias is not None:
         y = y + bias.float()
     if activation == "silu":

@@ -1,5 +1,8 @@
-"""Plain-PyTorch SSD: a sequential scan (ground truth and the CPU path) and a chunked form (the benchmark's
-PyTorch baseline). Both restart the state at every `cu_seqlens` boundary; both are differentiable by autograd.
+"""Plain-PyTorch SSD over packed documents, in two forms that restart the state at every `cu_seqlens` boundary.
+
+- `ssd_reference`: token by token, obviously right and slow; the oracle every other SSD path is tested against.
+- `ssd_chunked_reference`: the chunked algorithm in einsums, the CPU path of the trainer and the benchmark's
+  PyTorch baseline; differentiable by autograd and free of host syncs after the first check of an offsets tensor.
 
 Per head, with state h `[P, N]`: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t + D x_t.
 """
@@ -7,11 +10,15 @@ Per head, with state h `[P, N]`: h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F
 
-from gristmill.kernels.ssd.documents import whole_stream
+from gristmill.kernels.ssd.documents import cached_token_doc_start, whole_stream
 from gristmill.kernels.ssd.validation import check_cu_seqlens_values, check_ssd_inputs
 
 ScanOutput = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+_RESET_LOG_DECAY = -1.0e4
+"""Log decay given to a document's first token: its exponent is exactly 0 in fp32, so no state crosses."""
 
 
 def ssd_reference(
@@ -66,49 +73,62 @@ def ssd_chunked_reference(
     cu_seqlens: torch.Tensor | None = None,
     chunk_size: int = 256,
 ) -> torch.Tensor:
-    """The SSD chunked algorithm in fp32 einsums; resets inside a chunk mask the decay by document id.
+    """The SSD chunked algorithm in fp32, returning y in x's dtype.
 
-    Materializes `[chunks, H, L, L]` decays and `[chunks, H, P, N]` states, so it is a baseline, not a path.
+    A document start resets the state by taking `_RESET_LOG_DECAY` as its log decay. Sums of log decays are
+    always taken directly over their range, never as a difference of prefix sums, so a reset never cancels
+    against itself and in-document decays keep full precision. Materializes `[chunks, H, L, L]` decays.
     """
     check_ssd_inputs(x, dt, A, B, C, D, cu_seqlens, chunk_size, None)
-    T, H, P = x.shape
-    L = chunk_size
-    heads_per_group = H // B.shape[1]
-    cu = whole_stream(T, x.device) if cu_seqlens is None else cu_seqlens
-    check_cu_seqlens_values(cu, T)
-    pad = (-T) % L
-    doc = torch.searchsorted(cu, torch.arange(T, device=x.device, dtype=cu.dtype), right=True) - 1
-    doc = torch.nn.functional.pad(doc, (0, pad), value=-1).view(-1, L)
+    total, heads, head_dim = x.shape
+    out_dtype = x.dtype
+    x, dt, A, B, C = (t.float() for t in (x, dt, A, B, C))
+    B = B.repeat_interleave(heads // B.shape[1], dim=1)
+    C = C.repeat_interleave(heads // C.shape[1], dim=1)
+    log_decay = dt * A
+    if cu_seqlens is not None:
+        starts = cached_token_doc_start(cu_seqlens, total) == torch.arange(total, device=x.device)
+        log_decay = log_decay.masked_fill(starts[:, None], _RESET_LOG_DECAY)
 
-    def chunked(t: torch.Tensor) -> torch.Tensor:
-        t = torch.nn.functional.pad(t.float(), (0, 0) * (t.dim() - 1) + (0, pad))
-        return t.view(-1, L, *t.shape[1:])
+    pad = -total % chunk_size
+    chunks = (total + pad) // chunk_size
 
-    xc, dtc = chunked(x), chunked(dt)
-    Bc = chunked(B).repeat_interleave(heads_per_group, dim=2)
-    Cc = chunked(C).repeat_interleave(heads_per_group, dim=2)
-    a = torch.cumsum(dtc * A.float(), dim=1)  # [c, L, H]
-    same_doc = doc[:, :, None] == doc[:, None, :]  # [c, l, s]
-    causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
-    diff = a[:, :, None, :] - a[:, None, :, :]  # [c, l, s, H]
-    keep = (same_doc & causal)[..., None]
-    decay = torch.exp(torch.where(keep, diff, torch.full_like(diff, float("-inf"))))
-    scores = torch.einsum("clhn,cshn->clsh", Cc, Bc) * decay * dtc[:, None, :, :]
-    y = torch.einsum("clsh,cshp->clhp", scores, xc)
+    def to_chunks(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, (0, 0) * (t.dim() - 1) + (0, pad)).view(chunks, chunk_size, *t.shape[1:])
 
-    last_doc = doc[:, -1:]
-    to_end = torch.exp(a[:, -1:, :] - a) * (doc == last_doc)[..., None]  # [c, L, H]
-    local = torch.einsum("clh,clhp,clhn->chpn", to_end * dtc, xc, Bc)
-    prev_doc = torch.cat([doc.new_full((1,), -1), doc[:-1, -1]])  # document of the token before each chunk
-    carried = prev_doc == last_doc[:, 0]
-    states = [torch.zeros_like(local[0])]
-    for k in range(local.shape[0] - 1):
-        keep_state = carried[k].float() * torch.exp(a[k, -1])[:, None, None]
-        states.append(keep_state * states[-1] + local[k])
-    entering = torch.stack(states)
-    from_start = torch.exp(a) * (doc == prev_doc[:, None])[..., None]
-    y = y + torch.einsum("clh,clhn,chpn->clhp", from_start, Cc, entering)
-    y = y.reshape(-1, H, P)[:T]
+    xc, dtc, Bc, Cc = map(to_chunks, (x, dt, B, C))
+    la = to_chunks(log_decay).transpose(1, 2)  # [c, H, Q]
+
+    within = torch.exp(_segment_sums(la))  # [c, H, Q, Q]
+    y = torch.einsum("cihn,cjhn,chij,cjh,cjhp->cihp", Cc, Bc, within, dtc, xc)
+
+    to_end = torch.exp(_sums_after(la))  # [c, H, Q]
+    chunk_states = torch.einsum("cjhn,chj,cjh,cjhp->chpn", Bc, to_end, dtc, xc)
+    chunk_decay = torch.exp(la.sum(-1))  # [c, H]
+    state = torch.zeros_like(chunk_states[0])
+    entering = []
+    for c in range(chunks):
+        entering.append(state)
+        state = chunk_decay[c, :, None, None] * state + chunk_states[c]
+    from_start = torch.exp(torch.cumsum(la, dim=-1))  # [c, H, Q]
+    y = y + torch.einsum("cihn,chpn,chi->cihp", Cc, torch.stack(entering), from_start)
+
+    y = y.reshape(chunks * chunk_size, heads, head_dim)[:total]
     if D is not None:
-        y = y + D.float()[None, :, None] * x.float()
-    return y.to(x.dtype)
+        y = y + D.float()[:, None] * x
+    return y.to(out_dtype)
+
+
+def _segment_sums(la: torch.Tensor) -> torch.Tensor:
+    """[..., Q] -> [..., Q, Q]: entry (i, j) is sum(la[j+1 : i+1]) for i >= j, -inf above the diagonal."""
+    size = la.shape[-1]
+    lower = torch.ones(size, size, dtype=torch.bool, device=la.device).tril()
+    spread = la[..., :, None].expand(*la.shape, size)  # [..., Q(k), Q(j)] holding la[k]
+    sums = torch.cumsum(spread.masked_fill(~lower.tril(-1), 0.0), dim=-2)  # [..., Q(i), Q(j)]
+    return sums.masked_fill(~lower, float("-inf"))
+
+
+def _sums_after(la: torch.Tensor) -> torch.Tensor:
+    """[..., Q] -> [..., Q]: entry j is sum(la[j+1:]), the log decay from position j to the chunk's end."""
+    suffix = torch.flip(torch.cumsum(torch.flip(la, (-1,)), dim=-1), (-1,))
+    return F.pad(suffix[..., 1:], (0, 1))

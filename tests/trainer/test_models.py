@@ -5,43 +5,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gristmill.kernels.attention.reference import sdpa_attention_reference
+from gristmill.kernels.ssd.conv1d_reference import causal_conv1d_reference
+from gristmill.kernels.ssd.reference import ssd_chunked_reference, ssd_reference
 from gristmill.trainer.models.model import IGNORE_INDEX, LanguageModel
 from gristmill.trainer.models.presets import tiny_hybrid, tiny_transformer
 from gristmill.trainer.models.segments import Segments
 from gristmill.trainer.packing import Piece, collate
-from gristmill.trainer.reference.attention import varlen_attention
-from gristmill.trainer.reference.segments import segment_starts
-from gristmill.trainer.reference.ssd import causal_conv1d, ssd_scan
 from trainer_testdata import EOS, random_documents
 
 SEQ_LEN = 48
-
-
-def ssd_scan_sequential(
-    x: torch.Tensor,
-    dt: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    *,
-    D: torch.Tensor | None = None,
-    cu_seqlens: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The recurrence of `ssd_scan` one token at a time: slow, obviously right, for tests."""
-    total, heads, _ = x.shape
-    B = B.float().repeat_interleave(heads // B.shape[1], dim=1)
-    C = C.float().repeat_interleave(heads // C.shape[1], dim=1)
-    starts = segment_starts(cu_seqlens, total) if cu_seqlens is not None else torch.zeros(total, dtype=torch.bool)
-    state = torch.zeros(heads, x.shape[2], B.shape[2])
-    ys = []
-    for t in range(total):
-        decay = torch.zeros(heads) if starts[t] else torch.exp(dt[t].float() * A.float())
-        state = decay[:, None, None] * state + (dt[t].float()[:, None] * x[t].float())[:, :, None] * B[t][:, None, :]
-        ys.append(torch.einsum("hpn,hn->hp", state, C[t]))
-    y = torch.stack(ys)
-    if D is not None:
-        y = y + D.float()[:, None] * x.float()
-    return y.to(x.dtype)
 
 
 def random_cu_seqlens(rows: int, row_len: int, generator: torch.Generator) -> torch.Tensor:
@@ -64,10 +37,13 @@ def test_chunked_ssd_matches_the_step_by_step_recurrence_and_resets_at_boundarie
     B, C = torch.randn(2, total, groups, state, generator=g)
     D = torch.randn(heads, generator=g)
     cu = random_cu_seqlens(2, 37, g)
-    chunked = ssd_scan(x, dt, A, B, C, D=D, cu_seqlens=cu, chunk_size=8)
-    torch.testing.assert_close(chunked, ssd_scan_sequential(x, dt, A, B, C, D=D, cu_seqlens=cu))
+    chunked = ssd_chunked_reference(x, dt, A, B, C, D=D, cu_seqlens=cu, chunk_size=16)
+    torch.testing.assert_close(chunked, ssd_reference(x, dt, A, B, C, D=D, cu_seqlens=cu))
     one_by_one = torch.cat(
-        [ssd_scan(x[s:e], dt[s:e], A, B[s:e], C[s:e], D=D, chunk_size=8) for s, e in segments_of(cu)]
+        [
+            ssd_chunked_reference(x[s:e], dt[s:e], A, B[s:e], C[s:e], D=D, chunk_size=16)
+            for s, e in segments_of(cu)
+        ]
     )
     torch.testing.assert_close(chunked, one_by_one)
 
@@ -76,10 +52,11 @@ def test_conv1d_never_reads_across_a_boundary() -> None:
     g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
     x, weight, bias = torch.randn(60, 6, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, generator=g)
     cu = random_cu_seqlens(3, 20, g)
-    packed = causal_conv1d(x, weight, bias, cu_seqlens=cu)
+    packed = causal_conv1d_reference(x, weight, bias, cu_seqlens=cu)
     full = F.silu(F.conv1d(x.t()[None], weight[:, None], bias, padding=3, groups=6)[0, :, :60].t())
-    torch.testing.assert_close(causal_conv1d(x, weight, bias), full)
-    torch.testing.assert_close(packed, torch.cat([causal_conv1d(x[s:e], weight, bias) for s, e in segments_of(cu)]))
+    torch.testing.assert_close(causal_conv1d_reference(x, weight, bias), full)
+    one_by_one = [causal_conv1d_reference(x[s:e], weight, bias) for s, e in segments_of(cu)]
+    torch.testing.assert_close(packed, torch.cat(one_by_one))
 
 
 def test_attention_stays_inside_each_document() -> None:
@@ -88,7 +65,7 @@ def test_attention_stays_inside_each_document() -> None:
     q = torch.randn(rows * row_len, 4, 8, generator=g)
     k, v = torch.randn(2, rows * row_len, 2, 8, generator=g)
     cu = random_cu_seqlens(rows, row_len, g)
-    packed = varlen_attention(q, k, v, cu, rows)
+    packed = sdpa_attention_reference(q, k, v, cu, row_len, rows=rows)
 
     def alone(s: int, e: int) -> torch.Tensor:
         out = F.scaled_dot_product_attention(
