@@ -131,7 +131,7 @@ class Tokenize(Stage):
         empty = pc.equal(pc.binary_length(batch.column("text")), 0)
         ctx.remove(batch.filter(empty), "empty_text")
         batch = batch.filter(pc.invert(empty))
-        encodings = self.tokenizer.encode_batch_fast(batch.column("text").to_pylist(), add_special_tokens=False)
+        encodings = self.tokenizer.encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
         id_lists = [e.ids for e in encodings]
         lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
         if not lengths.all():
