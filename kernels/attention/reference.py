@@ -35,7 +35,7 @@ def attention_reference(
     window: int | None = None,
     softmax_scale: float | None = None,
 ) -> torch.Tensor:
-    """Exact attention, one document at a time in fp32; same signature and result as flash_attention_varlen.
+    """The oracle: exact attention, one document at a time in fp32; same signature as flash_attention_varlen.
 
     q `[T, Hq, D]`, k and v `[T, Hkv, D]`, cu_seqlens int32 `[N+1]`; returns `[T, Hq, D]` in q's dtype.
     """
@@ -68,7 +68,7 @@ def sdpa_attention_reference(
     rows: int = 1,
     softmax_scale: float | None = None,
 ) -> torch.Tensor:
-    """Causal attention in q's dtype: q `[T, Hq, D]`, k/v `[T, Hkv, D]` -> `[T, Hq, D]`.
+    """The fast CPU path: causal attention in q's dtype, q `[T, Hq, D]`, k/v `[T, Hkv, D]` -> `[T, Hq, D]`.
 
     T holds `rows` rows of equal length and every row end must be a `cu_seqlens` boundary (as the packer
     makes them): working row by row keeps the mask at rows x L x L instead of T x T. With one document per
