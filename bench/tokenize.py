@@ -25,7 +25,7 @@ from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, re
 from gristmill.pipeline.run import run_recipe
 from gristmill.pipeline.stats import StageStats
 from gristmill.tokenizer.shard_format import TokenDataset
-from gristmill.tokenizer.tokenize_stage import _load_tokenizer, tokenize_recipe
+from gristmill.tokenizer.tokenize_stage import tokenize_recipe
 from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
 
 EOS = "<|endoftext|>"
@@ -73,10 +73,12 @@ def gristmill_stage(inputs: Path, out: Path, tokenizer: Path, **options: object)
 
     def prepare() -> Callable[[], object]:
         shutil.rmtree(out, ignore_errors=True)
-        _load_tokenizer.cache_clear()
-        # A new stage name per run builds a new stage (and tokenizer) in this process, as a new run would.
-        recipe = tokenize_recipe([str(inputs)], out, keep_removed=False, name=f"tokenize{next(runs)}",
-                                 tokenizer=str(tokenizer), eos_token=EOS, **options)
+        # A fresh copy of the file per run misses the stage's per-process tokenizer cache, as a new run would.
+        copy = out.with_name(f"{out.name}-tokenizer-{next(runs)}.json")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tokenizer, copy)
+        recipe = tokenize_recipe([str(inputs)], out, keep_removed=False, tokenizer=str(copy), eos_token=EOS,
+                                 **options)
         return lambda: run_recipe(recipe)
 
     return prepare
@@ -114,8 +116,7 @@ def interleaved_runs(methods: dict[str, Prepare], repeat: int) -> dict[str, list
 
 def bytes_per_token(out: Path) -> float:
     """Shard bytes per token of the dataset a `gristmill_stage` run left in `out`."""
-    (dataset_dir,) = out.glob("tokenize*/dataset")
-    dataset = TokenDataset(dataset_dir)
+    dataset = TokenDataset(out / "tokenize" / "dataset")
     return sum(s.bytes for s in dataset.manifest.shards) / dataset.num_tokens
 
 
