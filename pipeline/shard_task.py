@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gristmill.pipeline.readers import InputConfig, ReadErrors, read_documents
@@ -94,11 +95,23 @@ def completed(task: ShardTask) -> ShardResult | None:
         return None
     info = json.loads(marker.read_text(encoding="utf-8"))
     output = info.get("output")
-    if output is not None:
-        path = task.output_dir / output
-        if not path.is_file() or (path.suffix == ".parquet" and pq.read_metadata(path).num_rows != info["rows"]):
-            return None
+    if output is not None and _rows_in(task.output_dir / output) != info["rows"]:
+        return None
     return ShardResult(task.shard, output, info["rows"], info["docs"], skipped=True)
+
+
+def _rows_in(path: Path) -> int | None:
+    """Rows of a finished output file, read from its footer; None when it is missing or unreadable."""
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_metadata(path).num_rows
+        if path.suffix == ".arrow":
+            with pa.memory_map(str(path)) as source:
+                reader = pa.ipc.open_file(source)
+                return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        return sum(1 for _ in path.open("rb")) if path.suffix == ".jsonl" else None
+    except (OSError, pa.ArrowException):
+        return None
 
 
 def run_shard(task: ShardTask) -> ShardResult:

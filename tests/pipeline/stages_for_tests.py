@@ -56,3 +56,13 @@ class CrashOnEnv(Stage):
         if str(ctx.shard) == os.environ.get("GRISTMILL_TEST_CRASH_SHARD"):
             os._exit(3)
         return batch
+
+
+class KeepAsArrow(Stage):
+    """Passes documents through and makes its segment write Arrow IPC shards (as the tokenizer does)."""
+
+    name = "keep_as_arrow"
+    output_format = "arrow"
+
+    def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
+        return batch

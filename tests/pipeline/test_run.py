@@ -97,3 +97,16 @@ def test_cli_missing_recipe_and_stats_table(tmp_path: Path, corpus: Path) -> Non
     shown = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "stats", str(tmp_path / "out")],
                            capture_output=True, text=True)
     assert shown.returncode == 0 and "min_chars" in shown.stdout and "too_short" in shown.stdout
+
+
+def test_a_damaged_output_shard_is_redone_on_rerun(tmp_path: Path, corpus: Path) -> None:
+    """A completion marker is trusted only while its output file still holds the rows it recorded."""
+    recipe = write_recipe(tmp_path / "r.toml", str(corpus), tmp_path / "out", [{"type": "stages_for_tests:KeepAsArrow"}])
+    run_recipe(load_recipe(recipe))
+    first = part_bytes(tmp_path / "out")
+    shard = tmp_path / "out/keep_as_arrow/part-00001.arrow"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    untouched = (tmp_path / "out/keep_as_arrow/done/part-00000.json").stat().st_mtime_ns
+    run_recipe(load_recipe(recipe))
+    assert part_bytes(tmp_path / "out") == first
+    assert (tmp_path / "out/keep_as_arrow/done/part-00000.json").stat().st_mtime_ns == untouched

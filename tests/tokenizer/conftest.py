@@ -8,8 +8,7 @@ import pytest
 
 from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
 
-SAMPLE_CORPUS = Path(__file__).parents[2] / "data" / "sample"
-SPECIAL_TOKENS = ("<|endoftext|>", "<|bos|>", "<|pad|>")
+from tokenizer_testdata import SAMPLE_CORPUS
 
 
 @pytest.fixture(scope="session")

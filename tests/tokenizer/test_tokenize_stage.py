@@ -14,7 +14,7 @@ from gristmill.pipeline.stats import StageStats
 from gristmill.tokenizer.shard_format import TokenDataset
 from gristmill.tokenizer.tokenize_stage import Tokenize, tokenize_recipe
 
-from conftest import SAMPLE_CORPUS
+from tokenizer_testdata import SAMPLE_CORPUS
 
 
 def tokenize(corpus: Path, out: Path, tokenizer: Path, *, kind: str = "local", workers: int = 1,

@@ -5,7 +5,7 @@ from tokenizers import Tokenizer
 
 from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
 
-from conftest import SPECIAL_TOKENS
+from tokenizer_testdata import SPECIAL_TOKENS
 
 
 def test_trained_tokenizer_has_the_special_tokens_first_and_round_trips(tokenizer_file: Path,
