@@ -1,6 +1,5 @@
 """Runs a recipe: map stages fused per shard, global stages (dedup) over all shards, stats merged."""
 
-import json
 from pathlib import Path
 
 from gristmill.pipeline.executors import Executor, make_executor
@@ -11,7 +10,7 @@ from gristmill.pipeline.recipe import Recipe
 from gristmill.pipeline.registry import resolve_stage
 from gristmill.pipeline.shard_task import ShardTask, StageSpec, run_shard
 from gristmill.pipeline.stage import GlobalStage
-from gristmill.pipeline.stats import StageStats, merge_stage_stats
+from gristmill.pipeline.stats import StageStats, merge_stage_stats, read_stage_stats
 
 log = get_logger(__name__)
 
@@ -22,32 +21,34 @@ def run_recipe(recipe: Recipe) -> dict[str, StageStats]:
     specs = recipe.stage_specs()
     out = Path(recipe.output.path)
     check_plan(out, files, specs)
+    segments = _segments(specs)
+    inputs = files
     with make_executor(recipe.executor) as executor:
-        _run_segments(recipe, files, specs, out, executor)
-    stats = {}
-    for folder in ["read", *(spec.name for spec in specs)]:
-        path = out / folder / "stats.json"
-        if path.is_file():
-            stats[folder] = StageStats.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    return stats
+        for index, segment in enumerate(segments):
+            if isinstance(segment, list):
+                first, final = index == 0, index == len(segments) - 1
+                inputs = _run_map_segment(recipe, inputs, segment, out, executor, first, final)
+            else:
+                log.info("stage %s: %d input shards", segment.name, len(inputs))
+                kept = segment.build().run([Path(p) for p in inputs], out / segment.name, executor,
+                                           recipe.output.keep_removed)
+                inputs = [str(path) for path in kept]
+    folders = ["read", *(spec.name for spec in specs)]
+    return {name: merged for name in folders if (merged := read_stage_stats(out / name)) is not None}
 
 
-def _run_segments(recipe: Recipe, files: list[str], specs: list[StageSpec], out: Path, executor: Executor) -> None:
-    inputs, pending, first = files, [], True
-    for spec in [*specs, None]:
-        stage_class = resolve_stage(spec.type) if spec is not None else None
-        if spec is not None and not issubclass(stage_class, GlobalStage):
-            pending.append(spec)
-            continue
-        if pending or first:
-            final = spec is None
-            inputs = _run_map_segment(recipe, inputs, pending, out, executor, first, final)
-            pending, first = [], False
-        if spec is not None:
-            stage = spec.build()
-            log.info("stage %s: %d input shards", spec.name, len(inputs))
-            inputs = [str(p) for p in stage.run([Path(p) for p in inputs], out / spec.name, executor,
-                                                 recipe.output.keep_removed)]
+def _segments(specs: list[StageSpec]) -> list[list[StageSpec] | StageSpec]:
+    """Consecutive map stages grouped (they run fused, shard by shard); each global stage alone. The first
+    segment is always a map segment, so the reader runs (and materializes documents) even before a dedup."""
+    segments: list[list[StageSpec] | StageSpec] = [[]]
+    for spec in specs:
+        if issubclass(resolve_stage(spec.type), GlobalStage):
+            segments.append(spec)
+        elif isinstance(segments[-1], list):
+            segments[-1].append(spec)
+        else:
+            segments.append([spec])
+    return segments
 
 
 def _run_map_segment(
