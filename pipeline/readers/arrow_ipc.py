@@ -1,34 +1,22 @@
 """Arrow IPC reader (file or stream format), batch by batch."""
 
 from collections.abc import Iterator
-from pathlib import Path
+from typing import BinaryIO
 
-import fsspec
 import pyarrow as pa
 
 from gristmill.pipeline.readers.base import InputConfig, ReadErrors
-from gristmill.pipeline.readers.columnar import to_documents
+from gristmill.pipeline.readers.columnar import read_columnar
 
 
 def read_arrow(path: str, config: InputConfig, errors: ReadErrors) -> Iterator[pa.RecordBatch]:
-    name = Path(path).name
-    row = 0
-    try:
-        with fsspec.open(path, "rb") as handle:
-            for batch in _batches(handle):
-                documents = to_documents(batch, config, path, name, row, errors)
-                row += batch.num_rows
-                if documents is not None and documents.num_rows:
-                    yield documents
-    except (OSError, pa.ArrowException) as err:
-        errors.add(path, row, "corrupt_file", f"{type(err).__name__}: {err}", b"")
-        return
-    if row == 0:
-        errors.add(path, 0, "empty_file", "the file holds no rows", b"")
+    yield from read_columnar(path, config, errors, _batches)
 
 
-def _batches(handle) -> Iterator[pa.RecordBatch]:
-    """Batches of an IPC file, falling back to the stream format when the file footer is absent."""
+def _batches(handle: BinaryIO, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of an IPC file, falling back to the stream format when the file footer is absent.
+
+    IPC batches are read as written (`batch_size` applies to formats that can re-chunk cheaply)."""
     try:
         reader = pa.ipc.open_file(handle)
     except pa.ArrowInvalid:

@@ -4,6 +4,11 @@ Columns beyond the schema are kept as typed columns (a later stage's `lang`, `qu
 reading a previous stage's output loses nothing.
 """
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,3 +54,27 @@ def to_documents(
     names = ["id", "text", "source", "metadata"] + [field.name for field, _ in extra]
     arrays = [ids, text, source, metadata] + [array for _, array in extra]
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def read_columnar(
+    path: str, config: InputConfig, errors: ReadErrors, batches: Callable[[BinaryIO, int], Iterator[pa.RecordBatch]]
+) -> Iterator[pa.RecordBatch]:
+    """Streams a columnar file as documents; `batches(handle, batch_size)` reads the format's batches.
+
+    A file that cannot be read past some row is one `corrupt_file` error (the rows before it are kept);
+    a file with no rows is one `empty_file` error.
+    """
+    name = Path(path).name
+    row = 0
+    try:
+        with fsspec.open(path, "rb") as handle:
+            for batch in batches(handle, config.batch_size):
+                documents = to_documents(batch, config, path, name, row, errors)
+                row += batch.num_rows
+                if documents is not None and documents.num_rows:
+                    yield documents
+    except (OSError, pa.ArrowException) as err:
+        errors.add(path, row, "corrupt_file", f"{type(err).__name__}: {err}", b"")
+        return
+    if row == 0:
+        errors.add(path, 0, "empty_file", "the file holds no rows", b"")

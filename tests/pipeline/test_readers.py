@@ -145,3 +145,16 @@ def test_reading_streams_in_bounded_memory(tmp_path: Path) -> None:
         del batch
     assert rows == 10_000
     assert peak < 8 * 2**20, f"peak Arrow memory {peak / 2**20:.1f} MB above the start for 40 MB of input"
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_empty_and_corrupt_columnar_files_are_errors(tmp_path: Path, suffix: str) -> None:
+    empty = pa.table({"text": pa.array([], pa.string())})
+    writer = open_writer(suffix.lstrip("."), tmp_path / "empty", empty.schema)
+    path = writer.close()
+    _, stats, batches = read_all(path)
+    assert batches == [] and dict(stats.errors) == {"empty_file": 1}
+    corrupt = tmp_path / f"corrupt{suffix}"
+    corrupt.write_bytes(b"this is not a columnar file at all" * 10)
+    _, stats, batches = read_all(corrupt)
+    assert batches == [] and dict(stats.errors) == {"corrupt_file": 1}
