@@ -26,7 +26,6 @@ import torch
 
 from bench.harness import git_revision, machine, markdown_table, today
 from gristmill.tokenizer.shard_format import TokenDataset, write_token_dataset
-from gristmill.trainer import ops
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.data import DocumentStream
 from gristmill.trainer.metrics import training_flops
@@ -121,12 +120,9 @@ def main() -> None:
             ])
     header = ["preset (seq 2048, 8 rows)", "variant", "real tokens/s", "MFU", "non-pad", "step ms", "peak GiB",
               "x baseline"]
-    fallbacks = ops.unavailable_kernels()
     report = (
         f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.trainer_throughput` "
         f"(steps {args.steps}, warmup {args.warmup})\n\n" + markdown_table(header, rows)
-        + "\n\nkernels that fell back to PyTorch in 'ours': "
-        + (", ".join(f"{k} ({v})" for k, v in fallbacks.items()) if fallbacks else "none")
     )
     print(report)
     if args.out:
