@@ -35,6 +35,9 @@ def rank_main(rank: int, world_size: int, port: int, cfg: TrainConfig, stop_at: 
     torch.set_num_threads(1)
     history = fit(cfg, stop_at=stop_at)
     (out / f"rank-{rank}.json").write_text(json.dumps(history))
+    # Leave without interpreter teardown: a gloo thread still alive there can deadlock on the GIL
+    # (seen once under DDP); the rank's work and its log are complete at this point.
+    os._exit(0)
 
 
 def fit_on_two_ranks(cfg: TrainConfig, out: Path, *, stop_at: int | None = None) -> dict[int, tuple[float, int]]:
