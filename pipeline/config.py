@@ -19,6 +19,8 @@ T = TypeVar("T")
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Reads a TOML file, turning a missing file or a syntax error into a one-line UserError."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a TOML file")
     if not path.is_file():
         raise UserError(f"no such file: {path}")
     try:

@@ -93,6 +93,9 @@ def test_cli_missing_recipe_and_stats_table(tmp_path: Path, corpus: Path) -> Non
     missing = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "run", str(tmp_path / "nope.toml")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.strip() == f"error: no such file: {tmp_path / 'nope.toml'}"
+    folder = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "run", str(corpus)],
+                            capture_output=True, text=True)
+    assert folder.returncode == 2 and folder.stderr.strip() == f"error: {corpus} is a folder; give a TOML file"
     run_recipe(load_recipe(write_recipe(tmp_path / "r.toml", str(corpus), tmp_path / "out", [MIN_CHARS])))
     shown = subprocess.run([sys.executable, "-m", "gristmill.pipeline", "stats", str(tmp_path / "out")],
                            capture_output=True, text=True)
