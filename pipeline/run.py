@@ -34,7 +34,13 @@ def run_recipe(recipe: Recipe) -> dict[str, StageStats]:
                                            recipe.output.keep_removed)
                 inputs = [str(path) for path in kept]
     folders = ["read", *(spec.name for spec in specs)]
-    return {name: merged for name in folders if (merged := read_stage_stats(out / name)) is not None}
+    stats = {name: merged for name in folders if (merged := read_stage_stats(out / name)) is not None}
+    read = stats.get("read")
+    if read is not None and read.docs_out == 0 and read.docs_errors:
+        kind, count = read.errors.most_common(1)[0]
+        log.warning("no document could be read: %d unreadable records (most: %s, %d); check input.text_field "
+                    "and the files, the records are in %s", read.docs_errors, kind, count, out / "read" / "errors")
+    return stats
 
 
 def _segments(specs: list[StageSpec]) -> list[list[StageSpec] | StageSpec]:
