@@ -18,7 +18,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +57,14 @@ def padded_batches(cfg: TrainConfig) -> Iterator[PackedBatch]:
         yield collate(rows, seq_len, pad_id=EOS)
 
 
-def measure(cfg: TrainConfig, packed: bool, warmup: int, steps: int) -> dict[str, float]:
+def measure(
+    cfg: TrainConfig, packed: bool, warmup: int, steps: int, prepare: Callable[[Trainer], None] | None = None
+) -> dict[str, float]:
+    """Times `steps` full train steps after `warmup` untimed ones; `prepare` may edit the built trainer
+    (e.g. wrap its model in torch.compile) before the first step."""
     trainer = Trainer(cfg)
+    if prepare is not None:
+        prepare(trainer)
     batches = iter(trainer.loader) if packed else padded_batches(cfg)
     for _ in range(warmup):
         trainer.train_step([next(batches)])

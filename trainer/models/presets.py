@@ -32,6 +32,14 @@ def transformer_350m() -> ModelConfig:
     )
 
 
+def hybrid_350m() -> ModelConfig:
+    """Two Mamba2 layers per attention layer, 30 layers at d_model 1024 (about 345M parameters)."""
+    cfg = transformer_350m()
+    cfg.layer_pattern = "MMA" * 10
+    cfg.ssm = SSMConfig(d_state=128, head_dim=64, chunk_size=256)
+    return cfg
+
+
 def transformer_1b() -> ModelConfig:
     return ModelConfig(
         vocab_size=GPT2_PADDED_VOCAB, d_model=2048, layer_pattern="A" * 16, n_heads=32, n_kv_heads=8,
@@ -49,5 +57,7 @@ def hybrid_1b() -> ModelConfig:
 
 MODEL_PRESETS: dict[str, Callable[[], ModelConfig]] = {
     fn.__name__: fn
-    for fn in (tiny_transformer, tiny_hybrid, transformer_125m, transformer_350m, transformer_1b, hybrid_1b)
+    for fn in (
+        tiny_transformer, tiny_hybrid, transformer_125m, transformer_350m, hybrid_350m, transformer_1b, hybrid_1b
+    )
 }

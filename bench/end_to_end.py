@@ -1,0 +1,108 @@
+"""End-to-end training throughput on one GPU: our trainer (packed rows, Triton kernels) against the same
+model built from stock PyTorch ops under torch.compile, at seq_len 4096, in one run.
+
+Variants, all on the same best-fit packed batches from the real loader, full train step (forward, backward,
+grad clip, fused AdamW), bf16 autocast:
+  ours            varlen flash attention, SSD scan, fused RMSNorm/SwiGLU/RoPE/linear+cross-entropy, eager
+  ours+compile    the same with the whole model under torch.compile (the kernels stay opaque calls)
+  stock+compile   the kernels off: SDPA with a block-diagonal document mask, RMSNorm/SwiGLU/RoPE as plain
+                  tensor ops, full-logits F.cross_entropy, the chunked PyTorch SSD; whole model under
+                  torch.compile (what a PyTorch user gets without custom kernels)
+
+MFU = useful FLOPs / time / dense bf16 peak (989 TFLOP/s on H100), useful FLOPs = 6 x matmul parameters per
+real token + 12 x d_model per attended (query, key) pair inside documents per attention layer (causal, so
+about half of each document's square); the SSD scan's own arithmetic is not counted.
+
+Run on the GPU from the repository root:
+    source bench/gpu_env.sh && python -m bench.end_to_end --out $OUT/end_to_end.md
+"""
+
+import argparse
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import torch
+
+from bench.harness import git_revision, machine, markdown_table, today
+from bench.trainer_throughput import measure, synthetic_corpus
+from gristmill.trainer.config import TrainConfig
+from gristmill.trainer.models import presets as model_presets
+from gristmill.trainer.presets import transformer_350m_2k
+from gristmill.trainer.train import Trainer
+
+MODELS = ("transformer_350m", "hybrid_350m")
+VARIANTS = {"ours": (True, False), "ours+compile": (True, True), "stock+compile": (False, True)}
+"""name -> (kernels on, whole model under torch.compile)"""
+BASELINE = "stock+compile"
+
+
+def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, kernels: bool) -> TrainConfig:
+    cfg = transformer_350m_2k()
+    cfg.model = getattr(model_presets, model)()
+    cfg.data.manifests, cfg.data.seq_len, cfg.data.best_fit_buffer = [corpus], 4096, 512
+    cfg.micro_batch_rows, cfg.kernels, cfg.out_dir = rows, kernels, out_dir
+    cfg.metrics.tensorboard, cfg.eval_every = False, 0
+    return cfg
+
+
+def compile_model(trainer: Trainer) -> None:
+    trainer.model = torch.compile(trainer.model)
+
+
+def run_variant(args: argparse.Namespace, model: str, name: str, corpus: Path, work: Path) -> dict | str:
+    kernels, compiled = VARIANTS[name]
+    cfg = bench_config(model, corpus, work / f"{model}-{name}", args.rows, kernels)
+    try:
+        return measure(cfg, True, args.warmup, args.steps, compile_model if compiled else None)
+    except Exception as error:  # a variant that cannot run is reported as failed; the others still run
+        traceback.print_exc()
+        torch.cuda.empty_cache()
+        return f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {MODELS}")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {tuple(VARIANTS)}")
+    parser.add_argument("--rows", type=int, default=4, help="rows of 4096 tokens per step")
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps (torch.compile compiles here)")
+    parser.add_argument("--documents", type=int, default=8000)
+    parser.add_argument("--out", type=Path, help="append the markdown result to this file")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench.end_to_end needs a CUDA GPU")
+    models, variants = args.models.split(","), args.variants.split(",")
+    unknown = sorted(set(models) - set(MODELS)) + sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        sys.exit(f"unknown model or variant: {', '.join(unknown)}")
+
+    work = Path(tempfile.mkdtemp(prefix="end-to-end-bench-"))
+    corpus = synthetic_corpus(work / "tokens", vocab_size=50304, documents=args.documents)
+    rows = []
+    for model in models:
+        results = {name: run_variant(args, model, name, corpus, work) for name in variants}
+        print(model, results, flush=True)
+        base = results.get(BASELINE)
+        for name, result in results.items():
+            if isinstance(result, str):
+                rows.append([model, name, result, "", "", "", ""])
+                continue
+            ratio = result["tokens_per_s"] / base["tokens_per_s"] if isinstance(base, dict) else "n/a"
+            rows.append([model, name, f"{result['tokens_per_s']:,.0f}", result["mfu"], result["step_ms"],
+                         result["peak_gb"], ratio])
+    header = ["model (seq 4096)", "variant", "real tokens/s", "MFU", "step ms", "peak GiB", f"x {BASELINE}"]
+    report = (
+        f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.end_to_end` (rows {args.rows} x 4096, "
+        f"steps {args.steps}, warmup {args.warmup})\n\n" + markdown_table(header, rows)
+    )
+    print(report)
+    if args.out:
+        with args.out.open("a") as out:
+            out.write(report + "\n\n")
+
+
+if __name__ == "__main__":
+    main()
