@@ -20,6 +20,7 @@ Run on the GPU from the repository root:
 import argparse
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -62,6 +63,36 @@ def run_variant(args: argparse.Namespace, model: str, name: str, corpus: Path, w
         return f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
 
 
+def profile_variant(args: argparse.Namespace, model: str, name: str, corpus: Path, work: Path) -> None:
+    """Prints where one variant's step time goes: the top CUDA kernels and the GPU-busy share of the wall time
+    (a low share means the step waits on the host, e.g. kernel launches)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    kernels, compiled = VARIANTS[name]
+    cfg = bench_config(model, corpus, work / f"{model}-{name}-profile", args.rows, kernels)
+    trainer = Trainer(cfg)
+    if compiled:
+        compile_model(trainer)
+    batches = iter(trainer.loader)
+    for _ in range(args.warmup):
+        trainer.train_step([next(batches)])
+    torch.cuda.synchronize()
+    steps = 3
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step([next(batches)])
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    gpu_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    print(f"profile {model} {name}: wall {1000 * wall / steps:.1f} ms/step, GPU kernels "
+          f"{gpu_us / 1000 / steps:.1f} ms/step ({gpu_us / 1e6 / wall:.0%} busy)")
+    print(events.table(sort_by="self_device_time_total", row_limit=args.profile_rows))
+    trainer.close()
+    torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {MODELS}")
@@ -71,6 +102,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps (torch.compile compiles here)")
     parser.add_argument("--documents", type=int, default=8000)
     parser.add_argument("--out", type=Path, help="append the markdown result to this file")
+    parser.add_argument("--profile", default="", help="comma-separated variants to profile after timing")
+    parser.add_argument("--profile-rows", type=int, default=25)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench.end_to_end needs a CUDA GPU")
@@ -85,6 +118,8 @@ def main() -> None:
     for model in models:
         results = {name: run_variant(args, model, name, corpus, work) for name in variants}
         print(model, results, flush=True)
+        for name in filter(None, args.profile.split(",")):
+            profile_variant(args, model, name, corpus, work)
         base = results.get(BASELINE)
         for name, result in results.items():
             if isinstance(result, str):
