@@ -44,8 +44,8 @@ def _ssd_fwd_kernel_output(
     BLOCK_N: tl.constexpr,
 ):
     m0 = tl.program_id(0) * BLOCK_M
-    c = tl.program_id(1)
-    h = tl.program_id(2)
+    h = tl.program_id(1)
+    c = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if m0 >= length:
         return
@@ -67,13 +67,13 @@ def _ssd_fwd_kernel_output(
         mask=mask_n[:, None] & mask_p[None, :],
         other=0.0,
     )
-    acc = tl.dot(c_m, s_in.to(c_m.dtype)) * tl.exp(a_m)[:, None]
+    acc = tl.dot(c_m, s_in) * tl.exp(a_m)[:, None]
     for s0 in range(0, m0 + BLOCK_M, BLOCK_S):
         offs_s = s0 + tl.arange(0, BLOCK_S)
         mask_s = offs_s < length
         t_s = start + offs_s
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
-        dt_s = tl.load(dt + t_s * H + h, mask=mask_s, other=0.0).to(tl.float32)
+        dt_s = tl.load(dt + h * T + t_s, mask=mask_s, other=0.0)
         b_s = tl.load(
             B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
         )
@@ -106,7 +106,7 @@ def chunk_scan_fwd(
     y = torch.empty_like(x)
 
     def grid(meta: dict) -> tuple[int, int, int]:
-        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), plan.num_chunks, H)
+        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), H, plan.num_chunks)
 
     _ssd_fwd_kernel_output[grid](
         x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,

@@ -53,7 +53,7 @@ def _ssd_kernel_chunk_state(
         t = start + offs_s
         a_s = tl.load(a + h * T + t, mask=mask_s, other=0.0)
         if TO_END:
-            weight = tl.exp(a_last - a_s) * tl.load(dt + t * H + h, mask=mask_s, other=0.0).to(tl.float32)
+            weight = tl.exp(a_last - a_s) * tl.load(dt + h * T + t, mask=mask_s, other=0.0)
         else:
             weight = tl.exp(a_s)
         weight = tl.where(mask_s, weight, 0.0)
@@ -80,7 +80,8 @@ def _ssd_kernel_chunk_state(
 def chunk_state(
     v: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, k: torch.Tensor, plan: ChunkPlan, *, to_end: bool
 ) -> torch.Tensor:
-    """fp32 `[num_chunks, H, P, N]` from v `[T, H, P]` and k `[T, G, N]`; spare chunks stay unwritten."""
+    """fp32 `[num_chunks, H, P, N]` from v `[T, H, P]`, dt `[H, T]` and k `[T, G, N]`; spare chunks stay
+    unwritten."""
     T, H, P = v.shape
     G, N = k.shape[1], k.shape[2]
     states = torch.empty(plan.num_chunks, H, P, N, device=v.device, dtype=torch.float32)

@@ -3,11 +3,14 @@
 import torch
 
 from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fwd
-from gristmill.kernels.ssd.chunk_scan_bwd import chunk_scan_bwd
+from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
+from gristmill.kernels.ssd.chunk_scores import chunk_scores
 from gristmill.kernels.ssd.chunk_state import chunk_state
 from gristmill.kernels.ssd.documents import ChunkPlan, cached_chunk_plan, plan_chunks, whole_stream
+from gristmill.kernels.ssd.group_gradient import group_gradient
 from gristmill.kernels.ssd.reference import ScanOutput
+from gristmill.kernels.ssd.score_gradient import score_gradient
 from gristmill.kernels.ssd.state_passing import state_passing_bwd, state_passing_fwd
 from gristmill.kernels.ssd.validation import check_ssd_inputs
 
@@ -25,11 +28,12 @@ class SSDScanFunction(torch.autograd.Function):
         initial_state: torch.Tensor | None,
         plan: ChunkPlan,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        a = chunk_cumsum_fwd(dt, A, plan)
-        entering = chunk_state(x, dt, a, B, plan, to_end=True)
-        final_state = state_passing_fwd(entering, a, initial_state, plan)
-        y = chunk_scan_fwd(x, dt, a, B, C, D, entering, plan)
-        ctx.save_for_backward(x, dt, A, B, C, D, a, entering)
+        a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
+        own_states = chunk_state(x, dt_by_head, a, B, plan, to_end=True)
+        entering, final_state = state_passing_fwd(own_states, chunk_decay, initial_state, plan, x.dtype)
+        del own_states
+        y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
+        ctx.save_for_backward(x, dt, dt_by_head, A, B, C, D, a, chunk_decay, entering)
         ctx.plan = plan
         ctx.has_initial_state = initial_state is not None
         ctx.initial_state_dtype = None if initial_state is None else initial_state.dtype
@@ -40,16 +44,21 @@ class SSDScanFunction(torch.autograd.Function):
     def backward(
         ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor, dfinal_state: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
-        x, dt, A, B, C, D, a, entering = ctx.saved_tensors
+        x, dt, dt_by_head, A, B, C, D, a, chunk_decay, entering = ctx.saved_tensors
         plan: ChunkPlan = ctx.plan
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
-        da = torch.zeros_like(a)
-        dstates = chunk_state(dy, dt, a, C, plan, to_end=False)
-        dfirst = state_passing_bwd(
-            dstates, entering, a, da, None if dfinal_state is None else dfinal_state.contiguous(), plan
+        dentering = chunk_state(dy, dt_by_head, a, C, plan, to_end=False)
+        dleaving, dfirst, dlog_decay = state_passing_bwd(
+            dentering, entering, chunk_decay, None if dfinal_state is None else dfinal_state.contiguous(), plan
         )
-        dx, ddt_direct, dB, dC, dD = chunk_scan_bwd(x, dt, a, B, C, D, dy, entering, dstates, da, plan)
-        ddt, dA = chunk_cumsum_bwd(dt, A, da, ddt_direct, plan)
+        del dentering
+        scores = chunk_scores(B, C, plan)  # recomputed: cheaper than keeping [chunks, G, L, L] alive
+        dx, ddt_direct, da, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, scores, D, dy, dleaving, plan)
+        del scores
+        dscores = score_gradient(x, dt_by_head, a, dy, plan, B.shape[1])
+        dB = group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, da, plan, source=True)
+        dC = group_gradient(dscores, dy, entering, B, C, dt_by_head, a, da, plan, source=False)
+        ddt, dA = chunk_cumsum_bwd(dt, dt_by_head, A, da, dlog_decay, ddt_direct, plan)
         dinitial = dfirst.to(ctx.initial_state_dtype) if ctx.has_initial_state else None
         return dx, ddt, dA, dB, dC, None if dD is None else dD.to(D.dtype), dinitial, None
 

@@ -1,0 +1,148 @@
+"""Gradient of C (target side) or B (source side) of one B/C group, one block of its tokens u per program.
+
+Target, u = l: dC_l = sum_s dS_ls B_s + sum_h exp(a_l) dy_l S_in, and the inter-chunk decay gradient
+exp(a_l) dy_l.(S_in C_l) of each head, added to a_l.
+Source, u = s: dB_s = sum_l dS_ls C_l + sum_h exp(a_last - a_s) dt_s x_s dS_out.
+dS is the head-summed score gradient of `score_gradient`; the per-head states are S_in (entering) on the
+target side and dS_out (the leaving-state gradient) on the source side.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from gristmill.kernels.ssd.documents import ChunkPlan
+from gristmill.kernels.ssd.tuning import candidates
+
+
+@triton.autotune(
+    candidates(
+        ({"BLOCK_U": 64, "BLOCK_V": 64}, 4, 2),
+        ({"BLOCK_U": 64, "BLOCK_V": 64}, 4, 3),
+        ({"BLOCK_U": 64, "BLOCK_V": 64}, 8, 3),
+        ({"BLOCK_U": 128, "BLOCK_V": 64}, 8, 2),
+    ),
+    key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G", "SOURCE"],
+    restore_value=["da"],  # already holds the other decay gradients and takes atomic adds on top
+)
+@triton.jit(do_not_specialize=["T"])
+def _ssd_bwd_kernel_group_gradient(
+    vectors,
+    states,
+    partner,
+    own,
+    dscores,
+    dt,
+    a,
+    da,
+    grad,
+    chunk_start,
+    chunk_len,
+    T,
+    H: tl.constexpr,
+    G: tl.constexpr,
+    P: tl.constexpr,
+    N: tl.constexpr,
+    CHUNK: tl.constexpr,
+    SOURCE: tl.constexpr,
+    BLOCK_U: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    u_first = tl.program_id(0) * BLOCK_U
+    c = tl.program_id(1) // G
+    g = tl.program_id(1) % G
+    length = tl.load(chunk_len + c)
+    if u_first >= length:
+        return
+    start = tl.load(chunk_start + c).to(tl.int64)
+    offs_u = u_first + tl.arange(0, BLOCK_U)
+    mask_u = offs_u < length
+    t_u = start + offs_u
+    offs_p = tl.arange(0, BLOCK_P)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_p = offs_p < P
+    mask_n = offs_n < N
+    mask_un = mask_u[:, None] & mask_n[None, :]
+    own_ptrs = (t_u[:, None] * G + g) * N + offs_n[None, :]
+    group_dscores = dscores + (c * G + g).to(tl.int64) * CHUNK * CHUNK
+    acc = tl.zeros([BLOCK_U, BLOCK_N], dtype=tl.float32)
+    if SOURCE:
+        v_begin = u_first
+        v_end = length
+    else:
+        v_begin = 0
+        v_end = tl.minimum(u_first + BLOCK_U, length)
+    for v0 in range(v_begin, v_end, BLOCK_V):
+        offs_v = v0 + tl.arange(0, BLOCK_V)
+        mask_v = offs_v < length
+        # [BLOCK_U, BLOCK_V]: dS with the block's own tokens as rows
+        if SOURCE:
+            keep = (offs_v[None, :] >= offs_u[:, None]) & mask_v[None, :] & mask_u[:, None]
+            ds = tl.load(group_dscores + offs_v[None, :] * CHUNK + offs_u[:, None], mask=keep, other=0.0)
+        else:
+            keep = (offs_u[:, None] >= offs_v[None, :]) & mask_v[None, :] & mask_u[:, None]
+            ds = tl.load(group_dscores + offs_u[:, None] * CHUNK + offs_v[None, :], mask=keep, other=0.0)
+        # [BLOCK_V, BLOCK_N]
+        k_v = tl.load(
+            partner + ((start + offs_v)[:, None] * G + g) * N + offs_n[None, :],
+            mask=mask_v[:, None] & mask_n[None, :],
+            other=0.0,
+        )
+        acc += tl.dot(ds.to(k_v.dtype), k_v)
+    if not SOURCE:
+        own_u = tl.load(own + own_ptrs, mask=mask_un, other=0.0).to(tl.float32)
+    a_last_offset = start + length - 1
+    heads_per_group = H // G
+    for hh in range(heads_per_group):
+        h = g * heads_per_group + hh
+        a_u = tl.load(a + h * T + t_u, mask=mask_u, other=0.0)
+        if SOURCE:
+            weight = tl.exp(tl.load(a + h * T + a_last_offset) - a_u) * tl.load(dt + h * T + t_u, mask=mask_u, other=0.0)
+        else:
+            weight = tl.exp(a_u)
+        weight = tl.where(mask_u, weight, 0.0)
+        # [BLOCK_U, BLOCK_P], [BLOCK_P, BLOCK_N]
+        vec = tl.load(vectors + (t_u[:, None] * H + h) * P + offs_p[None, :], mask=mask_u[:, None] & mask_p[None, :], other=0.0)
+        state = tl.load(
+            states + ((c * H + h).to(tl.int64) * P + offs_p[:, None]) * N + offs_n[None, :],
+            mask=mask_p[:, None] & mask_n[None, :],
+            other=0.0,
+        )
+        inter = tl.dot(vec, state.to(vec.dtype)) * weight[:, None]
+        acc += inter
+        if not SOURCE:
+            tl.atomic_add(da + h * T + t_u, tl.sum(inter * own_u, axis=1), mask=mask_u)
+    tl.store(grad + own_ptrs, acc.to(grad.dtype.element_ty), mask=mask_un)
+
+
+def group_gradient(
+    dscores: torch.Tensor,
+    vectors: torch.Tensor,
+    states: torch.Tensor,
+    partner: torch.Tensor,
+    own: torch.Tensor,
+    dt: torch.Tensor,
+    a: torch.Tensor,
+    da: torch.Tensor,
+    plan: ChunkPlan,
+    *,
+    source: bool,
+) -> torch.Tensor:
+    """dB (source: vectors x, states dS_out, partner C, own B) or dC (target: vectors dy, states S_in, partner
+    B, own C, and the inter-chunk decay gradient added into `da`), in the dtype of `own`."""
+    T, H, P = vectors.shape
+    G, N = own.shape[1], own.shape[2]
+    grad = torch.empty_like(own)
+
+    def grid(meta: dict) -> tuple[int, int]:
+        return (triton.cdiv(plan.chunk_size, meta["BLOCK_U"]), plan.num_chunks * G)
+
+    _ssd_bwd_kernel_group_gradient[grid](
+        vectors, states, partner, own, dscores, dt, a, da, grad, plan.chunk_start, plan.chunk_len, T,
+        H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, SOURCE=source,
+        BLOCK_P=max(16, triton.next_power_of_2(P)),
+        BLOCK_N=max(16, triton.next_power_of_2(N)),
+    )  # fmt: skip
+    return grad
