@@ -33,12 +33,15 @@ from gristmill.trainer.presets import hybrid_1b_4k
 MODELS = ("transformer_350m", "transformer_1b", "hybrid_1b")
 
 
-def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, parallelism: str) -> TrainConfig:
+def bench_config(
+    model: str, corpus: Path, out_dir: Path, rows: int, parallelism: str, keep_params: bool
+) -> TrainConfig:
     """The 1B recipe (seq_len 4096, best-fit packing, 2 loader workers) with the chosen model."""
     cfg = hybrid_1b_4k()
     cfg.model = getattr(model_presets, model)()
     cfg.data.manifests, cfg.data.best_fit_buffer = [corpus], 512
     cfg.micro_batch_rows, cfg.parallelism, cfg.out_dir = rows, parallelism, out_dir
+    cfg.reshard_after_forward = not keep_params
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg
 
@@ -47,7 +50,9 @@ def worker(args: argparse.Namespace) -> None:
     """One rank (started by torchrun): times the train steps and writes this rank's numbers."""
     from bench.trainer_throughput import measure
 
-    cfg = bench_config(args.model, args.corpus, args.results / "train", args.rows, args.parallelism)
+    cfg = bench_config(
+        args.model, args.corpus, args.results / "train", args.rows, args.parallelism, args.keep_params
+    )
     rank = int(os.environ["RANK"])
     result = measure(cfg, packed=True, warmup=args.warmup, steps=args.steps)
     (args.results / f"rank-{rank}.json").write_text(json.dumps(result))
@@ -62,6 +67,7 @@ def launch(args: argparse.Namespace, gpus: int, corpus: Path, work: Path) -> dic
         "-m", "bench.scaling", "worker", "--model", args.model, "--corpus", str(corpus),
         "--results", str(results), "--rows", str(args.rows), "--steps", str(args.steps),
         "--warmup", str(args.warmup), "--parallelism", args.parallelism,
+        *(["--keep-params"] if args.keep_params else []),
     ]
     print("$", shlex.join(command), flush=True)
     start = time.perf_counter()
@@ -98,6 +104,7 @@ def report(args: argparse.Namespace, measured: dict[int, dict[str, float] | str]
     return (
         f"{today()} · {torch.cuda.device_count()} x {machine()} · rev {git_revision()} · `{command}` "
         f"(seq_len 4096, best-fit packed, {args.rows} rows per GPU, parallelism {args.parallelism}, "
+        f"{'parameters kept from forward to backward, ' if args.keep_params else ''}"
         f"steps {args.steps}, warmup {args.warmup})\n\n" + markdown_table(header, rows)
     )
 
@@ -110,6 +117,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4, help="rows of 4096 tokens per GPU per step")
     parser.add_argument("--parallelism", choices=["auto", "fsdp", "ddp"], default="auto",
                         help="auto: FSDP2 on several GPUs, plain on one")
+    parser.add_argument("--keep-params", action="store_true",
+                        help="FSDP2 keeps gathered parameters from forward to backward (reshard_after_forward off)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--documents", type=int, default=8000)

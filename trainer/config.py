@@ -136,6 +136,9 @@ class TrainConfig:
     when several ranks run, none otherwise."""
     reduce_dtype: Literal["float32", "bfloat16"] = "float32"
     """Dtype FSDP2 reduces gradients in; its parameters compute in `dtype` on GPU, float32 on CPU."""
+    reshard_after_forward: bool = True
+    """FSDP2: free each block's gathered parameters after its forward (least memory), or keep them until its
+    backward (one all-gather per block per step instead of two: less communication and host work)."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "micro_batch_rows", "grad_accum_steps"):

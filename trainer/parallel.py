@@ -93,8 +93,8 @@ def _shard(model: nn.Module, cfg: TrainConfig, runtime: Runtime) -> None:
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
     for block in model.layers:
-        fully_shard(block, mesh=mesh, mp_policy=policy)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+        fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
+    fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
 
 
 def gradient_sync(model: nn.Module, mode: Parallelism, enabled: bool) -> contextlib.AbstractContextManager:
