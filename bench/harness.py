@@ -1,6 +1,7 @@
 """Shared timing, memory and reporting helpers for the GPU benchmarks under bench/."""
 
 import datetime
+import os
 import statistics
 import subprocess
 from collections.abc import Callable
@@ -75,6 +76,9 @@ def write_report(lines: list[str], out: str | None) -> str:
 
 
 def git_revision() -> str:
+    """The measured code's commit: $GRISTMILL_REV when set (a tree shipped without its .git), else git's HEAD."""
+    if os.environ.get("GRISTMILL_REV"):
+        return os.environ["GRISTMILL_REV"]
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
