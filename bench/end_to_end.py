@@ -4,7 +4,8 @@ model built from stock PyTorch ops under torch.compile, at seq_len 4096, in one 
 Variants, all on the same best-fit packed batches from the real loader, full train step (forward, backward,
 grad clip, fused AdamW), bf16 autocast:
   ours            varlen flash attention, SSD scan, fused RMSNorm/SwiGLU/RoPE/linear+cross-entropy, eager
-  ours+compile    the same with the whole model under torch.compile (the kernels stay opaque calls)
+  ours+compile    the same with the whole model under torch.compile (not run by default: with torch 2.11,
+                  inductor fails on our Triton autograd functions; see bench/results/end_to_end.md)
   stock+compile   the kernels off: SDPA with a block-diagonal document mask, RMSNorm/SwiGLU/RoPE as plain
                   tensor ops, full-logits F.cross_entropy, the chunked PyTorch SSD; whole model under
                   torch.compile (what a PyTorch user gets without custom kernels)
@@ -96,7 +97,7 @@ def profile_variant(args: argparse.Namespace, model: str, name: str, corpus: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {MODELS}")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {tuple(VARIANTS)}")
+    parser.add_argument("--variants", default=f"ours,{BASELINE}", help=f"comma-separated, from {tuple(VARIANTS)}")
     parser.add_argument("--rows", type=int, default=4, help="rows of 4096 tokens per step")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps (torch.compile compiles here)")

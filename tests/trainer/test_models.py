@@ -115,3 +115,18 @@ def test_packed_loss_and_gradients_equal_the_documents_run_one_by_one(preset) ->
     torch.testing.assert_close(packed_loss, separate_loss, rtol=1e-5, atol=1e-4)
     for (name, p), packed_grad in zip(model.named_parameters(), packed_grads):
         torch.testing.assert_close(packed_grad, p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_residual_stream_runs_in_the_autocast_dtype() -> None:
+    """Under bf16 autocast every block receives a bf16 stream, and the loss stays close to float32's."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    model = LanguageModel(tiny_transformer())
+    seen = []
+    model.layers[1].register_forward_pre_hook(lambda _module, args: seen.append(args[0].dtype))
+    rng = np.random.default_rng()
+    inputs = single_document_inputs(random_documents(rng, 1, SEQ_LEN)[0])
+    full = model(*inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model(*inputs)
+    assert seen == [torch.float32, torch.bfloat16]
+    torch.testing.assert_close(mixed.float(), full, rtol=3e-2, atol=0.0)

@@ -66,6 +66,10 @@ class LanguageModel(nn.Module):
     ) -> torch.Tensor:
         """input_ids, labels [B, L] -> the summed loss over labels != IGNORE_INDEX (a scalar)."""
         x = self.embed(input_ids.reshape(-1))
+        if torch.is_autocast_enabled(x.device.type):
+            # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream
+            # would make every projection cast its input again and double the residual adds' memory traffic.
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         for layer in self.layers:
             x = layer(x, segments)
         x = self.norm(x)
