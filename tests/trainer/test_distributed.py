@@ -71,12 +71,16 @@ def assert_same_curve(got: dict[int, tuple[float, int]], expected: dict[int, tup
     assert [loss for loss, _ in got.values()] == pytest.approx([loss for loss, _ in expected.values()], rel=1e-4)
 
 
-@pytest.mark.parametrize("parallelism", ["fsdp", "ddp"])
+@pytest.mark.parametrize(
+    "parallelism, reshard_after_forward", [("fsdp", True), ("fsdp", False), ("ddp", True)],
+    ids=["fsdp", "fsdp-keep-params", "ddp"],
+)
 def test_two_ranks_follow_the_single_process_loss_curve(
-    one_process: TrainConfig, tmp_path: Path, parallelism: str
+    one_process: TrainConfig, tmp_path: Path, parallelism: str, reshard_after_forward: bool
 ) -> None:
     expected = fit(one_process)
     two = as_two_ranks(one_process, parallelism, tmp_path / parallelism)
+    two.reshard_after_forward = reshard_after_forward
     assert_same_curve(fit_on_two_ranks(two, tmp_path / f"{parallelism}-logs"), expected)
 
 
