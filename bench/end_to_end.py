@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import git_revision, machine, markdown_table, today
+from bench.harness import git_revision, machine, markdown_table, print_and_append, today
 from bench.trainer_throughput import measure, synthetic_corpus
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.models import presets as model_presets
@@ -134,10 +134,7 @@ def main() -> None:
         f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.end_to_end` (rows {args.rows} x 4096, "
         f"steps {args.steps}, warmup {args.warmup})\n\n" + markdown_table(header, rows)
     )
-    print(report)
-    if args.out:
-        with args.out.open("a") as out:
-            out.write(report + "\n\n")
+    print_and_append(report, args.out)
 
 
 if __name__ == "__main__":

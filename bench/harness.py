@@ -5,6 +5,7 @@ import os
 import statistics
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -73,6 +74,14 @@ def write_report(lines: list[str], out: str | None) -> str:
         with open(out, "w") as handle:
             handle.write(report + "\n")
     return report
+
+
+def print_and_append(report: str, out: Path | None) -> None:
+    """Prints a report and, when `out` is given, appends it there, so several calls build one results file."""
+    print(report)
+    if out:
+        with out.open("a") as handle:
+            handle.write(report + "\n\n")
 
 
 def git_revision() -> str:

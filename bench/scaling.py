@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bench.harness import git_revision, machine, markdown_table, today
+from bench.harness import git_revision, machine, markdown_table, print_and_append, today
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.models import presets as model_presets
 from gristmill.trainer.presets import hybrid_1b_4k
@@ -141,10 +141,7 @@ def main() -> None:
     corpus = synthetic_corpus(work / "tokens", vocab_size=50304, documents=args.documents)
     measured = {gpus: launch(args, gpus, corpus, work) for gpus in counts}
     text = report(args, measured)
-    print(text)
-    if args.out:
-        with args.out.open("a") as out:
-            out.write(text + "\n\n")
+    print_and_append(text, args.out)
 
 
 if __name__ == "__main__":
