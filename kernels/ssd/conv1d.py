@@ -1,7 +1,8 @@
 """Triton causal depthwise conv1d over packed documents (the Mamba2 block's short convolution).
 
-Tokens before a document's start count as zeros, so the window never mixes documents. Backward recomputes
-the pre-activation with the forward kernel, then one kernel gives dx and per-block partial weight grads.
+Tokens before a document's start count as zeros, so the window never mixes documents. Backward runs two
+kernels: one recomputes the pre-activation in registers and writes the gradient through SiLU (with per-block
+partial bias grads), the next gives dx and per-block partial weight grads.
 """
 
 import torch
@@ -10,6 +11,24 @@ import triton.language as tl
 
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import cached_token_doc_start, token_doc_start, whole_stream
+
+
+@triton.jit
+def _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c,
+                 CHANNELS: tl.constexpr, WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The pre-activation of a [BLOCK_T, BLOCK_C] tile in float32; taps before `first` (the document's
+    first token) read as zeros."""
+    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    for k in tl.static_range(WIDTH):
+        src = offs_t - (WIDTH - 1 - k)
+        inside = mask_t & (src >= first)
+        x_k = tl.load(x + src.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :], mask=inside[:, None] & mask_c[None, :], other=0.0)
+        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
+        acc += x_k.to(tl.float32) * w_k[None, :]
+    return acc
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -32,19 +51,50 @@ def _conv1d_fwd_kernel(
     mask_t = offs_t < T
     mask_c = offs_c < CHANNELS
     first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
-    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
-    if HAS_BIAS:
-        acc += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
-    for k in tl.static_range(WIDTH):
-        src = offs_t - (WIDTH - 1 - k)
-        inside = mask_t & (src >= first)
-        x_k = tl.load(x + src.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :], mask=inside[:, None] & mask_c[None, :], other=0.0)
-        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
-        acc += x_k.to(tl.float32) * w_k[None, :]
+    acc = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c,
+                       CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
     if SILU:
         acc = acc * tl.sigmoid(acc)
     ptrs = offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
     tl.store(y + ptrs, acc.to(y.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
+
+
+@triton.jit(do_not_specialize=["T"])
+def _conv1d_dpre_kernel(
+    x,
+    weight,
+    bias,
+    doc_start,
+    dy,
+    dpre,
+    dbias_partial,
+    T,
+    CHANNELS: tl.constexpr,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    """dL/d(pre-activation) in float32, recomputing the pre-activation for SiLU's derivative in registers,
+    plus this block's partial bias gradient."""
+    block_t = tl.program_id(0)
+    offs_t = block_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_t = offs_t < T
+    mask_c = offs_c < CHANNELS
+    mask = mask_t[:, None] & mask_c[None, :]
+    ptrs = offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
+    grad = tl.load(dy + ptrs, mask=mask, other=0.0).to(tl.float32)
+    if SILU:
+        first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
+        pre = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c,
+                           CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
+        gate = tl.sigmoid(pre)
+        grad = grad * gate * (1 + pre * (1 - gate))
+    tl.store(dpre + ptrs, grad, mask=mask)
+    if HAS_BIAS:
+        tl.store(dbias_partial + block_t * CHANNELS + offs_c, tl.sum(grad, axis=0), mask=mask_c)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -124,21 +174,23 @@ class CausalConv1dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight, bias, doc_start = ctx.saved_tensors
-        dpre = dy.float()
-        if ctx.silu:
-            pre = _conv1d_fwd(x, weight, bias, doc_start, silu=False).float()
-            gate = torch.sigmoid(pre)
-            dpre = dpre * gate * (1 + pre * (1 - gate))
         T, channels = x.shape
         n_blocks = triton.cdiv(T, _BLOCK_T)
+        grid = (n_blocks, triton.cdiv(channels, _BLOCK_C))
+        dpre = torch.empty(T, channels, device=x.device, dtype=torch.float32)
+        dbias_partial = None if bias is None else torch.empty(n_blocks, channels, device=x.device, dtype=torch.float32)
+        _conv1d_dpre_kernel[grid](
+            x, weight, bias, doc_start, dy.contiguous(), dpre, dbias_partial, T, CHANNELS=channels,
+            WIDTH=weight.shape[1], HAS_BIAS=bias is not None, SILU=ctx.silu, BLOCK_T=_BLOCK_T, BLOCK_C=_BLOCK_C,
+        )  # fmt: skip
         dx = torch.empty_like(x)
         dweight_partial = torch.empty(n_blocks, channels, weight.shape[1], device=x.device, dtype=torch.float32)
-        _conv1d_bwd_kernel[(n_blocks, triton.cdiv(channels, _BLOCK_C))](
+        _conv1d_bwd_kernel[grid](
             x, weight, dpre, doc_start, dx, dweight_partial, T, CHANNELS=channels, WIDTH=weight.shape[1],
             BLOCK_T=_BLOCK_T, BLOCK_C=_BLOCK_C,
         )  # fmt: skip
         dweight = dweight_partial.sum(0).to(weight.dtype)
-        dbias = None if bias is None else dpre.sum(0).to(bias.dtype)
+        dbias = None if bias is None else dbias_partial.sum(0).to(bias.dtype)
         return dx, dweight, dbias, None, None
 
 
