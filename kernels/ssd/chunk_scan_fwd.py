@@ -1,5 +1,6 @@
 """SSD output: y = (inter-chunk) exp(a_l) S_in C_l + (intra-chunk) sum_{s<=l} (C_l.B_s) exp(a_l - a_s) dt_s x_s
-+ D x_l, one block of tokens of one chunk and head per program; the L x L scores stay on chip."""
++ D x_l, one block of tokens of one chunk and head per program; the L x L scores stay on chip. dt and `a` are
+head-major `[H, T]`; S_in comes in the matrix-product dtype."""
 
 import torch
 import triton
@@ -12,10 +13,10 @@ from gristmill.kernels.ssd.tuning import candidates
 @triton.autotune(
     candidates(
         ({"BLOCK_M": 64, "BLOCK_S": 64}, 4, 2),
-        ({"BLOCK_M": 64, "BLOCK_S": 64}, 8, 2),
+        ({"BLOCK_M": 64, "BLOCK_S": 64}, 4, 3),
         ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 2),
         ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 3),
-        ({"BLOCK_M": 64, "BLOCK_S": 32}, 4, 3),
+        ({"BLOCK_M": 64, "BLOCK_S": 32}, 4, 4),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK"],
 )
@@ -44,8 +45,8 @@ def _ssd_fwd_kernel_output(
     BLOCK_N: tl.constexpr,
 ):
     m0 = tl.program_id(0) * BLOCK_M
-    h = tl.program_id(1)
-    c = tl.program_id(2)
+    c = tl.program_id(1)
+    h = tl.program_id(2)
     length = tl.load(chunk_len + c)
     if m0 >= length:
         return
@@ -106,7 +107,7 @@ def chunk_scan_fwd(
     y = torch.empty_like(x)
 
     def grid(meta: dict) -> tuple[int, int, int]:
-        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), H, plan.num_chunks)
+        return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), plan.num_chunks, H)
 
     _ssd_fwd_kernel_output[grid](
         x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
