@@ -9,7 +9,6 @@ for every stage). `finalize` then lays those shards out into `OUT/<stage>/datase
 import functools
 import shutil
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +21,7 @@ from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.log import get_logger
 from gristmill.pipeline.recipe import Recipe
 from gristmill.pipeline.stage import ShardContext, Stage
+from gristmill.tokenizer.batch_encoder import encode_with_eos, set_encoder_threads
 from gristmill.tokenizer.dataset import MappedShard, ShardSequence
 from gristmill.tokenizer.manifest import (
     MANIFEST_NAME,
@@ -63,10 +63,14 @@ class TokenizeConfig:
     """Share of documents (by a seeded hash of their id) in the validation split."""
     compression: Literal["none", "lz4"] = "none"
     """`lz4` makes smaller final shards that are decompressed batch by batch instead of mapped zero-copy."""
+    encode_threads: int | None = None
+    """Encoder threads per worker process (RAYON_NUM_THREADS); None keeps tokenizers' default, all cores."""
 
     def __post_init__(self) -> None:
         if not Path(self.tokenizer).is_file():
             raise ValueError(f"tokenizer: no such file {self.tokenizer!r}")
+        if self.encode_threads is not None and self.encode_threads < 1:
+            raise ValueError(f"encode_threads must be >= 1 or None, got {self.encode_threads}")
         if self.shard_mb <= 0:
             raise ValueError(f"shard_mb must be > 0, got {self.shard_mb}")
         if not 0.0 <= self.validation_fraction <= 1.0:
@@ -116,6 +120,8 @@ class Tokenize(Stage):
             bos=self._token_id(vocab, "bos_token"),
             pad=self._token_id(vocab, "pad_token"),
         )
+        if self.config.encode_threads is not None:
+            set_encoder_threads(self.config.encode_threads)
 
     def _token_id(self, vocab: dict[str, int], option: str) -> int | None:
         token = getattr(self.config, option)
@@ -131,19 +137,16 @@ class Tokenize(Stage):
         empty = pc.equal(pc.binary_length(batch.column("text")), 0)
         ctx.remove(batch.filter(empty), "empty_text")
         batch = batch.filter(pc.invert(empty))
-        encodings = self.tokenizer.encode_batch(batch.column("text").to_pylist(), add_special_tokens=False)
-        id_lists = [e.ids for e in encodings]
-        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        tokens, lengths = encode_with_eos(self.tokenizer, batch.column("text").to_pylist(), eos=self.special_ids.eos,
+                                          dtype=self.dtype)
         if not lengths.all():
-            no_tokens = pa.array(lengths == 0)
-            ctx.remove(batch.filter(no_tokens), "no_tokens")
-            batch = batch.filter(pc.invert(no_tokens))
-            lengths = lengths[lengths > 0]
-        offsets = np.concatenate([[0], np.cumsum(lengths + 1)])
-        tokens = np.full(offsets[-1], self.special_ids.eos, dtype=self.dtype)
-        is_text = np.ones(offsets[-1], dtype=bool)
-        is_text[offsets[1:] - 1] = False
-        tokens[is_text] = np.fromiter(chain.from_iterable(id_lists), dtype=self.dtype, count=int(lengths.sum()))
+            no_tokens = lengths == 0
+            ctx.remove(batch.filter(pa.array(no_tokens)), "no_tokens")
+            batch = batch.filter(pa.array(~no_tokens))
+            tokens = tokens[np.repeat(~no_tokens, lengths + 1)]
+            lengths = lengths[~no_tokens]
+        offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths + 1, out=offsets[1:])
         return token_batch(batch.column("id"), (tokens, offsets), self.dtype)
 
     def finalize(self, stage_dir: Path, outputs: list[Path]) -> None:

@@ -2,13 +2,11 @@
 
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
 
-from tokenizer_testdata import SAMPLE_CORPUS
+from tokenizer_testdata import SAMPLE_CORPUS, write_documents
 
 
 @pytest.fixture(scope="session")
@@ -16,12 +14,6 @@ def tokenizer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1,000-token byte-level BPE learned from a fifth of the sample corpus."""
     output = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
     return train_bpe([str(SAMPLE_CORPUS)], output, BpeTrainingConfig(vocab_size=1000, sample_fraction=0.2))
-
-
-def write_documents(path: Path, ids: list[str], texts: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"id": ids, "text": pa.array(texts, pa.large_string())}), path)
-    return path
 
 
 @pytest.fixture

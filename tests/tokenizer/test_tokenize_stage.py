@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers
 
 from gristmill.pipeline.errors import UserError
 from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
@@ -14,7 +14,7 @@ from gristmill.pipeline.stats import StageStats
 from gristmill.tokenizer.shard_format import TokenDataset
 from gristmill.tokenizer.tokenize_stage import Tokenize, tokenize_recipe
 
-from tokenizer_testdata import SAMPLE_CORPUS
+from tokenizer_testdata import SAMPLE_CORPUS, write_documents
 
 
 def tokenize(corpus: Path, out: Path, tokenizer: Path, *, kind: str = "local", workers: int = 1,
@@ -78,6 +78,20 @@ def test_empty_documents_are_skipped_and_long_ones_kept_whole(tmp_path: Path, to
     assert decoder.decode(stored["s1-11"][:-1].tolist()) == "long document " * 3000
     assert 0 not in stored["s2-12"][:-1] and 2 not in stored["s2-12"]
     assert decoder.decode(stored["s2-12"][:-1].tolist(), skip_special_tokens=False).endswith("<|pad|> literally")
+
+
+def test_documents_without_tokens_are_removed_with_their_eos(tmp_path: Path, tokenizer_file: Path) -> None:
+    """A normalizer that strips whitespace maps blank documents to no tokens at all."""
+    stripping = Tokenizer.from_file(str(tokenizer_file))
+    stripping.normalizer = normalizers.Strip()
+    stripping.save(str(tmp_path / "stripping.json"))
+    texts = ["grist mill", "   ", "flour", "\n\n", "wheel"]
+    write_documents(tmp_path / "corpus/part-00000.parquet", [f"d{i}" for i in range(len(texts))], texts)
+    stats = tokenize(tmp_path / "corpus", tmp_path / "out", tmp_path / "stripping.json")
+    assert stats["tokenize"].removed == Counter({"no_tokens": 2})
+    dataset = TokenDataset(tmp_path / "out/tokenize/dataset")
+    kept = [texts[0], texts[2], texts[4]]
+    assert [doc.tolist() for doc in dataset] == [e.ids + [0] for e in stripping.encode_batch(kept)]
 
 
 def test_shuffle_mixes_sources_into_target_sized_shards(tmp_path: Path, tokenizer_file: Path,
@@ -158,6 +172,8 @@ def test_unknown_special_token_is_named(tmp_path: Path, tokenizer_file: Path, sm
 def test_bad_options_fail_before_any_work(tmp_path: Path, tokenizer_file: Path, small_corpus: Path) -> None:
     with pytest.raises(UserError, match="shard_mb must be > 0"):
         tokenize(small_corpus, tmp_path / "out", tokenizer_file, shard_mb=0)
+    with pytest.raises(UserError, match="encode_threads must be >= 1 or None, got 0"):
+        tokenize(small_corpus, tmp_path / "out", tokenizer_file, encode_threads=0)
     with pytest.raises(UserError, match="no such file 'missing.json'"):
         tokenize(small_corpus, tmp_path / "out", Path("missing.json"))
     assert not (tmp_path / "out").exists()
