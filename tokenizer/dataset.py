@@ -92,6 +92,17 @@ class MappedShard:
         k = j - self.batch_starts[b]
         return values[offsets[k] : offsets[k + 1]]
 
+    def span(self, start: int, end: int) -> list[np.ndarray]:
+        """Tokens of documents [start, end) as one view per record batch they cover."""
+        pieces = []
+        b = int(np.searchsorted(self.batch_starts, start, side="right")) - 1
+        while start < end:
+            values, offsets = self.batch(b)
+            first, last = int(self.batch_starts[b]), min(end, int(self.batch_starts[b + 1]))
+            pieces.append(values[offsets[start - first] : offsets[last - first]])
+            start, b = last, b + 1
+        return pieces
+
     def documents(self) -> Iterator[np.ndarray]:
         for b in range(len(self.batch_starts) - 1):
             values, offsets = self.batch(b)
@@ -116,6 +127,18 @@ class ShardSequence:
             raise IndexError(f"document index {index} out of range for {len(self)} documents")
         shard = int(np.searchsorted(self._shard_starts, index, side="right")) - 1
         return self._shards[shard].document(index - int(self._shard_starts[shard]))
+
+    def span(self, start: int, end: int) -> np.ndarray:
+        """Tokens of documents [start, end) in one array, copied a record batch at a time rather than a
+        document at a time (laying out a dataset in order)."""
+        if not 0 <= start < end <= len(self):
+            raise IndexError(f"document range [{start}, {end}) empty or out of range for {len(self)} documents")
+        pieces = []
+        for shard, shard_start in zip(self._shards, self._shard_starts[:-1].tolist()):
+            low, high = max(start, shard_start), min(end, shard_start + len(shard.lengths))
+            if low < high:
+                pieces += shard.span(low - shard_start, high - shard_start)
+        return np.concatenate(pieces)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for shard in self._shards:

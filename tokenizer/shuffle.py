@@ -52,7 +52,10 @@ def reshard(
         with TokenShardWriter(directory / shard_file_name(index), dtype, compression=compression) as writer:
             for first in range(start, end, DOCS_PER_WRITE):
                 chosen = order[first : min(first + DOCS_PER_WRITE, end)]
-                tokens = np.concatenate([source.document(int(i)) for i in chosen])
+                if seed is None:
+                    tokens = source.span(first, first + len(chosen))
+                else:
+                    tokens = np.concatenate([source.document(int(i)) for i in chosen])
                 offsets = np.concatenate([[0], np.cumsum(lengths[first : first + len(chosen)])])
                 writer.write(ids.take(pa.array(chosen)).combine_chunks(), (tokens, offsets))
             entries.append(writer.close())
