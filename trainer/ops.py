@@ -5,6 +5,8 @@ else it runs the plain-PyTorch reference that ships beside that kernel (the same
 compare against).
 """
 
+from collections.abc import Callable
+
 import torch
 
 from gristmill.kernels.attention import flash_attention_varlen
@@ -21,6 +23,22 @@ from gristmill.kernels.ssd import causal_conv1d as causal_conv1d_kernel
 from gristmill.kernels.ssd import ssd_scan as ssd_scan_kernel
 from gristmill.kernels.ssd.conv1d_reference import causal_conv1d_reference
 from gristmill.kernels.ssd.reference import ssd_chunked_reference
+
+
+def _opaque_to_compile(kernel: Callable) -> Callable:
+    """A Triton kernel's entry point that torch.compile calls as it is instead of tracing into it: inductor
+    cannot re-trace every one of our autograd functions (torch 2.11 failed on attention and SSD), and the
+    kernels are already fused, so a compiled block graph-breaks around them and compiles the rest."""
+    return torch.compiler.disable(kernel)
+
+
+flash_attention_varlen = _opaque_to_compile(flash_attention_varlen)
+ssd_scan_kernel = _opaque_to_compile(ssd_scan_kernel)
+causal_conv1d_kernel = _opaque_to_compile(causal_conv1d_kernel)
+rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
+swiglu_kernel = _opaque_to_compile(swiglu_kernel)
+apply_rope_kernel = _opaque_to_compile(apply_rope_kernel)
+linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 
 _kernels_enabled = True
 
