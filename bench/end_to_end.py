@@ -4,8 +4,8 @@ model built from stock PyTorch ops under torch.compile, at seq_len 4096, in one 
 Variants, all on the same best-fit packed batches from the real loader, full train step (forward, backward,
 grad clip, fused AdamW), bf16 autocast:
   ours            varlen flash attention, SSD scan, fused RMSNorm/SwiGLU/RoPE/linear+cross-entropy, eager
-  ours+compile    the same with the whole model under torch.compile (not run by default: with torch 2.11,
-                  inductor fails on our Triton autograd functions; see bench/results/end_to_end.md)
+  ours+compile    the same with the whole model under torch.compile, which compiles what lies between the
+                  kernels and calls the kernels as they are (trainer/ops.py); not run by default
   stock+compile   the kernels off: SDPA with a block-diagonal document mask, RMSNorm/SwiGLU/RoPE as plain
                   tensor ops, full-logits F.cross_entropy, the chunked PyTorch SSD; whole model under
                   torch.compile (what a PyTorch user gets without custom kernels)
