@@ -2,8 +2,10 @@
 
 Run on the GPU from the repository root, after the attention tests pass:
     source bench/gpu_env.sh && python -m pytest tests/kernels/test_attention.py -q -x \
-        && python -m bench.attention --out $OUT/attention.md
+        && python -m bench.attention --out $OUT/attention.md --profile --sweep
 TFLOP/s count causal attention as half the full square; fwd+bwd counts 3.5x the forward (2 + 5 matmuls).
+--profile prints each kernel's share of our fwd+bwd (torch profiler); --sweep times each kernel's tile
+candidates one at a time (as the whole forward or backward call), to re-check kernels/attention/configs.py.
 """
 
 import argparse
@@ -15,10 +17,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import triton
+from torch.autograd import DeviceType
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.harness import git_revision, machine, markdown_table, time_ms, today, write_report
 from gristmill.kernels.attention import flash_attention_varlen
+from gristmill.kernels.attention.backward import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel, attention_backward
+from gristmill.kernels.attention.forward import _attention_fwd_kernel, attention_forward
 from gristmill.kernels.testing import relative_error
 
 DEVICE = "cuda"
@@ -26,6 +32,22 @@ HEADS, HEAD_DIM, DTYPE = 16, 128, torch.bfloat16
 ROW_TOKENS = 8192
 GATE_TOLERANCE = 1e-2
 Attention = Callable[[], torch.Tensor]
+# Matmuls of D-deep products over the visible (query, key) pairs that each kernel does.
+KERNEL_MATMULS = {"_attention_fwd_kernel": 2, "_attention_bwd_dq_kernel": 3, "_attention_bwd_dkdv_kernel": 4}
+AUTOTUNED = {"forward": _attention_fwd_kernel, "dk dv": _attention_bwd_dkdv_kernel, "dq": _attention_bwd_dq_kernel}
+
+
+def _tiles(*tiles: tuple[int, int, int, int]) -> list[triton.Config]:
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
+            for bm, bn, warps, stages in tiles]
+
+
+# (BLOCK_M, BLOCK_N, warps, stages): a superset of the autotune lists in kernels/attention/configs.py.
+SWEEP_CANDIDATES = {
+    "forward": _tiles((128, 64, 8, 3), (128, 64, 8, 4), (128, 64, 8, 2), (64, 64, 4, 3), (64, 64, 4, 2)),
+    "dk dv": _tiles((64, 64, 4, 2), (64, 128, 8, 3), (64, 128, 8, 2), (32, 64, 4, 3), (32, 64, 4, 2)),
+    "dq": _tiles((128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)),
+}
 
 
 @dataclass(frozen=True)
@@ -176,24 +198,88 @@ def bench_packed(rows: int) -> tuple[list[list[object]], str]:
     return table, note
 
 
+def describe(config: triton.Config) -> str:
+    return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}"
+
+
+def profile_kernels(batch: int, seqlen: int, steps: int = 5) -> list[list[object]]:
+    """GPU time per kernel of our fwd+bwd (torch profiler), with the useful TFLOP/s each one reaches."""
+    packed = make_packed([seqlen] * batch)
+    ours = packed.ours()
+    ours.result()  # compile and autotune before profiling
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for _ in range(steps):
+            ours.result()
+        torch.cuda.synchronize()
+    rows = []
+    for event in profile.key_averages():
+        if event.device_type != DeviceType.CUDA or event.self_device_time_total == 0:
+            continue
+        ms = event.self_device_time_total / steps / 1e3
+        matmuls = KERNEL_MATMULS.get(event.key, 0)
+        tflops = matmuls * 2 * packed.fwd_flops() / 4 / ms / 1e9 if matmuls else ""
+        rows.append([f"causal B{batch} L{seqlen}", event.key[:60], event.count // steps, ms, tflops])
+    return sorted(rows, key=lambda row: -row[3])
+
+
+def sweep_tiles(batch: int, seqlen: int) -> list[list[object]]:
+    """Each kernel's candidates one at a time (the other kernels keep their tuned pick), with the relative error
+    of the candidate's result against the autotuned one: a tile that computes garbage shows up here."""
+    packed = make_packed([seqlen] * batch)
+    q, k, v, grad_out = (x.detach() for x in (packed.q, packed.k, packed.v, packed.grad_out))
+    settings = (packed.cu_seqlens, seqlen, True, None, HEAD_DIM**-0.5)
+    out, lse = attention_forward(q, k, v, *settings)
+    calls = {
+        "forward": lambda: attention_forward(q, k, v, *settings)[:1],
+        "dk dv": lambda: attention_backward(grad_out, q, k, v, out, lse, *settings)[1:],
+        "dq": lambda: attention_backward(grad_out, q, k, v, out, lse, *settings)[:1],
+    }
+    rows = []
+    for name, kernel in AUTOTUNED.items():
+        tuned = kernel.configs
+        expected = calls[name]()
+        for config in SWEEP_CANDIDATES[name]:
+            kernel.configs = [config]
+            try:
+                error = max(relative_error(a, b) for a, b in zip(calls[name](), expected))
+                ms = time_ms(calls[name], warmup_ms=25, rep_ms=150)
+            except Exception as failure:  # a tile this GPU cannot compile is reported, not fatal
+                error, ms = str(failure).splitlines()[0][:40], float("nan")
+            rows.append([f"L{seqlen}", name, describe(config), ms, error])
+            print("sweep", *rows[-1], flush=True)  # partial results survive a run cut off at its time limit
+        kernel.configs = tuned
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the markdown report here")
+    parser.add_argument("--profile", action="store_true", help="per-kernel GPU time of our fwd+bwd")
+    parser.add_argument("--sweep", action="store_true", help="time each kernel's tile candidates one by one")
     args = parser.parse_args()
     torch.manual_seed(0)
     table = bench_plain(8, 2048) + bench_plain(2, 8192)
     packed_rows, note = bench_packed(4)
     header = ["case", "method", "fwd ms", "fwd TFLOP/s", "fwd+bwd ms", "fwd+bwd TFLOP/s",
               "ours fwd speedup", "ours fwd+bwd speedup"]
-    report = write_report([
+    picks = "; ".join(f"{name} {describe(kernel.best_config)}" for name, kernel in AUTOTUNED.items())
+    lines = [
         f"## attention ({today()}, {machine()}, git {git_revision()})",
         f"H={HEADS} D={HEAD_DIM} {str(DTYPE).removeprefix('torch.')}; command: python -m bench.attention",
         "",
         markdown_table(header, table + packed_rows),
         "",
         note,
-    ], args.out)
-    print(report)
+        f"autotune picks (last shape tuned): {picks}",
+    ]
+    if args.profile:
+        kernels = profile_kernels(8, 2048) + profile_kernels(2, 8192)
+        lines += ["", markdown_table(["case", "kernel", "launches", "ms per fwd+bwd", "useful TFLOP/s"], kernels)]
+    if args.sweep:
+        swept = sweep_tiles(8, 2048) + sweep_tiles(2, 8192)
+        lines += ["", markdown_table(["case", "kernel", "tiles", "ms (whole fwd or bwd)", "rel. error vs tuned"], swept)]
+    print(write_report(lines, args.out))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,12 @@ def _attention_fwd_tiles(
             ok = visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW)
             scores = tl.where(ok, scores * qk_scale, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(scores, 1))
-            # rows that have seen no visible key yet keep m = -inf; exponentiate against 0 instead
-            m_base = tl.where(m_new == float("-inf"), 0.0, m_new)
+            if HAS_WINDOW:
+                # rows that have seen no visible key yet keep m = -inf; exponentiate against 0 instead
+                m_base = tl.where(m_new == float("-inf"), 0.0, m_new)
+            else:
+                # causal or full: a row's first tile already holds a key it sees, so its max is finite
+                m_base = m_new
             p = tl.math.exp2(scores - m_base[:, None])
         else:
             # scale after the row max (qk_scale > 0), so the exponent is one fused multiply-add per score

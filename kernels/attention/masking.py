@@ -11,12 +11,18 @@ import triton.language as tl
 
 @triton.jit
 def visible(rows, cols, seqlen, window, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr):
-    """rows (queries) and cols (keys) broadcast against each other to the tile's shape."""
-    ok = (rows < seqlen) & (cols < seqlen)
+    """rows (queries) and cols (keys) broadcast against each other to the tile's shape.
+
+    Rows past the document end are left visible: no kernel stores them, and the dk/dv kernel loads their q,
+    dO and delta as zero. Keys past the end are hidden from every query by the causal mask already; without
+    it they must be hidden explicitly (the forward would add them to the softmax sum).
+    """
     if CAUSAL:
-        ok = ok & (cols <= rows)
-    if HAS_WINDOW:
-        ok = ok & (rows - cols < window)
+        ok = cols <= rows
+        if HAS_WINDOW:
+            ok = ok & (rows - cols < window)
+    else:
+        ok = cols < seqlen
     return ok
 
 

@@ -104,6 +104,19 @@ def test_flash_attention_varlen(case: Case, nan_filled_empty: None) -> None:
         assert_close(name, leaf.grad, ref_leaf.grad, tol)
 
 
+def test_scores_growing_along_the_row(nan_filled_empty: None) -> None:
+    """Key norms grow along the document, so row maxima keep rising by far more than the forward's lazy
+    rescale threshold: it must still rescale mid-row (a skipped rescale overflows to NaN here)."""
+    torch.manual_seed(0)
+    length = 1024 if ON_GPU else 96
+    q, k, v, cu_seqlens = make_inputs(Case((0, length), 2, 1, 128, torch.bfloat16))
+    growth = 1 + 96 * torch.arange(length, device=DEVICE) / length
+    k = (k.float() * growth[:, None, None]).to(k.dtype)
+    out = flash_attention_varlen(q, k, v, cu_seqlens, length)
+    ref = attention_reference(q.float(), k.float(), v.float(), cu_seqlens, length)
+    assert_close("out", out, ref, TOLERANCE[torch.bfloat16])
+
+
 @pytest.mark.parametrize("causal, window", [(True, None), (False, None), (True, 5)])
 def test_reference_matches_sdpa(causal: bool, window: int | None) -> None:
     """The ground truth itself, on one document, against PyTorch's own attention with an explicit mask."""
