@@ -1,5 +1,5 @@
 """C_l . B_s for every pair of tokens l >= s of a chunk, once per B/C group: every head of the group reuses
-them in the output and in the backward, instead of redoing the N-deep product per head."""
+them in the backward (`chunk_scan_bwd_dx`) instead of redoing the N-deep product per head."""
 
 import torch
 import triton

@@ -99,11 +99,13 @@ def ssd_chunked_reference(
     xc, dtc, Bc, Cc = map(to_chunks, (x, dt, B, C))
     la = to_chunks(log_decay).transpose(1, 2)  # [c, H, Q]
 
-    within = torch.exp(_segment_sums(la))  # [c, H, Q, Q]
-    y = torch.einsum("cihn,cjhn,chij,cjh,cjhp->cihp", Cc, Bc, within, dtc, xc)
+    # every einsum below has two operands, so none can build a [c, Q, H, P, N] intermediate
+    dt_by_head = dtc.transpose(1, 2)  # [c, H, Q]
+    scores = torch.einsum("cihn,cjhn->chij", Cc, Bc) * torch.exp(_segment_sums(la)) * dt_by_head[:, :, None, :]
+    y = torch.einsum("chij,cjhp->cihp", scores, xc)
 
-    to_end = torch.exp(_sums_after(la))  # [c, H, Q]
-    chunk_states = torch.einsum("cjhn,chj,cjh,cjhp->chpn", Bc, to_end, dtc, xc)
+    to_end = torch.exp(_sums_after(la)) * dt_by_head  # [c, H, Q]
+    chunk_states = torch.einsum("cjhn,cjhp->chpn", Bc, xc * to_end.transpose(1, 2)[..., None])
     chunk_decay = torch.exp(la.sum(-1))  # [c, H]
     state = torch.zeros_like(chunk_states[0])
     entering = []
@@ -111,7 +113,7 @@ def ssd_chunked_reference(
         entering.append(state)
         state = chunk_decay[c, :, None, None] * state + chunk_states[c]
     from_start = torch.exp(torch.cumsum(la, dim=-1))  # [c, H, Q]
-    y = y + torch.einsum("cihn,chpn,chi->cihp", Cc, torch.stack(entering), from_start)
+    y = y + torch.einsum("cihn,chpn->cihp", Cc, torch.stack(entering)) * from_start.transpose(1, 2)[..., None]
 
     y = y.reshape(chunks * chunk_size, heads, head_dim)[:total]
     if D is not None:

@@ -1,7 +1,7 @@
 """Autotune candidates for the SSD kernels, keyed on head dims and chunk size only, never on token count.
 
 Under TRITON_INTERPRET=1 the CPU interpreter would time every candidate, so it gets one config whose
-blocks of 16 tokens split even the tests' small chunks into several blocks, and whose heads are split in two.
+blocks of 16 tokens split even the tests' small chunks into several blocks.
 """
 
 import os
@@ -9,15 +9,11 @@ import os
 import triton
 
 INTERPRETER_BLOCK = 16
-INTERPRETER_HEAD_SPLIT = 2
 
 
 def candidates(*options: tuple[dict[str, int], int, int]) -> list[triton.Config]:
     """`options` are (block sizes, num_warps, num_stages) for the GPU."""
     if os.environ.get("TRITON_INTERPRET") == "1":
-        meta = dict(options[0][0])
-        meta.update({name: INTERPRETER_BLOCK for name in meta if name.startswith("BLOCK")})
-        if "HEAD_SPLIT" in meta:
-            meta["HEAD_SPLIT"] = INTERPRETER_HEAD_SPLIT
+        meta = {name: INTERPRETER_BLOCK for name in options[0][0]}
         return [triton.Config(meta, num_warps=4, num_stages=1)]
     return [triton.Config(dict(meta), num_warps=warps, num_stages=stages) for meta, warps, stages in options]
