@@ -105,8 +105,8 @@ def test_flash_attention_varlen(case: Case, nan_filled_empty: None) -> None:
 
 
 def test_scores_growing_along_the_row(nan_filled_empty: None) -> None:
-    """Key norms grow along the document, so row maxima keep rising by far more than the forward's lazy
-    rescale threshold: it must still rescale mid-row (a skipped rescale overflows to NaN here)."""
+    """Key norms grow along the document, so row maxima keep rising far past exp2's fp32 range (2^128): the
+    forward must rescale its accumulator mid-row, in unmasked tiles too (a skipped rescale gives NaN here)."""
     torch.manual_seed(0)
     length = 1024 if ON_GPU else 96
     q, k, v, cu_seqlens = make_inputs(Case((0, length), 2, 1, 128, torch.bfloat16))
