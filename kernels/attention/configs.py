@@ -35,7 +35,7 @@ def key_grad_configs() -> list[triton.Config]:
     """BLOCK_N keys per program (dk, dv accumulate in registers), BLOCK_M queries per step."""
     if _interpreting():
         return _configs([(16, 32, 4, 1)])
-    return _configs([(64, 64, 4, 2), (64, 128, 8, 3), (32, 64, 4, 3), (32, 64, 4, 2)])
+    return _configs([(64, 64, 4, 2), (64, 128, 8, 3), (64, 128, 8, 2), (32, 64, 4, 3), (32, 64, 4, 2)])
 
 
 def query_grad_configs() -> list[triton.Config]:
