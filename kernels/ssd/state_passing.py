@@ -61,7 +61,7 @@ def _ssd_kernel_state_passing(
     decay = tl.load(chunk_decay + h * NUM_CHUNKS + k_load)
     if REVERSE:
         s_in = tl.load(entering + (k_load * H + h).to(tl.int64) * PN + offs, mask=mask, other=0.0).to(tl.float32)
-    for _ in range(0, n):
+    for _ in range(n):
         k_next = k + step
         k_load = _clamp(k_next, NUM_CHUNKS)
         own_next = tl.load(own_states + (k_load * H + h).to(tl.int64) * PN + offs, mask=mask, other=0.0)
