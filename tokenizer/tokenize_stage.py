@@ -135,8 +135,9 @@ class Tokenize(Stage):
     def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
         """Encodes every non-empty document whole (see `load_tokenizer`) and appends EOS."""
         empty = pc.equal(pc.binary_length(batch.column("text")), 0)
-        ctx.remove(batch.filter(empty), "empty_text")
-        batch = batch.filter(pc.invert(empty))
+        if pc.any(empty).as_py():
+            ctx.remove(batch.filter(empty), "empty_text")
+            batch = batch.filter(pc.invert(empty))
         tokens, lengths = encode_with_eos(self.tokenizer, batch.column("text").to_pylist(), eos=self.special_ids.eos,
                                           dtype=self.dtype)
         if not lengths.all():
