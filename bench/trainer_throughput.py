@@ -34,6 +34,8 @@ from gristmill.trainer.presets import transformer_125m_2k, transformer_350m_2k
 from gristmill.trainer.train import Trainer
 
 EOS = 0
+MAX_EXTRA_WARMUP = 10
+"""Untimed steps added after the warmup while each one still compiles new graphs."""
 
 
 def synthetic_corpus(directory: Path, vocab_size: int, documents: int, seed: int = 0) -> Path:
@@ -57,6 +59,14 @@ def padded_batches(cfg: TrainConfig) -> Iterator[PackedBatch]:
         yield collate(rows, seq_len, pad_id=EOS)
 
 
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built in this process: a count that grows while timing means the timed steps
+    paid for (re)compilation and the warmup was too short."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
 def measure(
     cfg: TrainConfig, packed: bool, warmup: int, steps: int, prepare: Callable[[Trainer], None] | None = None
 ) -> dict[str, float]:
@@ -68,8 +78,14 @@ def measure(
     batches = iter(trainer.loader) if packed else padded_batches(cfg)
     for _ in range(warmup):
         trainer.train_step([next(batches)])
+    for _ in range(MAX_EXTRA_WARMUP):  # torch.compile may still be specializing on new batch shapes
+        graphs_before = compiled_graphs()
+        trainer.train_step([next(batches)])
+        if compiled_graphs() == graphs_before:
+            break
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
+    graphs_before = compiled_graphs()
     real = slots = 0
     flops = 0.0
     start = time.perf_counter()
@@ -88,6 +104,7 @@ def measure(
         "step_ms": 1000 * seconds / steps,
         "peak_gb": torch.cuda.max_memory_allocated() / 2**30,
         "loss": float(loss),
+        "graphs_compiled_while_timed": compiled_graphs() - graphs_before,
     }
     trainer.close()
     del trainer, batches
