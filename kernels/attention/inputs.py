@@ -52,8 +52,8 @@ def _check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: i
         raise ValueError(f"cu_seqlens is on {cu_seqlens.device} but q is on {device}")
     if isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 0:
         raise ValueError(f"max_seqlen must be a non-negative int, got {max_seqlen!r}")
-    if cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing():
-        return  # reading values back would break graph capture; the eager call already checked them
+    if torch.compiler.is_compiling() or (cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return  # reading values back would break the traced or captured graph; eager calls check them
     # inference tensors keep no version counter, so an in-place edit could not be seen: check them every call
     checked_as = None if cu_seqlens.is_inference() else (cu_seqlens._version, total_tokens, max_seqlen)
     if checked_as is not None and _LAST_CHECKED.holds(cu_seqlens, checked_as):

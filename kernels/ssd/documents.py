@@ -80,6 +80,8 @@ class _LayoutCache:
         self._built: dict[tuple[str, int], object] = {}
 
     def get(self, cu_seqlens: torch.Tensor, total_tokens: int, key: tuple[str, int], build: Callable[[], Built]) -> Built:
+        if torch.compiler.is_compiling():  # a traced graph cannot read values back (nor hold this cache)
+            return build()
         if cu_seqlens.is_inference():  # no version counter to tell an edited tensor apart: check every call
             check_cu_seqlens_values(cu_seqlens, total_tokens)
             return build()

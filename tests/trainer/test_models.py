@@ -130,3 +130,18 @@ def test_residual_stream_runs_in_the_autocast_dtype() -> None:
         mixed = model(*inputs)
     assert seen == [torch.float32, torch.bfloat16]
     torch.testing.assert_close(mixed.float(), full, rtol=3e-2, atol=0.0)
+
+
+@pytest.mark.parametrize("preset", [tiny_transformer, tiny_hybrid], ids=["attention", "hybrid"])
+def test_model_traces_as_one_graph_for_torch_compile(preset) -> None:
+    """No graph breaks on the PyTorch path (e.g. from reading cu_seqlens values back to check them), so
+    `compile = true` and the stock baseline of bench.end_to_end compile whole blocks."""
+    import torch._dynamo
+
+    model = LanguageModel(preset())
+    rng = np.random.default_rng()
+    documents = random_documents(rng, 6, SEQ_LEN // 2)
+    rows = [[Piece(d, 0, len(d)) for d in documents[:3]], [Piece(d, 0, len(d)) for d in documents[3:]]]
+    batch = collate(rows, 2 * SEQ_LEN, pad_id=EOS)
+    explanation = torch._dynamo.explain(model)(batch.input_ids, batch.labels, batch.segments)
+    assert explanation.graph_break_count == 0, [r.reason for r in explanation.break_reasons]
