@@ -64,6 +64,7 @@ def tokenize(
     executor: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel shard tasks.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Documents per encode batch.")] = None,
+    encode_threads: Annotated[Optional[int], typer.Option(help="Encoder threads per worker (all cores).")] = None,
     shard_mb: Annotated[Optional[float], typer.Option(help="Target size of the final shards (MiB).")] = None,
     shuffle: Annotated[Optional[bool], typer.Option(help="Shuffle documents across shards (seeded).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the shuffle and the split.")] = None,
@@ -82,7 +83,8 @@ def tokenize(
         stage_inputs(inputs), output, input_options=given(batch_size=batch_size),
         executor=given(kind=executor, workers=workers), tokenizer=str(tokenizer),
         **given(shard_mb=shard_mb, shuffle=shuffle, seed=seed, validation_fraction=validation_fraction,
-                compression=compression, eos_token=eos_token, bos_token=bos_token, pad_token=pad_token),
+                compression=compression, eos_token=eos_token, bos_token=bos_token, pad_token=pad_token,
+                encode_threads=encode_threads),
     )
     print_stats(run_recipe(recipe))
     typer.echo(f"token dataset: {Path(output) / Tokenize.name / DATASET_FOLDER}")

@@ -5,6 +5,7 @@ import typer
 from typer.testing import CliRunner
 
 from gristmill.pipeline.errors import UserError
+from gristmill.tokenizer import tokenize_stage
 from gristmill.tokenizer.cli import app, tokenize
 from gristmill.tokenizer.shard_format import TokenDataset
 
@@ -17,18 +18,23 @@ def tokenize_app() -> typer.Typer:
     return mounted
 
 
-def test_train_then_tokenize_a_stage_folder(tmp_path: Path, small_corpus: Path, tokenize_app: typer.Typer) -> None:
+def test_train_then_tokenize_a_stage_folder(tmp_path: Path, small_corpus: Path, tokenize_app: typer.Typer,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[int] = []
+    monkeypatch.setattr(tokenize_stage, "set_encoder_threads", threads.append)
     (small_corpus / "removed").mkdir()
     (small_corpus / "removed" / "part-00000.parquet").write_bytes(b"side output, not input")
     trained = CliRunner().invoke(app, ["train", str(small_corpus), "-o", str(tmp_path / "tok.json"),
                                        "--vocab-size", "300", "--pad-token", ""])
     assert trained.exit_code == 0, trained.output
     result = CliRunner().invoke(tokenize_app, [str(small_corpus), "--tokenizer", str(tmp_path / "tok.json"),
-                                               "-o", str(tmp_path / "out"), "--shuffle", "--seed", "3"])
+                                               "-o", str(tmp_path / "out"), "--shuffle", "--seed", "3",
+                                               "--encode-threads", "2"])
     assert result.exit_code == 0, result.output
     assert f"token dataset: {tmp_path / 'out/tokenize/dataset'}" in result.output
     dataset = TokenDataset(tmp_path / "out/tokenize/dataset")
     assert len(dataset) == 117 and dataset.manifest.seed == 3
+    assert set(threads) == {2}
 
 
 def test_bad_option_is_a_user_error(tmp_path: Path, small_corpus: Path) -> None:
