@@ -73,6 +73,7 @@ def in_memory(tokenizer_file: Path, batches: list[list[str]], *, fast: bool = Fa
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        tokenizer.encode_special_tokens = True  # as the stage encodes (special-token text is plain text)
         encode = tokenizer.encode_batch_fast if fast else tokenizer.encode_batch
         if per_batch:
             return lambda: [len(encode(batch, add_special_tokens=False)) for batch in batches]
@@ -156,6 +157,7 @@ def main() -> None:
     if not tokenizer_file.is_file():
         train_bpe([str(args.work / "input")], tokenizer_file, BpeTrainingConfig(vocab_size=args.vocab_size))
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.encode_special_tokens = True
     tokens = sum(len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)) + len(texts)
     inputs, out = args.work / "input", args.work / "out"
     methods = {
