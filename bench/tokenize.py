@@ -25,6 +25,7 @@ from bench.harness import git_revision, markdown_table, today
 from gristmill.pipeline.readers import InputConfig, ReadErrors, expand_paths, read_documents
 from gristmill.pipeline.run import run_recipe
 from gristmill.pipeline.stats import StageStats
+from gristmill.tokenizer.batch_encoder import jemalloc_loaded
 from gristmill.tokenizer.shard_format import TokenDataset
 from gristmill.tokenizer.tokenize_stage import tokenize_recipe
 from gristmill.tokenizer.train_bpe import BpeTrainingConfig, train_bpe
@@ -185,12 +186,14 @@ def main() -> None:
         ["datatrove .ds (tokens only, no ids)", datatrove_bytes / tokens],
     ]
     text_mb = sum(len(t.encode("utf-8")) for t in texts) / 2**20
+    allocator = ("jemalloc (LD_PRELOAD), so the stage calls encode_batch_fast" if jemalloc_loaded()
+                 else "glibc malloc, so the stage calls encode_batch")
     report = "\n".join([
         f"## {today()} tokenize throughput",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
         f"encoder threads: {os.environ.get('RAYON_NUM_THREADS', 'all')}, "
-        f"Python {platform.python_version()}; git {git_revision()}.",
+        f"Python {platform.python_version()}; git {git_revision()}; allocator: {allocator}.",
         f"Command: `python -m bench.tokenize {' '.join(sys.argv[1:])}`",
         f"Input: {args.corpus} x{args.copies} = {len(texts)} non-empty documents in {len(batches)} record batches "
         f"from {len(list((args.work / 'input').glob('*.parquet')))} parquet files, {text_mb:.1f} MiB of text, "

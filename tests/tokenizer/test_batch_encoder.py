@@ -14,10 +14,14 @@ def random_texts(rng: np.random.Generator, count: int) -> list[str]:
     return ["".join(rng.choice(alphabet, size=rng.integers(1, 300))) for _ in range(count)]
 
 
+@pytest.mark.parametrize("jemalloc", [False, True], ids=["encode_batch", "encode_batch_fast"])
 @pytest.mark.parametrize("dtype", ["uint16", "uint32"])
-def test_tokens_are_the_encoders_ids_each_followed_by_eos(tokenizer_file: Path, dtype: str) -> None:
+def test_tokens_are_the_encoders_ids_each_followed_by_eos(tokenizer_file: Path, dtype: str, jemalloc: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     tokenizer.encode_special_tokens = True
+    monkeypatch.setattr(batch_encoder, "jemalloc_loaded", lambda: jemalloc)
+    assert batch_encoder.encoder_call(tokenizer).__name__ == ("encode_batch_fast" if jemalloc else "encode_batch")
     texts = random_texts(np.random.default_rng(), 50)
     tokens, lengths = encode_with_eos(tokenizer, texts, eos=7, dtype=dtype)
     expected = [e.ids + [7] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
