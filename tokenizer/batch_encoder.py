@@ -3,7 +3,7 @@
 One encoder call per record batch. Measured on tokenizers 0.23 (bench/results/tokenize.md): splitting a batch
 into smaller calls, to read one part out while the next encodes, costs more CPU per token than it hides. Which
 call is faster depends on the process's memory allocator: under glibc malloc `encode_batch_fast` (no offsets)
-is ~30% slower than `encode_batch`; under jemalloc (LD_PRELOAD) it is ~20% faster.
+is ~30% slower than `encode_batch`; under jemalloc (LD_PRELOAD) it is 15-20% faster.
 """
 
 import functools
