@@ -9,8 +9,8 @@ is ~30% slower than `encode_batch`; under jemalloc (LD_PRELOAD) it is 15-20% fas
 import functools
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from itertools import chain, repeat
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,7 +64,7 @@ def encode_with_eos(tokenizer: "Tokenizer", texts: Sequence[str], *, eos: int, d
     """
     encodings = encoder_call(tokenizer)(list(texts), add_special_tokens=False)
     id_lists = [encoding.ids for encoding in encodings]
-    del encodings
+    del encodings  # ~100 bytes per token: gone before the array is built
     lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
     with_eos = chain.from_iterable(chain.from_iterable(zip(id_lists, repeat([eos]))))
     return np.fromiter(with_eos, dtype=dtype, count=int(lengths.sum()) + len(id_lists)), lengths
