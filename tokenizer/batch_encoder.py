@@ -51,7 +51,8 @@ def jemalloc_loaded() -> bool:
 
 def encoder_call(tokenizer: "Tokenizer") -> Callable[..., list["Encoding"]]:
     """The faster of `encode_batch` and `encode_batch_fast` under this process's allocator; same ids."""
-    return tokenizer.encode_batch_fast if jemalloc_loaded() else tokenizer.encode_batch
+    fast = getattr(tokenizer, "encode_batch_fast", None)  # tokenizers >= 0.21
+    return fast if fast is not None and jemalloc_loaded() else tokenizer.encode_batch
 
 
 def encode_with_eos(tokenizer: "Tokenizer", texts: Sequence[str], *, eos: int, dtype: str
