@@ -64,7 +64,8 @@ class TokenizeConfig:
     compression: Literal["none", "lz4"] = "none"
     """`lz4` makes smaller final shards that are decompressed batch by batch instead of mapped zero-copy."""
     encode_threads: int | None = None
-    """Encoder threads per worker process (RAYON_NUM_THREADS); None keeps tokenizers' default, all cores."""
+    """Encoder threads per worker process (RAYON_NUM_THREADS); None takes the executor's share per worker (all
+    cores in-process, cores / workers in a local pool, 1 per Ray task)."""
 
     def __post_init__(self) -> None:
         if not Path(self.tokenizer).is_file():

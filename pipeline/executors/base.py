@@ -1,5 +1,6 @@
 """The executor interface and its configuration."""
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,18 @@ class Executor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+THREAD_POOL_VARIABLES = ("RAYON_NUM_THREADS", "OMP_NUM_THREADS")
+"""Sizes of the native thread pools our libraries start: tokenizers' Rayon pool, OpenMP (torch, numpy)."""
+
+
+def limit_worker_threads(cpus: int) -> None:
+    """Sizes a worker's native thread pools to the CPUs it was given, before its first task runs; a value the
+    user already set wins. Without it every worker starts one thread per core of the machine, and N workers
+    oversubscribe the cores N times."""
+    for variable in THREAD_POOL_VARIABLES:
+        os.environ.setdefault(variable, str(cpus))
 
 
 def make_executor(config: ExecutorConfig) -> Executor:

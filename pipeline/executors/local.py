@@ -1,11 +1,12 @@
 """The default executor: in this process for one worker, a spawn-started process pool for more."""
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
-from gristmill.pipeline.executors.base import Executor, ExecutorConfig, documents_of
+from gristmill.pipeline.executors.base import Executor, ExecutorConfig, documents_of, limit_worker_threads
 from gristmill.pipeline.log import progress
 
 T = TypeVar("T")
@@ -35,7 +36,11 @@ class LocalExecutor(Executor):
     def _get_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the driver may hold threads (pyarrow, torch) that fork would copy mid-lock.
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            cpus = max(1, (os.cpu_count() or 1) // self.workers)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=limit_worker_threads,
+                initargs=(cpus,),
+            )
         return self._pool
 
     def close(self) -> None:

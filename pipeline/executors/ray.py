@@ -5,13 +5,21 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from gristmill.pipeline.executors.base import Executor, ExecutorConfig, documents_of
+from gristmill.pipeline.executors.base import Executor, ExecutorConfig, documents_of, limit_worker_threads
 from gristmill.pipeline.log import get_logger, progress
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 log = get_logger(__name__)
+
+TASK_CPUS = 1
+"""CPUs each task asks Ray for; its native thread pools are sized to match."""
+
+
+def _run_task(fn: Callable[[T], R], task: T) -> R:
+    limit_worker_threads(TASK_CPUS)
+    return fn(task)
 
 
 class RayExecutor(Executor):
@@ -32,8 +40,8 @@ class RayExecutor(Executor):
     def map(self, fn: Callable[[T], R], tasks: Sequence[T], description: str) -> list[R]:
         import ray
 
-        remote = ray.remote(num_cpus=1, max_retries=self.config.max_retries)(fn)
-        refs = [remote.remote(task) for task in tasks]
+        remote = ray.remote(num_cpus=TASK_CPUS, max_retries=self.config.max_retries)(_run_task)
+        refs = [remote.remote(fn, task) for task in tasks]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[R | None] = [None] * len(tasks)
         pending = list(refs)

@@ -1,4 +1,5 @@
-"""Stages used only by the pipeline tests, referenced from recipes as `stages_for_tests:Name`."""
+"""Stages used only by the pipeline tests, referenced from recipes as `stages_for_tests:Name`, and a task
+function for the executor tests."""
 
 import os
 from dataclasses import dataclass
@@ -66,3 +67,8 @@ class KeepAsArrow(Stage):
 
     def process(self, batch: pa.RecordBatch, ctx: ShardContext) -> pa.RecordBatch:
         return batch
+
+
+def thread_pool_sizes(_task: object) -> dict[str, str | None]:
+    """What an executor's worker sees of the thread-pool variables (a task function for executor tests)."""
+    return {name: os.environ.get(name) for name in ("RAYON_NUM_THREADS", "OMP_NUM_THREADS")}

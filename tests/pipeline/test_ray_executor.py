@@ -51,3 +51,13 @@ def test_worker_killed_mid_shard_is_retried_without_loss_or_duplicates(
     assert flag.is_file(), "the worker was never killed, so the test proved nothing"
     assert part_bytes(tmp_path / "killed") == part_bytes(tmp_path / "clean")
     assert stats["die_once"].docs_in == stats["die_once"].docs_out == stats["min_chars"].docs_out
+
+
+def test_each_task_sizes_its_thread_pools_to_its_one_cpu(local_ray) -> None:
+    from gristmill.pipeline.executors.base import ExecutorConfig
+    from gristmill.pipeline.executors.ray import RayExecutor
+    from stages_for_tests import thread_pool_sizes
+
+    seen = RayExecutor(ExecutorConfig(kind="ray", workers=2)).map(thread_pool_sizes, [0, 1, 2], "threads")
+    expected = {name: os.environ.get(name, "1") for name in ("RAYON_NUM_THREADS", "OMP_NUM_THREADS")}
+    assert seen == [expected] * 3

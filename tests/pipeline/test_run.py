@@ -113,3 +113,15 @@ def test_a_damaged_output_shard_is_redone_on_rerun(tmp_path: Path, corpus: Path)
     run_recipe(load_recipe(recipe))
     assert part_bytes(tmp_path / "out") == first
     assert (tmp_path / "out/keep_as_arrow/done/part-00000.json").stat().st_mtime_ns == untouched
+
+
+def test_pool_workers_size_their_thread_pools_to_their_share_of_the_cores() -> None:
+    from gristmill.pipeline.executors.base import ExecutorConfig
+    from gristmill.pipeline.executors.local import LocalExecutor
+    from stages_for_tests import thread_pool_sizes
+
+    with LocalExecutor(ExecutorConfig(workers=2)) as executor:
+        seen = executor.map(thread_pool_sizes, [0, 1, 2], "threads")
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    expected = {name: os.environ.get(name, share) for name in ("RAYON_NUM_THREADS", "OMP_NUM_THREADS")}
+    assert seen == [expected] * 3
