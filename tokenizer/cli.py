@@ -64,7 +64,9 @@ def tokenize(
     executor: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel shard tasks.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Documents per encode batch.")] = None,
-    encode_threads: Annotated[Optional[int], typer.Option(help="Encoder threads per worker (default: its share of the cores).")] = None,
+    encode_threads: Annotated[
+        Optional[int], typer.Option(help="Encoder threads per worker (default: its share of the cores).")
+    ] = None,
     shard_mb: Annotated[Optional[float], typer.Option(help="Target size of the final shards (MiB).")] = None,
     shuffle: Annotated[Optional[bool], typer.Option(help="Shuffle documents across shards (seeded).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the shuffle and the split.")] = None,
