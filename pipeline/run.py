@@ -60,6 +60,9 @@ def _segments(specs: list[StageSpec]) -> list[list[StageSpec] | StageSpec]:
 def _run_map_segment(
     recipe: Recipe, inputs: list[str], specs: list[StageSpec], out: Path, executor: Executor, first: bool, final: bool
 ) -> list[str]:
+    if specs and specs[-1].build().is_finalized(out / specs[-1].name):
+        log.info("%s: finalized by an earlier run (%s); skipped", specs[-1].name, out / specs[-1].name)
+        return []
     last_class = resolve_stage(specs[-1].type) if specs else None
     output_format = getattr(last_class, "output_format", None) or (recipe.output.format if final else "parquet")
     tasks = [

@@ -80,6 +80,11 @@ class Stage(ABC):
     def finalize(self, stage_dir: Path, outputs: list[Path]) -> None:
         """Runs once on the driver after every shard is done (e.g. to write a manifest)."""
 
+    def is_finalized(self, stage_dir: Path) -> bool:
+        """Whether an earlier run's `finalize` result is in `stage_dir` and checks out; a rerun then skips the
+        stage's segment. A stage whose `finalize` deletes its shard outputs needs this to resume."""
+        return False
+
 
 @dataclass
 class Verdict:

@@ -3,7 +3,8 @@
 Per input shard, batches are encoded with the tokenizer's parallel batch encoder, EOS is appended and the
 result is written as `OUT/<stage>/part-XXXXX.arrow` by the pipeline (so resume and both executors work as
 for every stage). `finalize` then lays those shards out into `OUT/<stage>/dataset/`: shards of about
-`shard_mb`, optionally shuffled across sources, with the tokenizer and `manifest.json`.
+`shard_mb`, optionally shuffled across sources, with the tokenizer and `manifest.json`, and deletes the
+per-input shards, so a finished run holds the tokens once.
 """
 
 import functools
@@ -22,7 +23,7 @@ from gristmill.pipeline.log import get_logger
 from gristmill.pipeline.recipe import Recipe
 from gristmill.pipeline.stage import ShardContext, Stage
 from gristmill.tokenizer.batch_encoder import encode_with_eos, set_encoder_threads
-from gristmill.tokenizer.dataset import MappedShard, ShardSequence
+from gristmill.tokenizer.dataset import MappedShard, ShardSequence, TokenDataset
 from gristmill.tokenizer.manifest import (
     MANIFEST_NAME,
     SpecialIds,
@@ -152,7 +153,8 @@ class Tokenize(Stage):
         return token_batch(batch.column("id"), (tokens, offsets), self.dtype)
 
     def finalize(self, stage_dir: Path, outputs: list[Path]) -> None:
-        """Writes `stage_dir/dataset/`; its manifest goes last, so the dataset is whole once it exists."""
+        """Writes `stage_dir/dataset/`; its manifest goes last, so the dataset is whole once it exists. The
+        per-input shards are deleted after it (a rerun checks the dataset instead: `is_finalized`)."""
         if any(path.parent != stage_dir or path.suffix != ".arrow" for path in outputs):
             raise UserError(f"stage {stage_dir.name!r} (tokenize) must be the last stage of a recipe")
         directory = stage_dir / DATASET_FOLDER
@@ -179,8 +181,18 @@ class Tokenize(Stage):
             seed=self.config.seed,
         )
         write_manifest(directory, manifest)
+        for path in outputs:
+            path.unlink(missing_ok=True)
         log.info("token dataset: %s (%d documents, %d tokens, %d shards)", directory, manifest.num_documents,
                  manifest.num_tokens, len(shards))
+
+    def is_finalized(self, stage_dir: Path) -> bool:
+        """The dataset exists, matches its manifest (files, sizes) and was made with this tokenizer file."""
+        try:
+            dataset = TokenDataset(stage_dir / DATASET_FOLDER)
+        except (OSError, ValueError):
+            return False
+        return dataset.tokenizer_sha256 == file_sha256(Path(self.config.tokenizer))
 
 
 def tokenize_recipe(

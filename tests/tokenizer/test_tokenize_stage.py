@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 from collections import Counter
@@ -149,6 +150,33 @@ def test_rerun_and_resume_after_a_failure_give_identical_files(tmp_path: Path, t
     (tmp_path / "out/tokenize/dataset/part-00000.arrow").unlink()
     tokenize(small_corpus, tmp_path / "out", tokenizer_file, shuffle=True)
     assert dataset_files(tmp_path / "out") == clean
+
+
+def test_only_the_dataset_stays_and_a_rerun_keeps_it(tmp_path: Path, tokenizer_file: Path, small_corpus: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    stats = tokenize(small_corpus, tmp_path / "out", tokenizer_file)
+    stage_dir = tmp_path / "out/tokenize"
+    assert not list(stage_dir.glob("part-*.arrow")), "per-input shards were left beside the dataset"
+    manifest = stage_dir / "dataset/manifest.json"
+    stamp, files = manifest.stat().st_mtime_ns, dataset_files(tmp_path / "out")
+
+    def never(self, batch, ctx):  # noqa: ANN001, ANN202
+        raise AssertionError("a finalized dataset was tokenized again")
+
+    monkeypatch.setattr(Tokenize, "process", never)
+    assert tokenize(small_corpus, tmp_path / "out", tokenizer_file)["tokenize"] == stats["tokenize"]
+    assert manifest.stat().st_mtime_ns == stamp and dataset_files(tmp_path / "out") == files
+
+
+def test_a_rerun_with_a_changed_tokenizer_file_tokenizes_again(tmp_path: Path, tokenizer_file: Path,
+                                                               small_corpus: Path) -> None:
+    local_copy = tmp_path / "tokenizer.json"
+    local_copy.write_bytes(tokenizer_file.read_bytes())
+    tokenize(small_corpus, tmp_path / "out", local_copy)
+    local_copy.write_text(json.dumps(json.loads(local_copy.read_text()), indent=1))  # same tokenizer, new bytes
+    tokenize(small_corpus, tmp_path / "out", local_copy)
+    dataset = TokenDataset(tmp_path / "out/tokenize/dataset")
+    assert dataset.tokenizer_sha256 == hashlib.sha256(local_copy.read_bytes()).hexdigest()
 
 
 def test_local_and_ray_write_identical_datasets(tmp_path: Path, tokenizer_file: Path, small_corpus: Path,
