@@ -24,7 +24,7 @@ def rng() -> np.random.Generator:
 @pytest.mark.parametrize("vocab_size, dtype", [(300, np.uint16), (2**16, np.uint16), (2**16 + 1, np.uint32)])
 def test_round_trip(tmp_path: Path, rng: np.random.Generator, vocab_size: int, dtype: type) -> None:
     documents = random_documents(rng, 57, vocab_size)
-    documents[3][0] = vocab_size - 1
+    documents[3] = np.concatenate([[vocab_size - 1], documents[3]])  # the largest id must fit the dtype
     write_token_dataset(tmp_path, documents, vocab_size=vocab_size, eos_id=EOS, bos_id=1, docs_per_shard=10)
     dataset = TokenDataset(tmp_path)
     assert len(dataset) == 57 and len(dataset.manifest.shards) == 6
