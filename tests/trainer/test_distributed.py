@@ -49,8 +49,8 @@ def fit_on_two_ranks(cfg: TrainConfig, out: Path, *, stop_at: int | None = None)
     """Every rank's log (collectives make them equal); returns rank 0's.
 
     A rank that hangs ends itself after RANK_TIMEOUT_S with its stacks on stderr; the two ranks then run once
-    more from scratch. A gloo run of two ranks hung twice in about 30 full-suite runs on a loaded 2-core
-    machine (stacks never captured); a wrong loss curve still fails at once.
+    more from scratch. Two ranks on gloo hung in two of the project's full-suite runs so far, on a loaded
+    2-core machine (stacks not captured then); a wrong loss curve still fails at once.
     """
     for attempt in (1, 2):
         shutil.rmtree(out, ignore_errors=True)
