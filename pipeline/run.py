@@ -60,11 +60,12 @@ def _segments(specs: list[StageSpec]) -> list[list[StageSpec] | StageSpec]:
 def _run_map_segment(
     recipe: Recipe, inputs: list[str], specs: list[StageSpec], out: Path, executor: Executor, first: bool, final: bool
 ) -> list[str]:
-    if specs and specs[-1].build().is_finalized(out / specs[-1].name):
+    stages = [spec.build() for spec in specs]  # on the driver: for is_finalized and finalize
+    if stages and stages[-1].is_finalized(out / specs[-1].name):
         log.info("%s: finalized by an earlier run (%s); skipped", specs[-1].name, out / specs[-1].name)
         return []
-    last_class = resolve_stage(specs[-1].type) if specs else None
-    output_format = getattr(last_class, "output_format", None) or (recipe.output.format if final else "parquet")
+    last_format = stages[-1].output_format if stages else None
+    output_format = last_format or (recipe.output.format if final else "parquet")
     tasks = [
         ShardTask(
             shard=index,
@@ -86,6 +87,6 @@ def _run_map_segment(
     written = [str(tasks[0].output_dir / r.output) for r in results if r.output is not None] if tasks else []
     for folder in (["read"] if first else []) + [spec.name for spec in specs]:
         merge_stage_stats(out / folder)
-    for spec in specs:
-        spec.build().finalize(out / spec.name, [Path(p) for p in written])
+    for spec, stage in zip(specs, stages):
+        stage.finalize(out / spec.name, [Path(p) for p in written])
     return written
