@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from bench.harness import git_revision, machine, markdown_table, print_and_append, today
-from bench.trainer_throughput import measure, synthetic_corpus
+from bench.trainer_throughput import measure, synthetic_corpus, warmed_up
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.models import presets as model_presets
 from gristmill.trainer.presets import transformer_350m_2k
@@ -71,12 +71,7 @@ def profile_variant(args: argparse.Namespace, model: str, name: str, corpus: Pat
 
     kernels, compiled = VARIANTS[name]
     cfg = bench_config(model, corpus, work / f"{model}-{name}-profile", args.rows, kernels)
-    trainer = Trainer(cfg)
-    if compiled:
-        compile_model(trainer)
-    batches = iter(trainer.loader)
-    for _ in range(args.warmup):
-        trainer.train_step([next(batches)])
+    trainer, batches = warmed_up(cfg, True, args.warmup, compile_model if compiled else None)
     torch.cuda.synchronize()
     steps = 3
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

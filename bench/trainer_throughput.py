@@ -67,11 +67,11 @@ def compiled_graphs() -> int:
     return counters["stats"]["unique_graphs"]
 
 
-def measure(
-    cfg: TrainConfig, packed: bool, warmup: int, steps: int, prepare: Callable[[Trainer], None] | None = None
-) -> dict[str, float]:
-    """Times `steps` full train steps after `warmup` untimed ones; `prepare` may edit the built trainer
-    (e.g. wrap its model in torch.compile) before the first step."""
+def warmed_up(
+    cfg: TrainConfig, packed: bool, warmup: int, prepare: Callable[[Trainer], None] | None = None
+) -> tuple[Trainer, Iterator[PackedBatch]]:
+    """A trainer and its batch stream after `warmup` untimed steps, and more while torch.compile still builds
+    graphs; `prepare` may edit the built trainer (e.g. wrap its model in torch.compile) before the first step."""
     trainer = Trainer(cfg)
     if prepare is not None:
         prepare(trainer)
@@ -83,6 +83,14 @@ def measure(
         trainer.train_step([next(batches)])
         if compiled_graphs() == graphs_before:
             break
+    return trainer, batches
+
+
+def measure(
+    cfg: TrainConfig, packed: bool, warmup: int, steps: int, prepare: Callable[[Trainer], None] | None = None
+) -> dict[str, float]:
+    """Times `steps` full train steps of a `warmed_up` trainer."""
+    trainer, batches = warmed_up(cfg, packed, warmup, prepare)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     graphs_before = compiled_graphs()
