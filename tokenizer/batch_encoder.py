@@ -55,17 +55,34 @@ def encoder_call(tokenizer: "Tokenizer") -> Callable[..., list["Encoding"]]:
     return fast if fast is not None and jemalloc_loaded() else tokenizer.encode_batch
 
 
-def encode_with_eos(tokenizer: "Tokenizer", texts: Sequence[str], *, eos: int, dtype: str
-                    ) -> tuple[np.ndarray, np.ndarray]:
+IdEncoder = Callable[[list[str]], list[list[int]]]
+"""Texts to their token ids, no special tokens added."""
+
+
+def tokenizers_encoder(tokenizer: "Tokenizer") -> IdEncoder:
+    """`tokenizers`' parallel batch encoder; only the ids outlive the call (an `Encoding` holds ~100 bytes a
+    token)."""
+    call = encoder_call(tokenizer)
+    return lambda texts: [encoding.ids for encoding in call(texts, add_special_tokens=False)]
+
+
+def encoder_threads() -> int:
+    """The encoder pool's size: RAYON_NUM_THREADS (set by `set_encoder_threads` and the executors), else the
+    cores this process may use."""
+    configured = os.environ.get("RAYON_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def encode_with_eos(encode: IdEncoder, texts: Sequence[str], *, eos: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """(tokens, lengths): each document's ids followed by `eos`, all in one `dtype` array, and each document's
     token count without its EOS (0 for a text the tokenizer maps to nothing).
 
-    Documents are encoded whole, in parallel; the ids go straight from the encodings into the array with EOS
-    interleaved, in one pass.
+    Documents are encoded whole, in parallel; the ids go straight into the array with EOS interleaved, in one
+    pass.
     """
-    encodings = encoder_call(tokenizer)(list(texts), add_special_tokens=False)
-    id_lists = [encoding.ids for encoding in encodings]
-    del encodings  # ~100 bytes per token: gone before the array is built
+    id_lists = encode(list(texts))
     lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
     with_eos = chain.from_iterable(chain.from_iterable(zip(id_lists, repeat([eos]))))
     return np.fromiter(with_eos, dtype=dtype, count=int(lengths.sum()) + len(id_lists)), lengths

@@ -64,6 +64,9 @@ def tokenize(
     executor: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel shard tasks.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Documents per encode batch.")] = None,
+    encoder: Annotated[
+        Optional[str], typer.Option(help="auto (tiktoken where it gives the same ids), tokenizers or tiktoken.")
+    ] = None,
     encode_threads: Annotated[
         Optional[int], typer.Option(help="Encoder threads per worker (default: its share of the cores).")
     ] = None,
@@ -86,7 +89,7 @@ def tokenize(
         executor=given(kind=executor, workers=workers), tokenizer=str(tokenizer),
         **given(shard_mb=shard_mb, shuffle=shuffle, seed=seed, validation_fraction=validation_fraction,
                 compression=compression, eos_token=eos_token, bos_token=bos_token, pad_token=pad_token,
-                encode_threads=encode_threads),
+                encoder=encoder, encode_threads=encode_threads),
     )
     print_stats(run_recipe(recipe))
     typer.echo(f"token dataset: {Path(output) / Tokenize.name / DATASET_FOLDER}")

@@ -6,12 +6,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from gristmill.tokenizer import batch_encoder
-from gristmill.tokenizer.batch_encoder import encode_with_eos, set_encoder_threads
+from gristmill.tokenizer.batch_encoder import encode_with_eos, encoder_threads, set_encoder_threads, tokenizers_encoder
 
-
-def random_texts(rng: np.random.Generator, count: int) -> list[str]:
-    alphabet = list("abcdefgh ijk.,\n") + ["Müller", "磨坊", "<|endoftext|>", "  "]
-    return ["".join(rng.choice(alphabet, size=rng.integers(1, 300))) for _ in range(count)]
+from tokenizer_testdata import random_texts
 
 
 @pytest.mark.parametrize("jemalloc", [False, True], ids=["encode_batch", "encode_batch_fast"])
@@ -23,7 +20,7 @@ def test_tokens_are_the_encoders_ids_each_followed_by_eos(tokenizer_file: Path, 
     monkeypatch.setattr(batch_encoder, "jemalloc_loaded", lambda: jemalloc)
     assert batch_encoder.encoder_call(tokenizer).__name__ == ("encode_batch_fast" if jemalloc else "encode_batch")
     texts = random_texts(np.random.default_rng(), 50)
-    tokens, lengths = encode_with_eos(tokenizer, texts, eos=7, dtype=dtype)
+    tokens, lengths = encode_with_eos(tokenizers_encoder(tokenizer), texts, eos=7, dtype=dtype)
     expected = [e.ids + [7] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     assert tokens.dtype == np.dtype(dtype)
     assert lengths.tolist() == [len(ids) - 1 for ids in expected]
@@ -31,7 +28,8 @@ def test_tokens_are_the_encoders_ids_each_followed_by_eos(tokenizer_file: Path, 
 
 
 def test_no_documents_give_empty_arrays(tokenizer_file: Path) -> None:
-    tokens, lengths = encode_with_eos(Tokenizer.from_file(str(tokenizer_file)), [], eos=0, dtype="uint16")
+    tokens, lengths = encode_with_eos(tokenizers_encoder(Tokenizer.from_file(str(tokenizer_file))), [], eos=0,
+                                     dtype="uint16")
     assert tokens.shape == lengths.shape == (0,)
 
 
@@ -47,7 +45,7 @@ def test_encoder_threads_are_set_once_per_process(monkeypatch: pytest.MonkeyPatc
         set_encoder_threads(2)
     finally:
         batch_encoder.log.removeHandler(caplog.handler)
-    assert os.environ["RAYON_NUM_THREADS"] == "3"
+    assert os.environ["RAYON_NUM_THREADS"] == "3" and encoder_threads() == 3
     assert "encode_threads=2 ignored" in caplog.text
     with pytest.raises(ValueError, match="must be >= 1, got 0"):
         set_encoder_threads(0)
