@@ -124,8 +124,9 @@ class Trainer:
         """One optimizer step over the micro-batches; the loss is averaged over every target token of the
         global batch, so accumulation and ranks never reweight documents."""
         device = self.runtime.device
+        # torch.full fills on the device; torch.tensor(..., device=cuda) would copy and wait for the GPU queue.
         targets = self._sum_over_ranks(
-            torch.tensor(float(sum(b.target_tokens for b in micro_batches)), device=device)
+            torch.full((), float(sum(b.target_tokens for b in micro_batches)), device=device)
         ).clamp_min(1.0)
         # FSDP2 and DDP average gradients over ranks; scaling by world_size turns that average back into a sum.
         scale = self.runtime.world_size / targets
