@@ -175,6 +175,17 @@ def profile(fn: Callable[[Inputs, Shape], torch.Tensor], shape: Shape) -> str:
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=14)
 
 
+def compile_kernels(contenders: list[Callable[[Inputs, Shape], torch.Tensor]], shapes: list[Shape]) -> None:
+    """One fwd+bwd of each contender per shape: fills Triton's on-disk compile cache, so a timed run started
+    after it (e.g. one run beside the GPU tests) skips the minutes the peer's autotuning spends compiling."""
+    for shape in shapes:
+        inputs = make_inputs(shape)
+        for fn in contenders:
+            torch.autograd.grad(fn(inputs, shape), list(inputs.leaves.values()), inputs.dy)
+        del inputs
+        torch.cuda.empty_cache()
+
+
 def tuned_configs() -> dict[str, list[str]]:
     """The configs autotuning picked for each of our tuned kernels."""
     from gristmill.kernels.ssd import (
@@ -203,10 +214,14 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--out", help="also write the markdown table here")
     parser.add_argument("--profile", action="store_true", help="first print per-kernel times at the main shape, ours and the peer's")
+    parser.add_argument("--compile-only", action="store_true", help="only run every contender once per shape, untimed")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("the SSD benchmark needs a CUDA GPU")
     peer = load_peer()
+    if args.compile_only:
+        compile_kernels([ours] if peer is None else [ours, peer], [SHAPES[name] for name in args.shapes])
+        return
     if args.profile:
         print(profile(ours, SHAPES["main"]), flush=True)
         print("\n".join(f"{name}: {config}" for name, config in tuned_configs().items()), flush=True)
