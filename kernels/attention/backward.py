@@ -10,53 +10,89 @@ exponentials; the other order measured the same. Probabilities are recomputed fr
 log-sum-exp.
 """
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from gristmill.kernels.attention.configs import AUTOTUNE_KEY, key_grad_configs, query_grad_configs
+from gristmill.kernels.attention.descriptors import (
+    descriptors_usable,
+    head_rows,
+    row_statistics,
+    set_query_blocks,
+    statistic_rows,
+    statistics_start,
+)
 from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
 from gristmill.kernels.attention.tiles import document_span, load_rows, tile_dot
 
+USE_DESCRIPTORS = os.environ.get("GRISTMILL_ATTENTION_POINTERS") != "1"  # TEMPORARY: compare both paths on the GPU
+
+
+@triton.jit
+def load_statistics(base, rows, seqlen, MASKED: tl.constexpr):
+    """lse or delta of `rows`; zero past the document end when MASKED."""
+    if MASKED:
+        values = tl.load(base + rows, mask=rows < seqlen, other=0.0)
+    else:
+        values = tl.load(base + rows)
+    return values
+
 
 @triton.jit
 def _attention_bwd_key_tiles(
-    dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qh, stride_qt,
-    stride_doh, stride_dot, stride_lse_h, start, end, group, seqlen, window, qk_scale,
+    dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
+    stride_qh, stride_dot, stride_doh, stride_lse_h, start, end, group, seqlen, window, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    MASKED: tl.constexpr,
+    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
 ):
     """Query tiles [start, end) of every q head of the group, in one flat loop (one loop per head spilled)."""
     tiles_per_head = tl.cdiv(end - start, BLOCK_M)
     for step in range(0, group * tiles_per_head):
         member = step // tiles_per_head
-        rows = start + (step - member * tiles_per_head) * BLOCK_M + tl.arange(0, BLOCK_M)
-        q_tile = load_rows(q_base + member * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)  # [BM, D]
-        do_tile = load_rows(do_base + member * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)  # [BM, D]
-        lse_row = tl.load(lse_base + member * stride_lse_h + rows, mask=rows < seqlen, other=0.0)  # [BM]
-        delta_row = tl.load(delta_base + member * stride_lse_h + rows, mask=rows < seqlen, other=0.0)  # [BM]
+        head = first_head + member
+        first_row = start + (step - member * tiles_per_head) * BLOCK_M
+        rows = first_row + tl.arange(0, BLOCK_M)
+        if DESCRIPTORS:
+            packed_row = (doc_start + first_row).to(tl.int32)
+            q_tile = q.load([packed_row, head * HEAD_DIM])  # [BM, D]
+            do_tile = do.load([packed_row, head * HEAD_DIM])  # [BM, D]
+            lse_row = lse.load([head, stat_start + first_row]).reshape([BLOCK_M])
+            delta_row = delta.load([head, stat_start + first_row]).reshape([BLOCK_M])
+        else:
+            q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, MASKED)
+            do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM,
+                                MASKED)
+            stat_offset = tl.multiple_of(head * stride_lse_h + stat_start, 4)
+            lse_row = load_statistics(lse + stat_offset, rows, seqlen, MASKED)
+            delta_row = load_statistics(delta + stat_offset, rows, seqlen, MASKED)
         qk_t = tile_dot(k_tile, tl.trans(q_tile))  # [BN, BM]
         dp_t = tile_dot(v_tile, tl.trans(do_tile))  # [BN, BM]
         p_t = tl.math.exp2(qk_t * qk_scale - lse_row[None, :])
         if MASKED:
-            p_t = tl.where(visible(rows[None, :], cols[:, None], seqlen, window, CAUSAL, HAS_WINDOW), p_t, 0.0)
+            # rows past the document end hold the next document's values when read through a descriptor
+            seen = visible(rows[None, :], cols[:, None], seqlen, window, CAUSAL, HAS_WINDOW) & (rows[None, :] < seqlen)
+            p_t = tl.where(seen, p_t, 0.0)
         dv_acc = tile_dot(p_t.to(do_tile.dtype), do_tile, dv_acc)
         ds_t = p_t * (dp_t - delta_row[None, :])
         dk_acc = tile_dot(ds_t.to(q_tile.dtype), q_tile, dk_acc)
     return dk_acc, dv_acc
 
 
-@triton.autotune(configs=key_grad_configs(), key=AUTOTUNE_KEY)
+@triton.autotune(configs=key_grad_configs(set_query_blocks), key=AUTOTUNE_KEY)
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
     q, k, v, do, lse, delta, dk, dv, cu_seqlens,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
     stride_dkt, stride_dkh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
-    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_LOOP: tl.constexpr = False,
 ):
+    """q, do, lse and delta are tensor descriptors when DESCRIPTORS, else pointers."""
     kv_head = tl.program_id(2)
     doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
     n0 = tl.program_id(0) * BLOCK_N  # first keys see the most queries: launched first
@@ -66,34 +102,29 @@ def _attention_bwd_dkdv_kernel(
     k_tile = load_rows(k + doc_start * stride_kt + kv_head * stride_kh, stride_kt, cols, seqlen, HEAD_DIM, True)
     v_tile = load_rows(v + doc_start * stride_vt + kv_head * stride_vh, stride_vt, cols, seqlen, HEAD_DIM, True)
     first_head = kv_head * group
-    q_base = q + doc_start * stride_qt + first_head * stride_qh
-    do_base = do + doc_start * stride_dot + first_head * stride_doh
-    lse_base = lse + first_head * stride_lse_h + doc_start
-    delta_base = delta + first_head * stride_lse_h + doc_start
+    stat_start = tl.multiple_of(statistics_start(doc_start, tl.program_id(1)).to(tl.int32), 4)
     dk_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     lo, mid_lo, mid_hi, hi = query_ranges(n0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
-    # the document end needs no mask here, so without a window the unmasked loop runs to its end
-    if HAS_WINDOW:
-        unmasked_end = mid_hi
-    else:
-        unmasked_end = hi
+    if ONE_LOOP:
+        mid_lo = hi
+        mid_hi = hi
+    # masked: diagonal and window edge, then the last query tile, which may run past the document end
     dk_acc, dv_acc = _attention_bwd_key_tiles(
-        dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qh, stride_qt,
-        stride_doh, stride_dot, stride_lse_h, lo, mid_lo, group, seqlen, window, qk_scale,
-        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True,
+        dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
+        stride_qh, stride_dot, stride_doh, stride_lse_h, lo, mid_lo, group, seqlen, window, qk_scale,
+        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dk_acc, dv_acc = _attention_bwd_key_tiles(
-        dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qh, stride_qt,
-        stride_doh, stride_dot, stride_lse_h, mid_lo, unmasked_end, group, seqlen, window, qk_scale,
-        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=False,
+        dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
+        stride_qh, stride_dot, stride_doh, stride_lse_h, mid_lo, mid_hi, group, seqlen, window, qk_scale,
+        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=False, DESCRIPTORS=DESCRIPTORS,
     )
-    if HAS_WINDOW:
-        dk_acc, dv_acc = _attention_bwd_key_tiles(
-            dk_acc, dv_acc, k_tile, v_tile, cols, q_base, do_base, lse_base, delta_base, stride_qh, stride_qt,
-            stride_doh, stride_dot, stride_lse_h, mid_hi, hi, group, seqlen, window, qk_scale,
-            HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True,
-        )
+    dk_acc, dv_acc = _attention_bwd_key_tiles(
+        dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
+        stride_qh, stride_dot, stride_doh, stride_lse_h, mid_hi, hi, group, seqlen, window, qk_scale,
+        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
+    )
     out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + tl.arange(0, HEAD_DIM)[None, :]
     tl.store(dk + out_offsets, (dk_acc * softmax_scale).to(dk.dtype.element_ty), mask=cols[:, None] < seqlen)
     tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=cols[:, None] < seqlen)
@@ -141,8 +172,9 @@ def _attention_bwd_dq_kernel(
     do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
     o_tile = load_rows(o + doc_start * stride_ot + head * stride_oh, stride_ot, rows, seqlen, HEAD_DIM, True)
     delta_row = tl.sum(o_tile.to(tl.float32) * do_tile.to(tl.float32), 1)
-    tl.store(delta + head * stride_lse_h + doc_start + rows, delta_row, mask=rows < seqlen)
-    lse_row = tl.load(lse + head * stride_lse_h + doc_start + rows, mask=rows < seqlen, other=0.0)
+    stat_start = statistics_start(doc_start, tl.program_id(1))
+    tl.store(delta + head * stride_lse_h + stat_start + rows, delta_row, mask=rows < seqlen)
+    lse_row = tl.load(lse + head * stride_lse_h + stat_start + rows, mask=rows < seqlen, other=0.0)
     k_base = k + doc_start * stride_kt + kv_head * stride_kh
     v_base = v + doc_start * stride_vt + kv_head * stride_vh
     dq_acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -185,7 +217,7 @@ def attention_backward(
     num_docs = cu_seqlens.numel() - 1
     if max_seqlen == 0:
         return dq, dk, dv
-    delta = torch.empty_like(lse)
+    delta = row_statistics(heads_q, total, num_docs, q.device)
     flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None)
     scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
@@ -194,8 +226,13 @@ def attention_backward(
         q, k, v, out, do, lse, delta, dq, cu_seqlens, *input_strides, out.stride(0), out.stride(1),
         dq.stride(0), dq.stride(1), lse.stride(0), *scalars, **flags,
     )
+    query_sources = (q, do, lse, delta)
+    use_descriptors = USE_DESCRIPTORS and descriptors_usable(*query_sources)
+    if use_descriptors:
+        query_sources = (head_rows(q), head_rows(do), statistic_rows(lse), statistic_rows(delta))
+    q_src, do_src, lse_src, delta_src = query_sources
     _attention_bwd_dkdv_kernel[lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_N"]), num_docs, heads_kv)](
-        q, k, v, do, lse, delta, dk, dv, cu_seqlens, *input_strides, dk.stride(0), dk.stride(1), lse.stride(0),
-        *scalars, **flags,
+        q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, *input_strides, dk.stride(0), dk.stride(1),
+        lse.stride(0), *scalars, **flags, DESCRIPTORS=use_descriptors,
     )
     return dq, dk, dv

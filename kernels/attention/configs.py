@@ -7,6 +7,7 @@ fit a smaller GPU fail to compile and the autotuner skips them.
 """
 
 import os
+from collections.abc import Callable
 
 import triton
 
@@ -17,9 +18,9 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _configs(tiles: list[tuple[int, int, int, int]]) -> list[triton.Config]:
+def _configs(tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None] | None = None) -> list[triton.Config]:
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages, pre_hook=pre_hook)
         for bm, bn, warps, stages in tiles
     ]
 
@@ -31,11 +32,12 @@ def forward_configs() -> list[triton.Config]:
     return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2)])
 
 
-def key_grad_configs() -> list[triton.Config]:
-    """BLOCK_N keys per program (dk, dv accumulate in registers), BLOCK_M queries per step."""
+def key_grad_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
+    """BLOCK_N keys per program (dk, dv accumulate in registers), BLOCK_M queries per step; `pre_hook` sizes
+    the query-tile descriptors to BLOCK_M."""
     if _interpreting():
-        return _configs([(16, 32, 4, 1)])
-    return _configs([(64, 64, 4, 2), (64, 128, 8, 3), (64, 128, 8, 2), (32, 64, 4, 3), (32, 64, 4, 2)])
+        return _configs([(16, 32, 4, 1)], pre_hook)
+    return _configs([(32, 128, 8, 3), (32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2)], pre_hook)
 
 
 def query_grad_configs() -> list[triton.Config]:

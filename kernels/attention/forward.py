@@ -5,6 +5,7 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.attention.configs import AUTOTUNE_KEY, forward_configs
+from gristmill.kernels.attention.descriptors import row_statistics, statistics_start
 from gristmill.kernels.attention.masking import key_ranges, visible
 from gristmill.kernels.attention.tiles import document_span, load_rows, tile_dot
 
@@ -83,7 +84,8 @@ def _attention_fwd_kernel(
     )
     o_ptrs = o + (doc_start + rows[:, None]) * stride_ot + head * stride_oh + tl.arange(0, HEAD_DIM)[None, :]
     tl.store(o_ptrs, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=rows[:, None] < seqlen)
-    tl.store(lse + head * stride_lse_h + doc_start + rows, m_i + tl.math.log2(l_i), mask=rows < seqlen)
+    lse_start = statistics_start(doc_start, tl.program_id(1))
+    tl.store(lse + head * stride_lse_h + lse_start + rows, m_i + tl.math.log2(l_i), mask=rows < seqlen)
 
 
 def attention_forward(
@@ -99,7 +101,7 @@ def attention_forward(
     """Returns the output `[T, Hq, D]` and the log-sum-exp `[Hq, T]` in fp32, base 2 (log2 of the softmax sum)."""
     total, heads_q, head_dim = q.shape
     out = torch.empty(total, heads_q, head_dim, dtype=q.dtype, device=q.device)
-    lse = torch.empty(heads_q, total, dtype=torch.float32, device=q.device)
+    lse = row_statistics(heads_q, total, cu_seqlens.numel() - 1, q.device)
     if max_seqlen == 0:
         return out, lse
 
