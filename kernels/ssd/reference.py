@@ -101,10 +101,11 @@ def ssd_chunked_reference(
 
     # every einsum below has two operands, so none can build a [c, Q, H, P, N] intermediate
     dt_by_head = dtc.transpose(1, 2)  # [c, H, Q]
-    scores = torch.einsum("cihn,cjhn->chij", Cc, Bc) * torch.exp(_segment_sums(la)) * dt_by_head[:, :, None, :]
+    sums = _segment_sums(la)  # [c, H, Q, Q]
+    scores = torch.einsum("cihn,cjhn->chij", Cc, Bc) * torch.exp(sums) * dt_by_head[:, :, None, :]
     y = torch.einsum("chij,cjhp->cihp", scores, xc)
 
-    to_end = torch.exp(_sums_after(la)) * dt_by_head  # [c, H, Q]
+    to_end = torch.exp(sums[..., -1, :]) * dt_by_head  # [c, H, Q]: sum(la[j+1:]), from j to the chunk's end
     chunk_states = torch.einsum("cjhn,cjhp->chpn", Bc, xc * to_end.transpose(1, 2)[..., None])
     chunk_decay = torch.exp(la.sum(-1))  # [c, H]
     state = torch.zeros_like(chunk_states[0])
@@ -112,7 +113,7 @@ def ssd_chunked_reference(
     for c in range(chunks):
         entering.append(state)
         state = chunk_decay[c, :, None, None] * state + chunk_states[c]
-    from_start = torch.exp(torch.cumsum(la, dim=-1))  # [c, H, Q]
+    from_start = torch.exp(la[..., :1] + sums[..., :, 0])  # [c, H, Q]: sum(la[:i+1])
     y = y + torch.einsum("cihn,chpn->cihp", Cc, torch.stack(entering)) * from_start.transpose(1, 2)[..., None]
 
     y = y.reshape(chunks * chunk_size, heads, head_dim)[:total]
@@ -126,11 +127,32 @@ def _segment_sums(la: torch.Tensor) -> torch.Tensor:
     size = la.shape[-1]
     lower = torch.ones(size, size, dtype=torch.bool, device=la.device).tril()
     spread = la[..., :, None].expand(*la.shape, size)  # [..., Q(k), Q(j)] holding la[k]
-    sums = torch.cumsum(spread.masked_fill(~lower.tril(-1), 0.0), dim=-2)  # [..., Q(i), Q(j)]
+    sums = _RowPrefixSum.apply(spread.masked_fill(~lower.tril(-1), 0.0))  # [..., Q(i), Q(j)]
     return sums.masked_fill(~lower, float("-inf"))
 
 
-def _sums_after(la: torch.Tensor) -> torch.Tensor:
-    """[..., Q] -> [..., Q]: entry j is sum(la[j+1:]), the log decay from position j to the chunk's end."""
-    suffix = torch.flip(torch.cumsum(torch.flip(la, (-1,)), dim=-1), (-1,))
-    return F.pad(suffix[..., 1:], (0, 1))
+class _RowPrefixSum(torch.autograd.Function):
+    """torch.cumsum over dim -2 whose backward reverses rows by gathering with an index tensor. torch.cumsum's
+    own backward flips, scans and flips, and torch 2.11's inductor fails to generate code for a flip feeding a
+    scan, so the chunked reference could not run under torch.compile (the end-to-end benchmark's baseline)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, values: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(values, dim=-2)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        reverse = _reversed_rows(grad.shape[-2], grad.device)
+        return torch.cumsum(grad.index_select(-2, reverse), dim=-2).index_select(-2, reverse)
+
+
+_reversed_row_index: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _reversed_rows(size: int, device: torch.device) -> torch.Tensor:
+    """[size - 1, ..., 0], made once per device: held as a constant, not traced as an arange that inductor would
+    fold back into a flipped index."""
+    key = (size, device)
+    if key not in _reversed_row_index:
+        _reversed_row_index[key] = torch.arange(size - 1, -1, -1, device=device)
+    return _reversed_row_index[key]

@@ -48,6 +48,27 @@ def test_chunked_ssd_matches_the_step_by_step_recurrence_and_resets_at_boundarie
     torch.testing.assert_close(chunked, one_by_one)
 
 
+def test_chunked_ssd_gradients_match_the_step_by_step_recurrence() -> None:
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    total, heads, head_dim, groups, state = 2 * 29, 4, 3, 2, 5
+    leaves = {
+        "x": torch.randn(total, heads, head_dim, generator=g), "dt": torch.rand(total, heads, generator=g),
+        "A": -torch.rand(heads, generator=g) * 4, "B": torch.randn(total, groups, state, generator=g),
+        "C": torch.randn(total, groups, state, generator=g), "D": torch.randn(heads, generator=g),
+    }
+    cu = random_cu_seqlens(2, 29, g)
+    upstream = torch.randn(total, heads, head_dim, generator=g)
+
+    def gradients(scan) -> list[torch.Tensor]:
+        inputs = {name: t.clone().requires_grad_() for name, t in leaves.items()}
+        out = scan(*(inputs[k] for k in ("x", "dt", "A", "B", "C")), D=inputs["D"], cu_seqlens=cu)
+        return torch.autograd.grad(out, list(inputs.values()), upstream)
+
+    chunked = gradients(lambda *args, **kw: ssd_chunked_reference(*args, **kw, chunk_size=16))
+    for got, want in zip(chunked, gradients(ssd_reference), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_conv1d_never_reads_across_a_boundary() -> None:
     g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
     x, weight, bias = torch.randn(60, 6, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, generator=g)
