@@ -22,7 +22,6 @@ from torch.autograd import DeviceType
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.harness import git_revision, machine, markdown_table, time_ms, today, write_report
-from gristmill.kernels.attention import backward as backward_module
 from gristmill.kernels.attention import flash_attention_varlen
 from gristmill.kernels.attention.backward import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel, attention_backward
 from gristmill.kernels.attention.forward import _attention_fwd_kernel, attention_forward
@@ -38,26 +37,24 @@ KERNEL_MATMULS = {"_attention_fwd_kernel": 2, "_attention_bwd_dq_kernel": 3, "_a
 AUTOTUNED = {"forward": _attention_fwd_kernel, "dk dv": _attention_bwd_dkdv_kernel, "dq": _attention_bwd_dq_kernel}
 
 
-def _tiles(*tiles: tuple[int, int, int, int], **switches: bool) -> list[triton.Config]:
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, **switches}, num_warps=warps, num_stages=stages)
+def _tiles(*tiles: tuple[int, int, int, int]) -> list[triton.Config]:
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages)
             for bm, bn, warps, stages in tiles]
 
 
-def _key_tiles(*tiles: tuple[int, int, int, int], **switches: bool) -> list[triton.Config]:
+def _key_tiles(*tiles: tuple[int, int, int, int]) -> list[triton.Config]:
     """dk/dv candidates carry the kernel's pre-hook, which sizes its descriptors to the tile."""
-    configs = _tiles(*tiles, **switches)
+    configs = _tiles(*tiles)
     for config in configs:
         config.pre_hook = _attention_bwd_dkdv_kernel.configs[0].pre_hook
     return configs
 
 
 # (BLOCK_M, BLOCK_N, warps, stages): a superset of the autotune lists in kernels/attention/configs.py.
-DKDV_TILES = ((32, 128, 8, 3), (32, 128, 8, 2), (32, 128, 8, 4), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2))
 SWEEP_CANDIDATES = {
-    "forward": _tiles((128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 3)),
-    "dk dv": _key_tiles(*DKDV_TILES) + _key_tiles((32, 128, 8, 3), (64, 64, 4, 2), (32, 64, 4, 3), ONE_LOOP=True),
-    "dk dv pointers": _key_tiles(*DKDV_TILES) + _key_tiles((32, 128, 8, 3), (64, 64, 4, 2), ONE_LOOP=True),
-    "dq": _tiles((128, 64, 8, 3), (128, 64, 8, 4), (128, 32, 8, 4), (64, 64, 4, 3)),
+    "forward": _tiles((128, 64, 8, 3), (128, 64, 8, 4)),
+    "dk dv": _key_tiles((64, 64, 4, 2), (32, 64, 4, 3), (64, 128, 8, 2), (64, 64, 4, 3), (32, 128, 8, 4)),
+    "dq": _tiles((128, 64, 8, 3), (128, 64, 8, 4)),
 }
 
 
@@ -210,8 +207,7 @@ def bench_packed(rows: int) -> tuple[list[list[object]], str]:
 
 
 def describe(config: triton.Config) -> str:
-    switches = "".join(f" {key}={value}" for key, value in config.kwargs.items() if key not in ("BLOCK_M", "BLOCK_N"))
-    return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}{switches}"
+    return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}"
 
 
 def profile_kernels(batch: int, seqlen: int, steps: int = 5) -> list[list[object]]:
@@ -247,14 +243,11 @@ def sweep_tiles(batch: int, seqlen: int) -> list[list[object]]:
         "dk dv": lambda: attention_backward(grad_out, q, k, v, out, lse, *settings)[1:],
         "dq": lambda: attention_backward(grad_out, q, k, v, out, lse, *settings)[:1],
     }
-    calls["dk dv pointers"] = calls["dk dv"]
     rows = []
-    for name, candidates in SWEEP_CANDIDATES.items():
-        kernel = AUTOTUNED[name.removesuffix(" pointers")]
+    for name, kernel in AUTOTUNED.items():
         tuned = kernel.configs
         expected = calls[name]()
-        backward_module.USE_DESCRIPTORS = not name.endswith("pointers")
-        for config in candidates:
+        for config in SWEEP_CANDIDATES[name]:
             kernel.configs = [config]
             try:
                 error = max(relative_error(a, b) for a, b in zip(calls[name](), expected))
@@ -264,7 +257,6 @@ def sweep_tiles(batch: int, seqlen: int) -> list[list[object]]:
             rows.append([f"L{seqlen}", name, describe(config), ms, error])
             print("sweep", *rows[-1], flush=True)  # partial results survive a run cut off at its time limit
         kernel.configs = tuned
-        backward_module.USE_DESCRIPTORS = True
     return rows
 
 

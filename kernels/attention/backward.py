@@ -3,14 +3,14 @@
 The dq kernel reads dO anyway, so it computes delta on the way and stores it for the dk/dv kernel, launched
 after it on the same stream. dk and dv of a kv head sum over its whole q-head group inside one program (flat
 loops over group member and query tile; loops per member spilled registers at D=128), so grouped-query
-attention needs no reduction pass. Only the query tiles at the diagonal and the window edge take the mask, in
-their own loops (a runtime branch per tile measured 5% slower on an H100): rows past a document's end load q,
-dO and delta as zero and so add nothing to dk or dv. Both kernels issue the dO V^T product before the
-exponentials; the other order measured the same. Probabilities are recomputed from the saved base-2
-log-sum-exp.
-"""
+attention needs no reduction pass. Probabilities are recomputed from the saved base-2 log-sum-exp.
 
-import os
+The dk/dv kernel streams q, dO, lse and delta tiles. Where it can (descriptors.py) it reads them through
+tensor descriptors, and then masks every query tile in one loop: on an H100 the whole backward at L=8192
+took 3.54 ms that way against 3.90 ms for the fastest pointer tile (bench/results/attention.md, session 3).
+Through pointers separate loops stay faster: only the query tiles at the diagonal, the window edge and the
+document end take the mask and bounds checks.
+"""
 
 import torch
 import triton
@@ -28,8 +28,6 @@ from gristmill.kernels.attention.descriptors import (
 from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
 from gristmill.kernels.attention.tiles import document_span, load_rows, tile_dot
-
-USE_DESCRIPTORS = os.environ.get("GRISTMILL_ATTENTION_POINTERS") != "1"  # TEMPORARY: compare both paths on the GPU
 
 
 @triton.jit
@@ -82,7 +80,7 @@ def _attention_bwd_key_tiles(
     return dk_acc, dv_acc
 
 
-@triton.autotune(configs=key_grad_configs(set_query_blocks), key=AUTOTUNE_KEY)
+@triton.autotune(configs=key_grad_configs(set_query_blocks), key=AUTOTUNE_KEY + ["DESCRIPTORS"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
     q, k, v, do, lse, delta, dk, dv, cu_seqlens,
@@ -90,7 +88,7 @@ def _attention_bwd_dkdv_kernel(
     stride_dkt, stride_dkh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ONE_LOOP: tl.constexpr = False,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """q, do, lse and delta are tensor descriptors when DESCRIPTORS, else pointers."""
     kv_head = tl.program_id(2)
@@ -106,10 +104,12 @@ def _attention_bwd_dkdv_kernel(
     dk_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     lo, mid_lo, mid_hi, hi = query_ranges(n0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
-    if ONE_LOOP:
+    if DESCRIPTORS:
+        # one loop, every tile masked: with cheap loads the separate loops cost more than the mask (and spilled)
         mid_lo = hi
         mid_hi = hi
-    # masked: diagonal and window edge, then the last query tile, which may run past the document end
+    # masked: diagonal and window edge; unmasked: fully visible tiles; masked: the tail past the window or the
+    # document end
     dk_acc, dv_acc = _attention_bwd_key_tiles(
         dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
         stride_qh, stride_dot, stride_doh, stride_lse_h, lo, mid_lo, group, seqlen, window, qk_scale,
@@ -227,7 +227,7 @@ def attention_backward(
         dq.stride(0), dq.stride(1), lse.stride(0), *scalars, **flags,
     )
     query_sources = (q, do, lse, delta)
-    use_descriptors = USE_DESCRIPTORS and descriptors_usable(*query_sources)
+    use_descriptors = descriptors_usable(*query_sources)
     if use_descriptors:
         query_sources = (head_rows(q), head_rows(do), statistic_rows(lse), statistic_rows(delta))
     q_src, do_src, lse_src, delta_src = query_sources

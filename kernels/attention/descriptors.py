@@ -2,15 +2,15 @@
 
 The dk/dv kernel loads a new query tile of four tensors per step. Through pointers every thread computes and
 predicates its own addresses, and lse and delta, needed along the columns of the [keys, queries] tile, take
-one 4-byte load per column and thread; in the sm_90 assembly that was about a third of the loop's
-instructions. A descriptor load is one bulk copy per tile. Descriptors need triton >= 3.4
+one 4-byte load per column and thread. A descriptor load is one bulk copy per tile; on an H100 the
+descriptor kernel was the faster one (kernels/attention/README.md). Descriptors need triton >= 3.4
 (`triton.tools.tensor_descriptor`), a Hopper or newer GPU (or the interpreter), and 16-byte aligned rows;
 otherwise the kernel reads through pointers as before.
 
 A descriptor only knows the whole packed tensor, so rows past a document's end read the next document's
-values instead of zeros: the kernel masks those rows itself. A descriptor block must also start 16 bytes into
-its innermost dimension, which a document's first token in a `[H, T]` fp32 row rarely does; so lse and delta
-keep each document's values from a 4-element boundary on (`row_statistics`, `statistics_start`).
+values instead of zeros: the kernel masks those rows itself. A descriptor block must also start at a multiple of 16
+bytes along its innermost dimension, which a document's first token in a `[H, T]` fp32 row rarely does; so
+lse and delta keep each document's values from a 4-element boundary on (`row_statistics`, `statistics_start`).
 """
 
 import os

@@ -105,22 +105,30 @@ def test_flash_attention_varlen(case: Case, nan_filled_empty: None) -> None:
         assert_close(name, leaf.grad, ref_leaf.grad, tol)
 
 
-def test_unaligned_rows_read_through_pointers(nan_filled_empty: None) -> None:
+UNALIGNED_CASES = [
+    Case(ragged([37, 1, 58]), 2, 1, 64, torch.bfloat16),
+    Case(ragged([37, 1, 58]), 2, 1, 64, torch.bfloat16, window=20),
+    Case(ragged([37, 1, 58]), 2, 2, 64, torch.bfloat16, causal=False),
+]
+
+
+@pytest.mark.parametrize("case", UNALIGNED_CASES, ids=str)
+def test_unaligned_rows_read_through_pointers(case: Case, nan_filled_empty: None) -> None:
     """Rows whose stride is not a multiple of 16 bytes cannot be read through tensor descriptors: the dk/dv
-    kernel falls back to pointers and must give the same gradients."""
+    kernel falls back to pointers (and separate masked and unmasked loops) and must give the same gradients."""
     torch.manual_seed(0)
-    case = Case(ragged([37, 1, 58]), 2, 1, 64, torch.bfloat16)
     total, width = case.cu_seqlens[-1], case.heads_q * case.head_dim + 4  # 264-byte rows
     q, k, v = (torch.randn(total, width, device=DEVICE, dtype=case.dtype)[:, 4:4 + heads * case.head_dim]
                .unflatten(1, (heads, case.head_dim)) for heads in (case.heads_q, case.heads_kv, case.heads_kv))
     assert not descriptors_usable(q)
     cu_seqlens = torch.tensor(case.cu_seqlens, dtype=torch.int32, device=DEVICE)
+    settings = dict(causal=case.causal, window=case.window)
     leaves = [x.detach().requires_grad_() for x in (q, k, v)]
-    out = flash_attention_varlen(*leaves, cu_seqlens, 58)
+    out = flash_attention_varlen(*leaves, cu_seqlens, 58, **settings)
     grad_out = torch.randn_like(out)
     out.backward(grad_out)
     ref_leaves = [x.detach().float().requires_grad_() for x in (q, k, v)]
-    attention_reference(*ref_leaves, cu_seqlens, 58).backward(grad_out.float())
+    attention_reference(*ref_leaves, cu_seqlens, 58, **settings).backward(grad_out.float())
     for name, leaf, ref_leaf in zip(("dq", "dk", "dv"), leaves, ref_leaves):
         assert_close(name, leaf.grad, ref_leaf.grad, TOLERANCE[case.dtype])
 
