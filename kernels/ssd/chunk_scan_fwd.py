@@ -1,7 +1,6 @@
 """SSD output: y = (inter-chunk) exp(a_l) S_in C_l + (intra-chunk) sum_{s<=l} (C_l.B_s) exp(a_l - a_s) dt_s x_s
-+ D x_l, one block of tokens of one chunk and head per program. C_l.B_s comes precomputed once per B/C group
-(`chunk_scores`) so the heads of a group share that N-deep product; decay and dt are applied on chip. dt and
-`a` are head-major `[H, T]`; S_in comes in the matrix-product dtype."""
++ D x_l, one block of tokens of one chunk and head per program; the L x L scores stay on chip. dt and `a` are
+head-major `[H, T]`; S_in comes in the matrix-product dtype."""
 
 import torch
 import triton
@@ -18,8 +17,6 @@ from gristmill.kernels.ssd.tuning import candidates
         ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 2),
         ({"BLOCK_M": 128, "BLOCK_S": 64}, 8, 3),
         ({"BLOCK_M": 64, "BLOCK_S": 32}, 4, 4),
-        ({"BLOCK_M": 128, "BLOCK_S": 32}, 4, 4),
-        ({"BLOCK_M": 128, "BLOCK_S": 64}, 4, 3),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK"],
 )
@@ -28,8 +25,8 @@ def _ssd_fwd_kernel_output(
     x,
     dt,
     a,
+    B,
     C,
-    scores,
     D,
     entering,
     y,
@@ -72,21 +69,22 @@ def _ssd_fwd_kernel_output(
         other=0.0,
     )
     acc = tl.dot(c_m, s_in) * tl.exp(a_m)[:, None]
-    scores_mc = scores + (c * G + g).to(tl.int64) * CHUNK * CHUNK
     for s0 in range(0, m0 + BLOCK_M, BLOCK_S):
         offs_s = s0 + tl.arange(0, BLOCK_S)
         mask_s = offs_s < length
         t_s = start + offs_s
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
         dt_s = tl.load(dt + h * T + t_s, mask=mask_s, other=0.0)
-        keep = (offs_m[:, None] >= offs_s[None, :]) & mask_m[:, None] & mask_s[None, :]
-        # [BLOCK_M, BLOCK_S]
-        c_b = tl.load(scores_mc + offs_m[:, None] * CHUNK + offs_s[None, :], mask=keep, other=0.0)
+        b_s = tl.load(
+            B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0
+        )
         x_s = tl.load(
             x + (t_s[:, None] * H + h) * P + offs_p[None, :], mask=mask_s[:, None] & mask_p[None, :], other=0.0
         )
+        keep = (offs_m[:, None] >= offs_s[None, :]) & mask_s[None, :]
         decay = tl.exp(tl.where(keep, a_m[:, None] - a_s[None, :], float("-inf")))
-        acc += tl.dot((c_b * decay * dt_s[None, :]).to(x_s.dtype), x_s)
+        scores = tl.dot(c_m, tl.trans(b_s)) * decay * dt_s[None, :]
+        acc += tl.dot(scores.to(x_s.dtype), x_s)
     x_ptrs = (t_m[:, None] * H + h) * P + offs_p[None, :]
     mask_mp = mask_m[:, None] & mask_p[None, :]
     if HAS_D:
@@ -98,22 +96,21 @@ def chunk_scan_fwd(
     x: torch.Tensor,
     dt: torch.Tensor,
     a: torch.Tensor,
+    B: torch.Tensor,
     C: torch.Tensor,
-    scores: torch.Tensor,
     D: torch.Tensor | None,
     entering: torch.Tensor,
     plan: ChunkPlan,
 ) -> torch.Tensor:
-    """`scores` are `chunk_scores(B, C, plan)`."""
     T, H, P = x.shape
-    G, N = C.shape[1], C.shape[2]
+    G, N = B.shape[1], B.shape[2]
     y = torch.empty_like(x)
 
     def grid(meta: dict) -> tuple[int, int, int]:
         return (triton.cdiv(plan.chunk_size, meta["BLOCK_M"]), plan.num_chunks, H)
 
     _ssd_fwd_kernel_output[grid](
-        x, dt, a, C, scores, D, entering, y, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         BLOCK_P=max(16, triton.next_power_of_2(P)),
         BLOCK_N=max(16, triton.next_power_of_2(N)),

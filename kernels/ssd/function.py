@@ -32,9 +32,7 @@ class SSDScanFunction(torch.autograd.Function):
         own_states = chunk_state(x, dt_by_head, a, B, plan, to_end=True)
         entering, final_state = state_passing_fwd(own_states, chunk_decay, initial_state, plan, x.dtype)
         del own_states
-        scores = chunk_scores(B, C, plan)
-        y = chunk_scan_fwd(x, dt_by_head, a, C, scores, D, entering, plan)
-        del scores
+        y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
         ctx.save_for_backward(x, dt, dt_by_head, A, B, C, D, a, chunk_decay, entering)
         ctx.plan = plan
         ctx.has_initial_state = initial_state is not None
