@@ -18,7 +18,9 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _configs(tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None] | None = None) -> list[triton.Config]:
+def _configs(
+    tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None] | None = None
+) -> list[triton.Config]:
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages, pre_hook=pre_hook)
         for bm, bn, warps, stages in tiles
