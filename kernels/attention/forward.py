@@ -98,7 +98,8 @@ def attention_forward(
     window: int | None,
     softmax_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns the output `[T, Hq, D]` and the log-sum-exp `[Hq, T]` in fp32, base 2 (log2 of the softmax sum)."""
+    """Returns the output `[T, Hq, D]` and the log-sum-exp in fp32, base 2 (log2 of the softmax sum), one row
+    per q head, each document from its descriptors.statistics_start column on."""
     total, heads_q, head_dim = q.shape
     out = torch.empty(total, heads_q, head_dim, dtype=q.dtype, device=q.device)
     lse = row_statistics(heads_q, total, cu_seqlens.numel() - 1, q.device)
