@@ -112,8 +112,11 @@ def main() -> None:
     corpus = synthetic_corpus(work / "tokens", vocab_size=50304, documents=args.documents)
     rows = []
     for model in models:
-        results = {name: run_variant(args, model, name, corpus, work) for name in variants}
-        print(model, results, flush=True)
+        results = {}
+        for name in variants:  # printed one by one, so a run cut short by its time limit still reports
+            started = time.perf_counter()
+            results[name] = run_variant(args, model, name, corpus, work)
+            print(f"{model} {name} ({time.perf_counter() - started:.0f} s with warmup): {results[name]}", flush=True)
         for name in filter(None, args.profile.split(",")):
             profile_variant(args, model, name, corpus, work)
         base = results.get(BASELINE)
