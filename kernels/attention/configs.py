@@ -6,16 +6,13 @@ reuse the tuned choice. The GPU lists hold the fastest tiles of a per-config swe
 fit a smaller GPU fail to compile and the autotuner skips them.
 """
 
-import os
 from collections.abc import Callable
 
 import triton
 
+from gristmill.kernels.interpreter import interpreting
+
 AUTOTUNE_KEY = ["HEAD_DIM", "CAUSAL", "HAS_WINDOW"]
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _configs(
@@ -29,7 +26,7 @@ def _configs(
 
 def forward_configs() -> list[triton.Config]:
     """BLOCK_M queries per program, BLOCK_N keys per step."""
-    if _interpreting():
+    if interpreting():
         return _configs([(32, 16, 4, 1)])
     return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2)])
 
@@ -38,13 +35,13 @@ def key_grad_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
     """BLOCK_N keys per program (dk, dv accumulate in registers), BLOCK_M queries per step; `pre_hook` sizes
     the query-tile descriptors to BLOCK_M. 64x64 w4 s2 was the fastest through descriptors, 64x128 w8 s2
     through pointers (H100, 2k and 8k)."""
-    if _interpreting():
+    if interpreting():
         return _configs([(16, 32, 4, 1)], pre_hook)
     return _configs([(64, 64, 4, 2), (32, 64, 4, 3), (64, 128, 8, 2)], pre_hook)
 
 
 def query_grad_configs() -> list[triton.Config]:
     """BLOCK_M queries per program (dq accumulates in registers), BLOCK_N keys per step."""
-    if _interpreting():
+    if interpreting():
         return _configs([(32, 16, 4, 1)])
     return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)])

@@ -13,11 +13,11 @@ bytes along its innermost dimension, which a document's first token in a `[H, T]
 lse and delta keep each document's values from a 4-element boundary on (`row_statistics`, `statistics_start`).
 """
 
-import os
-
 import torch
 import triton
-import triton.language as tl
+import triton.language as tl  # noqa: F401  (triton.jit needs it visible in the module)
+
+from gristmill.kernels.interpreter import interpreting
 
 try:
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -50,7 +50,7 @@ def descriptors_usable(*tensors: torch.Tensor) -> bool:
     """True when this triton and device can read these `[T, H, D]` / `[H, T]` tensors through descriptors."""
     if TensorDescriptor is None:
         return False
-    if os.environ.get("TRITON_INTERPRET") != "1":
+    if not interpreting():
         if not torch.cuda.is_available() or torch.cuda.get_device_capability(tensors[0].device)[0] < 9:
             return False
     heads_contiguous = all(x.dim() != 3 or x.stride(1) == x.shape[2] for x in tensors)

@@ -1,6 +1,5 @@
 """The public entry point: input checks, the autograd Function over the Triton kernels, and the fallback."""
 
-import os
 import warnings
 
 import torch
@@ -9,6 +8,7 @@ from gristmill.kernels.attention.backward import attention_backward
 from gristmill.kernels.attention.forward import attention_forward
 from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
 from gristmill.kernels.attention.reference import attention_reference
+from gristmill.kernels.interpreter import interpreting
 
 SUPPORTED_HEAD_DIMS = (64, 128)
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16)
@@ -83,6 +83,6 @@ def flash_attention_varlen(
     if reason is not None:
         warnings.warn(f"flash_attention_varlen: {reason}; using the slow fp32 reference", stacklevel=2)
         return attention_reference(q, k, v, cu_seqlens, max_seqlen, causal=causal, window=window, softmax_scale=scale)
-    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+    if not q.is_cuda and not interpreting():
         raise ValueError(f"q is on {q.device}: the Triton kernel needs CUDA tensors; use attention_reference on CPU")
     return FlashAttentionVarlenFunction.apply(q, k, v, cu_seqlens, max_seqlen, causal, window, scale)

@@ -5,12 +5,12 @@ patterns of bfloat16 operands: there the operands are widened to fp32 first. bf1
 in fp32, so results match a GPU's fp32-accumulating tensor-core dot. Compiled kernels take the plain path.
 """
 
-import os
-
 import triton
 import triton.language as tl
 
-WIDEN_OPERANDS = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
+from gristmill.kernels.interpreter import interpreting
+
+WIDEN_OPERANDS = tl.constexpr(interpreting())
 
 
 @triton.jit

@@ -1,13 +1,13 @@
 """Launch helpers for the fused kernels: where they may run (CUDA, or the CPU interpreter) and grid sizing."""
 
-import os
-
 import torch
+
+from gristmill.kernels.interpreter import interpreting
 
 
 def check_triton_device(op: str, *tensors: torch.Tensor) -> None:
     """Raises ValueError before a launch Triton would reject, pointing CPU users at the reference."""
-    if os.environ.get("TRITON_INTERPRET") == "1":
+    if interpreting():
         return
     for tensor in tensors:
         if tensor.device.type != "cuda":

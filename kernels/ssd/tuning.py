@@ -4,16 +4,16 @@ Under TRITON_INTERPRET=1 the CPU interpreter would time every candidate, so it g
 blocks of 16 tokens split even the tests' small chunks into several blocks.
 """
 
-import os
-
 import triton
+
+from gristmill.kernels.interpreter import interpreting
 
 INTERPRETER_BLOCK = 16
 
 
 def candidates(*options: tuple[dict[str, int], int, int]) -> list[triton.Config]:
     """`options` are (block sizes, num_warps, num_stages) for the GPU."""
-    if os.environ.get("TRITON_INTERPRET") == "1":
+    if interpreting():
         meta = {name: INTERPRETER_BLOCK for name in options[0][0]}
         return [triton.Config(meta, num_warps=4, num_stages=1)]
     return [triton.Config(dict(meta), num_warps=warps, num_stages=stages) for meta, warps, stages in options]
