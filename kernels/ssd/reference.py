@@ -77,7 +77,8 @@ def ssd_chunked_reference(
 
     A document start resets the state by taking `_RESET_LOG_DECAY` as its log decay. Sums of log decays are
     always taken directly over their range, never as a difference of prefix sums, so a reset never cancels
-    against itself and in-document decays keep full precision. Materializes `[chunks, H, L, L]` decays.
+    against itself and in-document decays keep full precision. Materializes `[chunks, H, L, L]` and
+    `[H, chunks, chunks]` decays.
     """
     check_ssd_inputs(x, dt, A, B, C, D, cu_seqlens, chunk_size, None)
     total, heads, head_dim = x.shape
@@ -107,14 +108,13 @@ def ssd_chunked_reference(
 
     to_end = torch.exp(sums[..., -1, :]) * dt_by_head  # [c, H, Q]: sum(la[j+1:]), from j to the chunk's end
     chunk_states = torch.einsum("cjhn,cjhp->chpn", Bc, xc * to_end.transpose(1, 2)[..., None])
-    chunk_decay = torch.exp(la.sum(-1))  # [c, H]
-    state = torch.zeros_like(chunk_states[0])
-    entering = []
-    for c in range(chunks):
-        entering.append(state)
-        state = chunk_decay[c, :, None, None] * state + chunk_states[c]
+    # the state entering chunk i + 1: each chunk j <= i's own state, decayed over chunks j + 1 .. i; one einsum
+    # instead of a loop over chunks, so a compiled graph does not grow with the number of chunks
+    between = torch.exp(_segment_sums(la.sum(-1).transpose(0, 1)))  # [H, c(i), c(j)]
+    entering = torch.einsum("hij,jhpn->ihpn", between[:, :-1], chunk_states)
+    entering = F.pad(entering, (0, 0, 0, 0, 0, 0, 1, 0))  # nothing enters the first chunk
     from_start = torch.exp(la[..., :1] + sums[..., :, 0])  # [c, H, Q]: sum(la[:i+1])
-    y = y + torch.einsum("cihn,chpn->cihp", Cc, torch.stack(entering)) * from_start.transpose(1, 2)[..., None]
+    y = y + torch.einsum("cihn,chpn->cihp", Cc, entering) * from_start.transpose(1, 2)[..., None]
 
     y = y.reshape(chunks * chunk_size, heads, head_dim)[:total]
     if D is not None:
