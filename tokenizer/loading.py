@@ -1,7 +1,6 @@
 """A tokenizer.json loaded once per process, and the encoder the tokenize stage runs it with."""
 
 import functools
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -57,7 +56,7 @@ def _load_encoder(path: str, mtime_ns: int, size: int, choice: EncoderChoice) ->
     if choice == "tokenizers":
         return tokenizers_encoder(tokenizer), "tokenizers"
     try:
-        encoding = tiktoken_encoding(json.loads(Path(path).read_text(encoding="utf-8")), tokenizer)
+        encoding = tiktoken_encoding(tokenizer)
     except NotEquivalentError as why:
         if choice == "tiktoken":
             raise UserError(f"encoder tiktoken cannot encode {path} as tokenizers does: {why}") from None

@@ -9,6 +9,7 @@ order), every byte in the vocabulary, and only special added tokens (which the s
 together) with both and requires identical ids.
 """
 
+import json
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -102,13 +103,14 @@ def probe_texts(ranks: dict[bytes, int]) -> list[str]:
     return [text.decode("utf-8", errors="replace") for text in entries + runs]
 
 
-def tiktoken_encoding(spec: dict[str, Any], tokenizer: "Tokenizer") -> "tiktoken.Encoding":
-    """tiktoken's encoder for the tokenizer.json `spec` (already loaded as `tokenizer`, set to encode special
-    tokens as text); raises NotEquivalentError if it would give other ids."""
+def tiktoken_encoding(tokenizer: "Tokenizer") -> "tiktoken.Encoding":
+    """tiktoken's encoder for `tokenizer` (set to encode special tokens as text), read from the tokenizer's own
+    serialization; raises NotEquivalentError if it would give other ids."""
     try:
         import tiktoken
     except ImportError:
         raise NotEquivalentError("tiktoken is not installed (pip install tiktoken)") from None
+    spec = json.loads(tokenizer.to_str())
     ranks = mergeable_ranks(spec)
     encoding = tiktoken.Encoding("gristmill", pat_str=split_pattern(spec.get("pre_tokenizer")),
                                  mergeable_ranks=ranks, special_tokens={})

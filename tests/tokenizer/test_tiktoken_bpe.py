@@ -13,10 +13,10 @@ from tokenizer_testdata import SAMPLE_CORPUS, random_texts
 from test_tokenize_stage import dataset_files, texts_by_id, tokenize
 
 
-def loaded(path: Path) -> tuple[dict, Tokenizer]:
+def loaded(path: Path) -> Tokenizer:
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.encode_special_tokens = True
-    return json.loads(path.read_text()), tokenizer
+    return tokenizer
 
 
 def saved(tokenizer: Tokenizer, path: Path) -> Path:
@@ -31,22 +31,22 @@ def reference_ids(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
 @pytest.mark.parametrize("threads", [1, 3])
 def test_ids_equal_tokenizers_ids(tokenizer_file: Path, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAYON_NUM_THREADS", str(threads))
-    spec, tokenizer = loaded(tokenizer_file)
+    tokenizer = loaded(tokenizer_file)
     texts = random_texts(np.random.default_rng(), 200) + ["", " ", "x" * 50_000]
     texts += list(texts_by_id(SAMPLE_CORPUS).values())[:300]
-    assert tiktoken_encoder(tiktoken_encoding(spec, tokenizer))(texts) == reference_ids(tokenizer, texts)
+    assert tiktoken_encoder(tiktoken_encoding(tokenizer))(texts) == reference_ids(tokenizer, texts)
 
 
 def test_a_split_regex_before_byte_level_is_read(tokenizer_file: Path, tmp_path: Path) -> None:
     """The layout of newer byte-level tokenizers: the split is its own step and ByteLevel does no regex."""
-    _, tokenizer = loaded(tokenizer_file)
+    tokenizer = loaded(tokenizer_file)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(GPT2_SPLIT), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
-    spec, tokenizer = loaded(saved(tokenizer, tmp_path / "split.json"))
+    tokenizer = loaded(saved(tokenizer, tmp_path / "split.json"))
     texts = random_texts(np.random.default_rng(), 100)
-    assert tiktoken_encoder(tiktoken_encoding(spec, tokenizer))(texts) == reference_ids(tokenizer, texts)
+    assert tiktoken_encoder(tiktoken_encoding(tokenizer))(texts) == reference_ids(tokenizer, texts)
 
 
 def with_unmerged_entry(spec: dict) -> dict:
@@ -77,13 +77,12 @@ def test_tokenizers_tiktoken_would_encode_otherwise_are_refused(tokenizer_file: 
     spec = change(json.loads(tokenizer_file.read_text()))
     path = tmp_path / "changed.json"
     path.write_text(json.dumps(spec))
-    _, tokenizer = loaded(path)
     with pytest.raises(NotEquivalentError, match=reason):
-        tiktoken_encoding(spec, tokenizer)
+        tiktoken_encoding(loaded(path))
 
 
 def test_auto_falls_back_and_a_forced_tiktoken_names_why(tokenizer_file: Path, tmp_path: Path) -> None:
-    _, tokenizer = loaded(tokenizer_file)
+    tokenizer = loaded(tokenizer_file)
     tokenizer.normalizer = normalizers.NFKC()
     path = saved(tokenizer, tmp_path / "normalized.json")
     assert load_encoder(str(tokenizer_file), "auto")[1] == "tiktoken"
@@ -93,11 +92,10 @@ def test_auto_falls_back_and_a_forced_tiktoken_names_why(tokenizer_file: Path, t
 
 
 def test_non_special_added_tokens_are_refused(tokenizer_file: Path, tmp_path: Path) -> None:
-    _, tokenizer = loaded(tokenizer_file)
+    tokenizer = loaded(tokenizer_file)
     tokenizer.add_tokens([AddedToken("gristmill", special=False)])
-    spec, tokenizer = loaded(saved(tokenizer, tmp_path / "added.json"))
     with pytest.raises(NotEquivalentError, match="non-special added tokens"):
-        tiktoken_encoding(spec, tokenizer)
+        tiktoken_encoding(loaded(saved(tokenizer, tmp_path / "added.json")))
 
 
 def test_both_encoders_write_identical_datasets(tmp_path: Path, tokenizer_file: Path, small_corpus: Path) -> None:
