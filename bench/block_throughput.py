@@ -85,7 +85,7 @@ def fwd_bwd_step(block: nn.Module, x: torch.Tensor, segments: Segments, dy: torc
 
     def step() -> tuple[torch.Tensor, ...]:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = block(x, segments)
+            out, _ = block(x, None, segments)
         return torch.autograd.grad(out, leaves, dy)
 
     return step

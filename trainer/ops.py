@@ -15,10 +15,11 @@ from gristmill.kernels.fused import apply_rope as apply_rope_kernel
 from gristmill.kernels.fused import linear_cross_entropy as linear_cross_entropy_kernel
 from gristmill.kernels.fused import rms_norm as rms_norm_kernel
 from gristmill.kernels.fused import swiglu as swiglu_kernel
+from gristmill.kernels.fused import swiglu_halves as swiglu_halves_kernel
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.rope.reference import apply_rope_reference
-from gristmill.kernels.fused.swiglu.reference import swiglu_reference
+from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference, swiglu_reference
 from gristmill.kernels.ssd import causal_conv1d as causal_conv1d_kernel
 from gristmill.kernels.ssd import ssd_scan as ssd_scan_kernel
 from gristmill.kernels.ssd.conv1d_reference import causal_conv1d_reference
@@ -37,6 +38,7 @@ ssd_scan_kernel = _opaque_to_compile(ssd_scan_kernel)
 causal_conv1d_kernel = _opaque_to_compile(causal_conv1d_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_kernel = _opaque_to_compile(swiglu_kernel)
+swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
 apply_rope_kernel = _opaque_to_compile(apply_rope_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 
@@ -88,16 +90,26 @@ def causal_conv1d(
     return causal_conv1d_reference(x, weight, bias, cu_seqlens=cu_seqlens, activation="silu")
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """norm(x), or with `residual` (norm(x + residual), x + residual) from one pass over each row."""
     if _on_kernel(x):
-        return rms_norm_kernel(x, weight, eps)
-    return rms_norm_reference(x, weight, eps)
+        return rms_norm_kernel(x, weight, eps, residual)
+    return rms_norm_reference(x, weight, eps, residual)
 
 
 def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     if _on_kernel(gate):
         return swiglu_kernel(gate, up)
     return swiglu_reference(gate, up)
+
+
+def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
+    """silu(first half) * second half of the last dim: the MLP's one gate+up projection."""
+    if _on_kernel(gate_up):
+        return swiglu_halves_kernel(gate_up)
+    return swiglu_halves_reference(gate_up)
 
 
 def apply_rope(

@@ -3,7 +3,7 @@
 from gristmill.kernels.fused.linear_cross_entropy import linear_cross_entropy, linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm import rms_norm, rms_norm_reference
 from gristmill.kernels.fused.rope import apply_rope, apply_rope_reference
-from gristmill.kernels.fused.swiglu import swiglu, swiglu_reference
+from gristmill.kernels.fused.swiglu import swiglu, swiglu_halves, swiglu_halves_reference, swiglu_reference
 
 __all__ = [
     "apply_rope",
@@ -13,5 +13,7 @@ __all__ = [
     "rms_norm",
     "rms_norm_reference",
     "swiglu",
+    "swiglu_halves",
+    "swiglu_halves_reference",
     "swiglu_reference",
 ]

@@ -80,6 +80,42 @@ def test_apply_rope_on_slices_of_fused_qkv() -> None:
     assert_close("dqkv", grad, grad_ref, 1e-5)
 
 
+def _graph_node_names(tensor: torch.Tensor) -> set[str]:
+    names, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and type(node).__name__ not in names:
+            names.add(type(node).__name__)
+            stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def test_apply_rope_on_views_of_projections_rotates_through_their_bases() -> None:
+    """q = proj(x).view(T, H, D), as the model calls it: rotated in place, with no CopySlices in the graph
+    (which would copy the projection's whole gradient several times in the backward)."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    n_tokens, n_q_heads, n_kv_heads, head_dim = 9, 4, 2, 8
+    positions = _positions([4, 5])
+    q_proj = torch.randn(n_tokens, n_q_heads * head_dim, device=DEVICE, requires_grad=True)
+    k_proj = torch.randn(n_tokens, n_kv_heads * head_dim, device=DEVICE, requires_grad=True)
+    q, k = (q_proj * 1.0).view(n_tokens, n_q_heads, head_dim), (k_proj * 1.0).view(n_tokens, n_kv_heads, head_dim)
+    q_out, k_out = apply_rope(q, k, positions)
+    assert q_out.data_ptr() == q.data_ptr() and k_out.data_ptr() == k.data_ptr(), "not in place"
+    assert "CopySlices" not in _graph_node_names(q_out) | _graph_node_names(k_out)
+
+    refs = [t.detach().double().requires_grad_() for t in (q_proj, k_proj)]
+    q_ref, k_ref = apply_rope_reference(
+        refs[0].view(n_tokens, n_q_heads, head_dim), refs[1].view(n_tokens, n_kv_heads, head_dim), positions
+    )
+    assert_close("q", q_out, q_ref, 1e-5)
+    assert_close("k", k_out, k_ref, 1e-5)
+    dq, dk = torch.randn_like(q_out), torch.randn_like(k_out)
+    grads = torch.autograd.grad((q_out, k_out), (q_proj, k_proj), (dq, dk))
+    ref_grads = torch.autograd.grad((q_ref, k_ref), refs, (dq.double(), dk.double()))
+    for name, grad, ref in zip(["dq", "dk"], grads, ref_grads):
+        assert_close(name, grad, ref, 1e-5)
+
+
 def test_apply_rope_rejects_odd_head_dim() -> None:
     with pytest.raises(ValueError, match="even"):
         apply_rope(torch.randn(3, 2, 5, device=DEVICE), torch.randn(3, 1, 5, device=DEVICE), torch.arange(3))

@@ -1,4 +1,4 @@
-"""SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+"""SwiGLU feed-forward: down(silu(gate(x)) * up(x)), gate and up as one projection."""
 
 import torch
 from torch import nn
@@ -9,9 +9,8 @@ from gristmill.trainer import ops
 class SwiGLU(nn.Module):
     def __init__(self, d_model: int, hidden: int) -> None:
         super().__init__()
-        self.gate = nn.Linear(d_model, hidden, bias=False)
-        self.up = nn.Linear(d_model, hidden, bias=False)
+        self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)  # output [gate | up]
         self.down = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(ops.swiglu(self.gate(x), self.up(x)))
+        return self.down(ops.swiglu_halves(self.gate_up(x)))

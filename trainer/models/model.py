@@ -17,6 +17,9 @@ IGNORE_INDEX = -100
 
 
 class AttentionBlock(nn.Module):
+    """Pre-norm attention and MLP. Takes and returns (delta, stream): the residual stream is summed inside
+    the next norm (`RMSNorm`), so a block adds its output to the stream without a kernel of its own."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
@@ -24,19 +27,27 @@ class AttentionBlock(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_hidden)
 
-    def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), segments)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(
+        self, delta: torch.Tensor, stream: torch.Tensor | None, segments: Segments
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, stream = self.attn_norm(delta, stream)
+        h, stream = self.mlp_norm(self.attn(h, segments), stream)
+        return self.mlp(h), stream
 
 
 class MambaBlock(nn.Module):
+    """Pre-norm Mamba2 mixer; (delta, stream) in and out like `AttentionBlock`."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mixer = Mamba2(cfg)
 
-    def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
-        return x + self.mixer(self.norm(x), segments)
+    def forward(
+        self, delta: torch.Tensor, stream: torch.Tensor | None, segments: Segments
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, stream = self.norm(delta, stream)
+        return self.mixer(h, segments), stream
 
 
 _BLOCKS = {"A": AttentionBlock, "M": MambaBlock}
@@ -70,9 +81,10 @@ class LanguageModel(nn.Module):
             # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream
             # would make every projection cast its input again and double the residual adds' memory traffic.
             x = x.to(torch.get_autocast_dtype(x.device.type))
+        stream = None
         for layer in self.layers:
-            x = layer(x, segments)
-        x = self.norm(x)
+            x, stream = layer(x, stream, segments)
+        x, _ = self.norm(x, stream)
         head = self.embed.weight if self.output is None else self.output.weight
         return ops.linear_cross_entropy(
             x, head, labels.reshape(-1), ignore_index=IGNORE_INDEX, z_loss=self.cfg.z_loss

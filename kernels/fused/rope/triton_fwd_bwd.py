@@ -42,23 +42,34 @@ def rope_rotate(
 
 
 class RoPEFn(torch.autograd.Function):
-    """Rotates one tensor in place: q and k go through separately, since autograd lets a Function
-    modify a view in place only when it returns that one tensor (q, k are often slices of qkv)."""
+    """Rotates one tensor in place, seen as `[T, H, D]`: q and k go through separately, since autograd lets a
+    Function modify a view in place only when it returns that one tensor (q, k are often slices of qkv)."""
 
     @staticmethod
-    def forward(ctx, x, cos, sin):
-        rope_rotate(x, x, cos, sin, inverse=False)
+    def forward(ctx, x, cos, sin, heads_shape):
+        rope_rotate(x.view(heads_shape), x.view(heads_shape), cos, sin, inverse=False)
         ctx.mark_dirty(x)
         ctx.save_for_backward(cos, sin)
+        ctx.heads_shape, ctx.shape = heads_shape, x.shape
         return x
 
     @staticmethod
     def backward(ctx, dy):
         cos, sin = ctx.saved_tensors
-        dy = dy if dy.stride(-1) == 1 else dy.contiguous()
+        dy = (dy if dy.stride(-1) == 1 else dy.contiguous()).view(ctx.heads_shape)
         dx = torch.empty_like(dy)
         rope_rotate(dy, dx, cos, sin, inverse=True)
-        return dx, None, None
+        return dx.view(ctx.shape), None, None, None
+
+
+def _rotate_in_place(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """A view spanning all of its contiguous base (`linear(x).view(T, H, D)`) is rotated through the base:
+    an in-place Function on a view makes autograd rebuild the base's gradient (zero-fill, clone and two
+    copies of it per call in the backward), which cost more than the rotation itself."""
+    base = x._base
+    if base is not None and x.is_contiguous() and base.is_contiguous() and base.numel() == x.numel():
+        return RoPEFn.apply(base, cos, sin, x.shape).view(x.shape)
+    return RoPEFn.apply(x, cos, sin, x.shape)
 
 
 def apply_rope(
@@ -87,4 +98,4 @@ def apply_rope(
         )
     check_triton_device("apply_rope", q, k, position_ids)
     cos, sin = rope_cos_sin(position_ids, q.shape[-1], theta)
-    return RoPEFn.apply(q, cos, sin), RoPEFn.apply(k, cos, sin)
+    return _rotate_in_place(q, cos, sin), _rotate_in_place(k, cos, sin)
