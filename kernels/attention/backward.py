@@ -12,6 +12,8 @@ Through pointers separate loops stay faster: only the query tiles at the diagona
 document end take the mask and bounds checks.
 """
 
+from collections.abc import Callable
+
 import torch
 import triton
 import triton.language as tl
@@ -21,13 +23,15 @@ from gristmill.kernels.attention.descriptors import (
     descriptors_usable,
     head_rows,
     row_statistics,
-    set_query_blocks,
+    sized_blocks,
     statistic_rows,
     statistics_start,
 )
 from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
-from gristmill.kernels.attention.tiles import document_span, load_rows, tile_dot
+from gristmill.kernels.attention.tiles import document_span, load_head_tile, load_rows, paired_tiles, tile_dot
+
+DQ_FORCE_POINTERS = False  # sweep switch (temporary)
 
 
 @triton.jit
@@ -54,16 +58,14 @@ def _attention_bwd_key_tiles(
         head = first_head + member
         first_row = start + (step - member * tiles_per_head) * BLOCK_M
         rows = first_row + tl.arange(0, BLOCK_M)
+        q_tile = load_head_tile(q, doc_start, first_row, head, stride_qt, stride_qh, seqlen, BLOCK_M, HEAD_DIM, MASKED,
+                                DESCRIPTORS)  # [BM, D]
+        do_tile = load_head_tile(do, doc_start, first_row, head, stride_dot, stride_doh, seqlen, BLOCK_M, HEAD_DIM,
+                                 MASKED, DESCRIPTORS)  # [BM, D]
         if DESCRIPTORS:
-            packed_row = (doc_start + first_row).to(tl.int32)
-            q_tile = q.load([packed_row, head * HEAD_DIM])  # [BM, D]
-            do_tile = do.load([packed_row, head * HEAD_DIM])  # [BM, D]
             lse_row = lse.load([head, stat_start + first_row]).reshape([BLOCK_M])
             delta_row = delta.load([head, stat_start + first_row]).reshape([BLOCK_M])
         else:
-            q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, MASKED)
-            do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM,
-                                MASKED)
             stat_offset = tl.multiple_of(head * stride_lse_h + stat_start, 4)
             lse_row = load_statistics(lse + stat_offset, rows, seqlen, MASKED)
             delta_row = load_statistics(delta + stat_offset, rows, seqlen, MASKED)
@@ -80,27 +82,20 @@ def _attention_bwd_key_tiles(
     return dk_acc, dv_acc
 
 
-@triton.autotune(configs=key_grad_configs(set_query_blocks), key=AUTOTUNE_KEY + ["DESCRIPTORS"])
-@triton.jit(do_not_specialize=["window", "stride_lse_h"])
-def _attention_bwd_dkdv_kernel(
-    q, k, v, do, lse, delta, dk, dv, cu_seqlens,
+@triton.jit
+def _attention_bwd_key_tile(
+    q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen, n0, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
     stride_dkt, stride_dkh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """q, do, lse and delta are tensor descriptors when DESCRIPTORS, else pointers."""
-    kv_head = tl.program_id(2)
-    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
-    n0 = tl.program_id(0) * BLOCK_N  # first keys see the most queries: launched first
-    if n0 >= seqlen:
-        return
+    """dk and dv of keys [n0, n0 + BLOCK_N) of one kv head, summed over its q-head group."""
     cols = n0 + tl.arange(0, BLOCK_N)
     k_tile = load_rows(k + doc_start * stride_kt + kv_head * stride_kh, stride_kt, cols, seqlen, HEAD_DIM, True)
     v_tile = load_rows(v + doc_start * stride_vt + kv_head * stride_vh, stride_vt, cols, seqlen, HEAD_DIM, True)
     first_head = kv_head * group
-    stat_start = tl.multiple_of(statistics_start(doc_start, tl.program_id(1)).to(tl.int32), 4)
     dk_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     lo, mid_lo, mid_hi, hi = query_ranges(n0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
@@ -130,69 +125,143 @@ def _attention_bwd_dkdv_kernel(
     tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=cols[:, None] < seqlen)
 
 
+@triton.autotune(
+    configs=key_grad_configs(sized_blocks({"q": "BLOCK_M", "do": "BLOCK_M"}, {"lse": "BLOCK_M", "delta": "BLOCK_M"})),
+    key=AUTOTUNE_KEY + ["DESCRIPTORS"],
+)
+@triton.jit(do_not_specialize=["window", "stride_lse_h"])
+def _attention_bwd_dkdv_kernel(
+    q, k, v, do, lse, delta, dk, dv, cu_seqlens,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
+    stride_dkt, stride_dkh, stride_lse_h,
+    softmax_scale, qk_scale, window, group,
+    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FOLD: tl.constexpr,
+):
+    """One program per (pair of key tiles, document, kv head); q, do, lse and delta are tensor descriptors when
+    DESCRIPTORS, else pointers."""
+    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
+    stat_start = tl.multiple_of(statistics_start(doc_start, tl.program_id(1)).to(tl.int32), 4)
+    if FOLD:
+        mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_N)
+        for step in range(count):
+            _attention_bwd_key_tile(
+                q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen,
+                tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, tl.program_id(2),
+                stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
+                stride_dkt, stride_dkh, stride_lse_h, softmax_scale, qk_scale, window, group,
+                HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+            )
+    else:
+        n0 = tl.program_id(0) * BLOCK_N  # first keys see the most queries: launched first
+        if n0 >= seqlen:
+            return
+        _attention_bwd_key_tile(
+            q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen, n0, tl.program_id(2),
+            stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
+            stride_dkt, stride_dkh, stride_lse_h, softmax_scale, qk_scale, window, group,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+        )
+
+
 @triton.jit
 def _attention_bwd_query_tiles(
-    dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k_base, v_base, stride_kt, stride_vt,
-    start, end, seqlen, window, qk_scale,
+    dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt,
+    stride_vh, start, end, seqlen, window, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    MASKED: tl.constexpr,
+    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
 ):
     for n0 in range(start, end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        k_tile = load_rows(k_base, stride_kt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
-        v_tile = load_rows(v_base, stride_vt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
+        k_tile = load_head_tile(k, doc_start, n0, kv_head, stride_kt, stride_kh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
+                                DESCRIPTORS)  # [BN, D]
+        v_tile = load_head_tile(v, doc_start, n0, kv_head, stride_vt, stride_vh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
+                                DESCRIPTORS)  # [BN, D]
         qk = tile_dot(q_tile, tl.trans(k_tile))  # [BM, BN]
         dp = tile_dot(do_tile, tl.trans(v_tile))  # [BM, BN]
         p = tl.math.exp2(qk * qk_scale - lse_row[:, None])
         if MASKED:
+            # keys past the document end are hidden here too (through a descriptor they are the next document's)
             p = tl.where(visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW), p, 0.0)
         ds = p * (dp - delta_row[:, None])
         dq_acc = tile_dot(ds.to(k_tile.dtype), k_tile, dq_acc)
     return dq_acc
 
 
-@triton.autotune(configs=query_grad_configs(), key=AUTOTUNE_KEY)
+@triton.jit
+def _attention_bwd_query_tile(
+    q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen, m0, head, kv_head,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
+    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h,
+    softmax_scale, qk_scale, window,
+    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """dq and delta of queries [m0, m0 + BLOCK_M) of one q head."""
+    rows = m0 + tl.arange(0, BLOCK_M)
+    q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
+    do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
+    o_tile = load_rows(o + doc_start * stride_ot + head * stride_oh, stride_ot, rows, seqlen, HEAD_DIM, True)
+    delta_row = tl.sum(o_tile.to(tl.float32) * do_tile.to(tl.float32), 1)
+    tl.store(delta + head * stride_lse_h + stat_start + rows, delta_row, mask=rows < seqlen)
+    lse_row = tl.load(lse + head * stride_lse_h + stat_start + rows, mask=rows < seqlen, other=0.0)
+    dq_acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    lo, mid_lo, mid_hi, hi = key_ranges(m0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
+    dq_acc = _attention_bwd_query_tiles(
+        dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh,
+        stride_vt, stride_vh, lo, mid_lo, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW,
+        MASKED=True, DESCRIPTORS=DESCRIPTORS,
+    )
+    dq_acc = _attention_bwd_query_tiles(
+        dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh,
+        stride_vt, stride_vh, mid_lo, mid_hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW,
+        MASKED=False, DESCRIPTORS=DESCRIPTORS,
+    )
+    dq_acc = _attention_bwd_query_tiles(
+        dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh,
+        stride_vt, stride_vh, mid_hi, hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW,
+        MASKED=True, DESCRIPTORS=DESCRIPTORS,
+    )
+    dq_ptrs = dq + (doc_start + rows[:, None]) * stride_dqt + head * stride_dqh + tl.arange(0, HEAD_DIM)[None, :]
+    tl.store(dq_ptrs, (dq_acc * softmax_scale).to(dq.dtype.element_ty), mask=rows[:, None] < seqlen)
+
+
+@triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"}, {})),
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
     q, k, v, o, do, lse, delta, dq, cu_seqlens,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
     stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
-    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FOLD: tl.constexpr,
 ):
+    """One program per (pair of query tiles, document, q head); k and v are tensor descriptors when
+    DESCRIPTORS, else pointers."""
     head = tl.program_id(2)
     doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
-    m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
-    if m0 >= seqlen:
-        return
-    kv_head = head // group
-    rows = m0 + tl.arange(0, BLOCK_M)
-    q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
-    do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
-    o_tile = load_rows(o + doc_start * stride_ot + head * stride_oh, stride_ot, rows, seqlen, HEAD_DIM, True)
-    delta_row = tl.sum(o_tile.to(tl.float32) * do_tile.to(tl.float32), 1)
     stat_start = statistics_start(doc_start, tl.program_id(1))
-    tl.store(delta + head * stride_lse_h + stat_start + rows, delta_row, mask=rows < seqlen)
-    lse_row = tl.load(lse + head * stride_lse_h + stat_start + rows, mask=rows < seqlen, other=0.0)
-    k_base = k + doc_start * stride_kt + kv_head * stride_kh
-    v_base = v + doc_start * stride_vt + kv_head * stride_vh
-    dq_acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    lo, mid_lo, mid_hi, hi = key_ranges(m0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
-    dq_acc = _attention_bwd_query_tiles(
-        dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k_base, v_base, stride_kt, stride_vt,
-        lo, mid_lo, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
-    )
-    dq_acc = _attention_bwd_query_tiles(
-        dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k_base, v_base, stride_kt, stride_vt,
-        mid_lo, mid_hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=False,
-    )
-    dq_acc = _attention_bwd_query_tiles(
-        dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k_base, v_base, stride_kt, stride_vt,
-        mid_hi, hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
-    )
-    dq_ptrs = dq + (doc_start + rows[:, None]) * stride_dqt + head * stride_dqh + tl.arange(0, HEAD_DIM)[None, :]
-    tl.store(dq_ptrs, (dq_acc * softmax_scale).to(dq.dtype.element_ty), mask=rows[:, None] < seqlen)
+    if FOLD:
+        mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
+        for step in range(count):
+            _attention_bwd_query_tile(
+                q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,
+                tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M, head, head // group,
+                stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
+                stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, softmax_scale, qk_scale, window,
+                HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+            )
+    else:
+        m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
+        if m0 >= seqlen:
+            return
+        _attention_bwd_query_tile(
+            q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen, m0, head, head // group,
+            stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
+            stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, softmax_scale, qk_scale, window,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+        )
 
 
 def attention_backward(
@@ -222,16 +291,28 @@ def attention_backward(
     scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                      do.stride(0), do.stride(1))
-    _attention_bwd_dq_kernel[lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_M"]), num_docs, heads_q)](
-        q, k, v, out, do, lse, delta, dq, cu_seqlens, *input_strides, out.stride(0), out.stride(1),
-        dq.stride(0), dq.stride(1), lse.stride(0), *scalars, **flags,
+
+    def grid(block: str, heads: int) -> Callable[[dict], tuple[int, int, int]]:
+        def size(meta: dict) -> tuple[int, int, int]:
+            tiles = triton.cdiv(max_seqlen, meta[block])
+            return triton.cdiv(tiles, 2) if meta["FOLD"] else tiles, num_docs, heads
+
+        return size
+
+    key_sources = (k, v)
+    dq_descriptors = descriptors_usable(*key_sources) and not DQ_FORCE_POINTERS
+    if dq_descriptors:
+        key_sources = tuple(head_rows(x) for x in key_sources)
+    _attention_bwd_dq_kernel[grid("BLOCK_M", heads_q)](
+        q, *key_sources, out, do, lse, delta, dq, cu_seqlens, *input_strides, out.stride(0), out.stride(1),
+        dq.stride(0), dq.stride(1), lse.stride(0), *scalars, **flags, DESCRIPTORS=dq_descriptors,
     )
     query_sources = (q, do, lse, delta)
     use_descriptors = descriptors_usable(*query_sources)
     if use_descriptors:
         query_sources = (head_rows(q), head_rows(do), statistic_rows(lse), statistic_rows(delta))
     q_src, do_src, lse_src, delta_src = query_sources
-    _attention_bwd_dkdv_kernel[lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_N"]), num_docs, heads_kv)](
+    _attention_bwd_dkdv_kernel[grid("BLOCK_N", heads_kv)](
         q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, *input_strides, dk.stride(0), dk.stride(1),
         lse.stride(0), *scalars, **flags, DESCRIPTORS=use_descriptors,
     )

@@ -19,20 +19,21 @@ def _configs(
     tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None] | None = None
 ) -> list[triton.Config]:
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages, pre_hook=pre_hook)
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "FOLD": True}, num_warps=warps, num_stages=stages,
+                      pre_hook=pre_hook)
         for bm, bn, warps, stages in tiles
     ]
 
 
-def forward_configs() -> list[triton.Config]:
-    """BLOCK_M queries per program, BLOCK_N keys per step."""
+def forward_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
+    """BLOCK_M queries per tile, BLOCK_N keys per step; `pre_hook` sizes the q, k, v descriptors to the tile."""
     if interpreting():
-        return _configs([(32, 16, 4, 1)])
-    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2)])
+        return _configs([(32, 16, 4, 1)], pre_hook)
+    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2)], pre_hook)
 
 
 def key_grad_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
-    """BLOCK_N keys per program (dk, dv accumulate in registers), BLOCK_M queries per step; `pre_hook` sizes
+    """BLOCK_N keys per tile (dk, dv accumulate in registers), BLOCK_M queries per step; `pre_hook` sizes
     the query-tile descriptors to BLOCK_M. 64x64 w4 s2 was the fastest through descriptors, 64x128 w8 s2
     through pointers (H100, 2k and 8k)."""
     if interpreting():
@@ -40,8 +41,9 @@ def key_grad_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
     return _configs([(64, 64, 4, 2), (32, 64, 4, 3), (64, 128, 8, 2)], pre_hook)
 
 
-def query_grad_configs() -> list[triton.Config]:
-    """BLOCK_M queries per program (dq accumulates in registers), BLOCK_N keys per step."""
+def query_grad_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
+    """BLOCK_M queries per tile (dq accumulates in registers), BLOCK_N keys per step; `pre_hook` sizes the k, v
+    descriptors to the tile."""
     if interpreting():
-        return _configs([(32, 16, 4, 1)])
-    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)])
+        return _configs([(32, 16, 4, 1)], pre_hook)
+    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)], pre_hook)

@@ -13,6 +13,8 @@ bytes along its innermost dimension, which a document's first token in a `[H, T]
 lse and delta keep each document's values from a 4-element boundary on (`row_statistics`, `statistics_start`).
 """
 
+from collections.abc import Callable
+
 import torch
 import triton
 import triton.language as tl  # noqa: F401  (triton.jit needs it visible in the module)
@@ -58,7 +60,7 @@ def descriptors_usable(*tensors: torch.Tensor) -> bool:
 
 
 def head_rows(x: torch.Tensor) -> "TensorDescriptor":
-    """`[T, H, D]` as a `[T, H*D]` descriptor; its block shape is set per autotune config (set_query_blocks)."""
+    """`[T, H, D]` as a `[T, H*D]` descriptor; its block shape is set per autotune config (sized_blocks)."""
     total, heads, head_dim = x.shape
     return TensorDescriptor(x, [total, heads * head_dim], [x.stride(0), 1], [16, head_dim])
 
@@ -68,14 +70,16 @@ def statistic_rows(x: torch.Tensor) -> "TensorDescriptor":
     return TensorDescriptor(x, list(x.shape), [x.stride(0), 1], [1, 16])
 
 
-def set_query_blocks(nargs: dict) -> None:
-    """Autotune pre-hook: size the descriptors' blocks to the config's query tile (pointers pass untouched)."""
-    if TensorDescriptor is None:
-        return
-    block_m = nargs["BLOCK_M"]
-    for name in ("q", "do"):
-        if isinstance(nargs[name], TensorDescriptor):
-            nargs[name].block_shape = [block_m, nargs["HEAD_DIM"]]
-    for name in ("lse", "delta"):
-        if isinstance(nargs[name], TensorDescriptor):
-            nargs[name].block_shape = [1, block_m]
+def sized_blocks(head_tiles: dict[str, str], statistic_tiles: dict[str, str]) -> Callable[[dict], None]:
+    """Autotune pre-hook sizing each named descriptor's block to the config's tile: `{"q": "BLOCK_M"}` gives q
+    `[BLOCK_M, HEAD_DIM]` blocks, a statistic `[1, BLOCK_M]` ones. Arguments passed as pointers stay untouched."""
+
+    def set_blocks(nargs: dict) -> None:
+        for name, block in head_tiles.items():
+            if TensorDescriptor is not None and isinstance(nargs[name], TensorDescriptor):
+                nargs[name].block_shape = [nargs[block], nargs["HEAD_DIM"]]
+        for name, block in statistic_tiles.items():
+            if TensorDescriptor is not None and isinstance(nargs[name], TensorDescriptor):
+                nargs[name].block_shape = [1, nargs[block]]
+
+    return set_blocks

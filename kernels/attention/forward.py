@@ -5,25 +5,36 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.attention.configs import AUTOTUNE_KEY, forward_configs
-from gristmill.kernels.attention.descriptors import row_statistics, statistics_start
+from gristmill.kernels.attention.descriptors import (
+    descriptors_usable,
+    head_rows,
+    row_statistics,
+    sized_blocks,
+    statistics_start,
+)
 from gristmill.kernels.attention.masking import key_ranges, visible
-from gristmill.kernels.attention.tiles import document_span, load_rows, tile_dot
+from gristmill.kernels.attention.tiles import document_span, load_head_tile, paired_tiles, tile_dot
 
 LOG2E = 1.4426950408889634
+FORCE_POINTERS = False  # sweep switch (temporary)
 
 
 @triton.jit
 def _attention_fwd_tiles(
-    acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, start, end, seqlen, window, qk_scale,
+    acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, start, end,
+    seqlen, window, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    MASKED: tl.constexpr,
+    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
 ):
     for n0 in range(start, end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        k_tile = load_rows(k_base, stride_kt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
-        v_tile = load_rows(v_base, stride_vt, cols, seqlen, HEAD_DIM, MASKED)  # [BN, D]
+        k_tile = load_head_tile(k, doc_start, n0, kv_head, stride_kt, stride_kh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
+                                DESCRIPTORS)  # [BN, D]
+        v_tile = load_head_tile(v, doc_start, n0, kv_head, stride_vt, stride_vh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
+                                DESCRIPTORS)  # [BN, D]
         scores = tile_dot(q_tile, tl.trans(k_tile))  # [BM, BN]
         if MASKED:
+            # keys past the document end are hidden here too (through a descriptor they are the next document's)
             ok = visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW)
             scores = tl.where(ok, scores * qk_scale, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(scores, 1))
@@ -46,46 +57,71 @@ def _attention_fwd_tiles(
     return acc, l_i, m_i
 
 
-@triton.autotune(configs=forward_configs(), key=AUTOTUNE_KEY)
-@triton.jit(do_not_specialize=["window", "stride_lse_h"])
-def _attention_fwd_kernel(
-    q, k, v, o, lse, cu_seqlens,
+@triton.jit
+def _attention_fwd_query_tile(
+    q, k, v, o, lse, doc_start, stat_start, seqlen, m0, head, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse_h,
-    qk_scale, window, group,
-    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    qk_scale, window,
+    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    head = tl.program_id(2)
-    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
-    m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
-    if m0 >= seqlen:
-        return
-    kv_head = head // group
+    """Output and lse of queries [m0, m0 + BLOCK_M) of one q head."""
     rows = m0 + tl.arange(0, BLOCK_M)
-    q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
-    k_base = k + doc_start * stride_kt + kv_head * stride_kh
-    v_base = v + doc_start * stride_vt + kv_head * stride_vh
-
+    q_tile = load_head_tile(q, doc_start, m0, head, stride_qt, stride_qh, seqlen, BLOCK_M, HEAD_DIM, True, DESCRIPTORS)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     lo, mid_lo, mid_hi, hi = key_ranges(m0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
     acc, l_i, m_i = _attention_fwd_tiles(
-        acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, lo, mid_lo, seqlen, window,
-        qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
+        acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, lo,
+        mid_lo, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
+        DESCRIPTORS=DESCRIPTORS,
     )
     acc, l_i, m_i = _attention_fwd_tiles(
-        acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, mid_lo, mid_hi, seqlen, window,
-        qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=False,
+        acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, mid_lo,
+        mid_hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=False,
+        DESCRIPTORS=DESCRIPTORS,
     )
     acc, l_i, m_i = _attention_fwd_tiles(
-        acc, l_i, m_i, q_tile, k_base, v_base, stride_kt, stride_vt, rows, mid_hi, hi, seqlen, window,
-        qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
+        acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, mid_hi,
+        hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     o_ptrs = o + (doc_start + rows[:, None]) * stride_ot + head * stride_oh + tl.arange(0, HEAD_DIM)[None, :]
     tl.store(o_ptrs, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=rows[:, None] < seqlen)
-    lse_start = statistics_start(doc_start, tl.program_id(1))
-    tl.store(lse + head * stride_lse_h + lse_start + rows, m_i + tl.math.log2(l_i), mask=rows < seqlen)
+    tl.store(lse + head * stride_lse_h + stat_start + rows, m_i + tl.math.log2(l_i), mask=rows < seqlen)
+
+
+@triton.autotune(configs=forward_configs(sized_blocks({"q": "BLOCK_M", "k": "BLOCK_N", "v": "BLOCK_N"}, {})),
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS"])
+@triton.jit(do_not_specialize=["window", "stride_lse_h"])
+def _attention_fwd_kernel(
+    q, k, v, o, lse, cu_seqlens,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse_h,
+    qk_scale, window, group,
+    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FOLD: tl.constexpr,
+):
+    """q, k and v are tensor descriptors when DESCRIPTORS, else pointers."""
+    head = tl.program_id(2)
+    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
+    stat_start = statistics_start(doc_start, tl.program_id(1))
+    if FOLD:
+        mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
+        for step in range(count):
+            _attention_fwd_query_tile(
+                q, k, v, o, lse, doc_start, stat_start, seqlen, tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M,
+                head, head // group, stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot,
+                stride_oh, stride_lse_h, qk_scale, window, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+            )
+    else:
+        m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
+        if m0 >= seqlen:
+            return
+        _attention_fwd_query_tile(
+            q, k, v, o, lse, doc_start, stat_start, seqlen, m0,
+            head, head // group, stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot,
+            stride_oh, stride_lse_h, qk_scale, window, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+        )
 
 
 def attention_forward(
@@ -107,13 +143,18 @@ def attention_forward(
         return out, lse
 
     def grid(meta: dict) -> tuple[int, int, int]:
-        return triton.cdiv(max_seqlen, meta["BLOCK_M"]), cu_seqlens.numel() - 1, heads_q
+        tiles = triton.cdiv(max_seqlen, meta["BLOCK_M"])
+        return triton.cdiv(tiles, 2) if meta["FOLD"] else tiles, cu_seqlens.numel() - 1, heads_q
 
+    sources = (q, k, v)
+    use_descriptors = descriptors_usable(*sources) and not FORCE_POINTERS
+    if use_descriptors:
+        sources = tuple(head_rows(x) for x in sources)
     _attention_fwd_kernel[grid](
-        q, k, v, out, lse, cu_seqlens,
+        *sources, out, lse, cu_seqlens,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         out.stride(0), out.stride(1), lse.stride(0),
         softmax_scale * LOG2E, window or 0, heads_q // k.shape[1],
-        HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None,
+        HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, DESCRIPTORS=use_descriptors,
     )
     return out, lse

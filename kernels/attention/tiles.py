@@ -1,4 +1,4 @@
-"""Tile primitives shared by the kernels: a document's span, row-tile loads, and tl.dot.
+"""Tile primitives shared by the kernels: a document's span, which tiles a program takes, row-tile loads, tl.dot.
 
 tile_dot works around Triton's CPU interpreter, which (seen in triton 3.9) multiplies the raw uint16 bit
 patterns of bfloat16 operands: there the operands are widened to fp32 first. bf16 and fp16 products are exact
@@ -22,6 +22,15 @@ def document_span(cu_seqlens, doc):
 
 
 @triton.jit
+def paired_tiles(program, seqlen, BLOCK: tl.constexpr):
+    """A program takes tiles `program` and `mirror` = tiles-1-program of a document; returns mirror and how many
+    of the two exist (2; 1 where they meet; 0 past the middle). Under a causal mask tile i of n costs about i
+    (queries) or n-i (keys) steps, so every pair costs the same: no long tile is left for the end of the launch."""
+    mirror = tl.cdiv(seqlen, BLOCK) - 1 - program
+    return mirror, tl.minimum(tl.maximum(mirror - program + 1, 0), 2)
+
+
+@triton.jit
 def load_rows(base, stride, rows, seqlen, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr):
     """[len(rows), HEAD_DIM] tile of a document's rows; rows past its end read as zero when MASKED."""
     ptrs = base + rows[:, None] * stride + tl.arange(0, HEAD_DIM)[None, :]
@@ -29,6 +38,22 @@ def load_rows(base, stride, rows, seqlen, HEAD_DIM: tl.constexpr, MASKED: tl.con
         tile = tl.load(ptrs, mask=rows[:, None] < seqlen, other=0.0)
     else:
         tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
+def load_head_tile(
+    src, doc_start, first_row, head, stride_t, stride_h, seqlen,
+    BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
+):
+    """[BLOCK, HEAD_DIM] of one head, from a document's row `first_row` on. Through a `[T, H*D]` descriptor
+    (descriptors.head_rows) rows past the document end hold the next document's values, which the caller
+    masks; through pointers they read as zero when MASKED."""
+    if DESCRIPTORS:
+        tile = src.load([(doc_start + first_row).to(tl.int32), head * HEAD_DIM])
+    else:
+        rows = first_row + tl.arange(0, BLOCK)
+        tile = load_rows(src + doc_start * stride_t + head * stride_h, stride_t, rows, seqlen, HEAD_DIM, MASKED)
     return tile
 
 
