@@ -57,7 +57,7 @@ SWEEP_CANDIDATES = {
     "forward": _tiles(
         _attention_fwd_kernel, (128, 64, 8, 3, False, True), (128, 64, 8, 3, True, True),
         (128, 64, 8, 3, False, False), (128, 64, 8, 3, True, False), (128, 64, 8, 4, True, False),
-        (128, 64, 8, 2, True, False),
+        (128, 64, 8, 2, True, False), (64, 64, 4, 3, True, False),
     ),
     "dk dv": _tiles(_attention_bwd_dkdv_kernel, (64, 64, 4, 2, False, False), (64, 64, 4, 2, True, False)),
     "dq": _tiles(
