@@ -4,6 +4,7 @@ model built from stock PyTorch ops under torch.compile, at seq_len 4096, in one 
 Variants, all on the same best-fit packed batches from the real loader, full train step (forward, backward,
 grad clip, fused AdamW), bf16 autocast:
   ours            varlen flash attention, SSD scan, fused RMSNorm/SwiGLU/RoPE/linear+cross-entropy, eager
+  ours+graphs     the same with each forward and backward replayed from CUDA graphs (`cuda_graphs = true`)
   ours+compile    the same with the whole model under torch.compile, which compiles what lies between the
                   kernels and calls the kernels as they are (trainer/ops.py); not run by default
   stock+compile   the kernels off: SDPA with a block-diagonal document mask, RMSNorm/SwiGLU/RoPE as plain
@@ -35,16 +36,22 @@ from gristmill.trainer.presets import transformer_350m_2k
 from gristmill.trainer.train import Trainer
 
 MODELS = ("transformer_350m", "hybrid_350m")
-VARIANTS = {"ours": (True, False), "ours+compile": (True, True), "stock+compile": (False, True)}
-"""name -> (kernels on, whole model under torch.compile)"""
+VARIANTS = {
+    "ours": (True, False, False),
+    "ours+graphs": (True, False, True),
+    "ours+compile": (True, True, False),
+    "stock+compile": (False, True, False),
+}
+"""name -> (kernels on, whole model under torch.compile, CUDA graphs)"""
 BASELINE = "stock+compile"
 
 
-def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, kernels: bool) -> TrainConfig:
+def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: str) -> TrainConfig:
     cfg = transformer_350m_2k()
     cfg.model = getattr(model_presets, model)()
     cfg.data.manifests, cfg.data.seq_len, cfg.data.best_fit_buffer = [corpus], 4096, 512
-    cfg.micro_batch_rows, cfg.kernels, cfg.out_dir = rows, kernels, out_dir
+    cfg.kernels, _, cfg.cuda_graphs = VARIANTS[variant]
+    cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg
 
@@ -54,8 +61,8 @@ def compile_model(trainer: Trainer) -> None:
 
 
 def run_variant(args: argparse.Namespace, model: str, name: str, corpus: Path, work: Path) -> dict | str:
-    kernels, compiled = VARIANTS[name]
-    cfg = bench_config(model, corpus, work / f"{model}-{name}", args.rows, kernels)
+    compiled = VARIANTS[name][1]
+    cfg = bench_config(model, corpus, work / f"{model}-{name}", args.rows, name)
     try:
         return measure(cfg, True, args.warmup, args.steps, compile_model if compiled else None)
     except Exception as error:  # a variant that cannot run is reported as failed; the others still run
@@ -69,8 +76,8 @@ def profile_variant(args: argparse.Namespace, model: str, name: str, corpus: Pat
     (a low share means the step waits on the host, e.g. kernel launches)."""
     from torch.profiler import ProfilerActivity, profile
 
-    kernels, compiled = VARIANTS[name]
-    cfg = bench_config(model, corpus, work / f"{model}-{name}-profile", args.rows, kernels)
+    compiled = VARIANTS[name][1]
+    cfg = bench_config(model, corpus, work / f"{model}-{name}-profile", args.rows, name)
     trainer, batches = warmed_up(cfg, True, args.warmup, compile_model if compiled else None)
     torch.cuda.synchronize()
     steps = 3

@@ -131,6 +131,12 @@ class TrainConfig:
     """torch.compile each block."""
     kernels: bool = True
     """Use the Triton kernels on GPU; False forces the PyTorch reference ops."""
+    cuda_graphs: bool = False
+    """Replay each micro-batch's forward and backward from CUDA graphs (one GPU, kernels on, no compile, no
+    gradient accumulation): removes the per-op launch cost from Python that idles the GPU on small models or
+    few rows per step."""
+    cuda_graph_documents: int = 0
+    """Documents per micro-batch the graphs hold (0 = rows x seq_len / 256); a batch with more runs eagerly."""
     parallelism: Literal["auto", "fsdp", "ddp", "none"] = "auto"
     """How ranks hold the model: fsdp (FSDP2, sharded), ddp (replicated), none (one process); auto = fsdp
     when several ranks run, none otherwise."""
@@ -148,6 +154,8 @@ class TrainConfig:
             raise ValueError(
                 f"eval_every must be >= 0 and eval_batches >= 1, got {self.eval_every}, {self.eval_batches}"
             )
+        if self.cuda_graph_documents < 0:
+            raise ValueError(f"cuda_graph_documents must be >= 0 (0 = automatic), got {self.cuda_graph_documents}")
         if "M" in self.model.layer_pattern and self.data.seq_len % self.model.ssm.chunk_size:
             raise ValueError(
                 f"data.seq_len ({self.data.seq_len}) must be a multiple of model.ssm.chunk_size "

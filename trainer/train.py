@@ -18,6 +18,7 @@ from gristmill.trainer.checkpoint import (
     restore_rng,
 )
 from gristmill.trainer.config import TrainConfig
+from gristmill.trainer.cuda_graph import GraphedModel, check_graphable, graph_documents
 from gristmill.trainer.loader import DatasetSummary, TrainLoader, check_datasets, empty_batch, validation_batches
 from gristmill.trainer.metrics import MetricsWriter, ThroughputMeter, peak_flops, training_flops
 from gristmill.trainer.models.model import LanguageModel, matmul_params
@@ -44,6 +45,7 @@ class Trainer:
         self.parallelism = resolve_parallelism(cfg, self.runtime)
         ops.enable_kernels(cfg.kernels)
         self.model = self._build_model()
+        self.graphed = self._build_graphed_model()
         self.optimizer = build_optimizer(self.model, cfg.optimizer, self.runtime.device)
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, cfg.steps)
         self.loader = self._build_loader()
@@ -65,6 +67,12 @@ class Trainer:
             model = LanguageModel(self.cfg.model)
         return parallelize(model, self.cfg, self.runtime, self.parallelism)
 
+    def _build_graphed_model(self) -> GraphedModel | None:
+        if not self.cfg.cuda_graphs:
+            return None
+        check_graphable(self.cfg, self.runtime.device, self.parallelism)
+        return GraphedModel(self.model, graph_documents(self.cfg), self.cfg.data.seq_len)
+
     def _build_loader(self) -> TrainLoader:
         return TrainLoader(
             self.cfg.data, rows=self.cfg.micro_batch_rows, pad_id=self.data.pad_id, rank=self.runtime.rank,
@@ -73,8 +81,8 @@ class Trainer:
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         dtype = compute_dtype(self.cfg, self.runtime.device)
-        if dtype != torch.float32:
-            return torch.autocast(self.runtime.device.type, dtype=dtype)
+        if dtype != torch.float32:  # a graph capture cannot hold autocast's cache of cast weights
+            return torch.autocast(self.runtime.device.type, dtype=dtype, cache_enabled=self.graphed is None)
         return contextlib.nullcontext()
 
     def _sum_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
@@ -135,7 +143,10 @@ class Trainer:
             batch = batch.to(device)
             with gradient_sync(self.model, self.parallelism, index == len(micro_batches) - 1):
                 with self._autocast():
-                    batch_loss = self.model(batch.input_ids, batch.labels, batch.segments)
+                    if self.graphed is None:
+                        batch_loss = self.model(batch.input_ids, batch.labels, batch.segments)
+                    else:
+                        batch_loss = self.graphed(batch)
                 (batch_loss * scale).backward()
             loss_sum += batch_loss.detach().float()
         max_norm = self.cfg.optimizer.grad_clip or math.inf

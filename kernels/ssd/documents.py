@@ -76,7 +76,7 @@ class _LayoutCache:
 
     def __init__(self) -> None:
         self._source: weakref.ref | None = None
-        self._stamp: tuple[int, int, int] = (0, 0, 0)
+        self._stamp: tuple[int, int, int, bool] = (0, 0, 0, False)
         self._built: dict[tuple[str, int], object] = {}
 
     def get(self, cu_seqlens: torch.Tensor, total_tokens: int, key: tuple[str, int], build: Callable[[], Built]) -> Built:
@@ -85,9 +85,13 @@ class _LayoutCache:
         if cu_seqlens.is_inference():  # no version counter to tell an edited tensor apart: check every call
             check_cu_seqlens_values(cu_seqlens, total_tokens)
             return build()
-        stamp = (cu_seqlens.data_ptr(), cu_seqlens._version, total_tokens)
+        # A CUDA graph capture must record its own builds (its replays see new offsets in the same tensor)
+        # and cannot read values back; the values then come from the caller's packer, checked eagerly.
+        capturing = cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()
+        stamp = (cu_seqlens.data_ptr(), cu_seqlens._version, total_tokens, capturing)
         if self._source is None or self._source() is not cu_seqlens or self._stamp != stamp:
-            check_cu_seqlens_values(cu_seqlens, total_tokens)
+            if not capturing:
+                check_cu_seqlens_values(cu_seqlens, total_tokens)
             self._source, self._stamp, self._built = weakref.ref(cu_seqlens), stamp, {}
         if key not in self._built:
             self._built[key] = build()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from gristmill.trainer import ops
+from gristmill.trainer.cuda_graph import GraphedModel
 from gristmill.trainer.models.config import ModelConfig, SSMConfig
 from gristmill.trainer.models.model import LanguageModel
 from gristmill.trainer.packing import BestFitPacker, collate
@@ -15,16 +16,25 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 SEQ_LEN = 256
 
 
-def loss_and_grads(model: LanguageModel, batch, kernels: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def loss_and_grads(
+    model: LanguageModel, batch, kernels: bool, graphed: GraphedModel | None = None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     ops.enable_kernels(kernels)
     try:
-        model.zero_grad()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(batch.input_ids, batch.labels, batch.segments)
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=graphed is None):
+            loss = model(batch.input_ids, batch.labels, batch.segments) if graphed is None else graphed(batch)
         loss.backward()
         return loss.detach().float(), [p.grad.float().clone() for p in model.parameters()]
     finally:
         ops.enable_kernels(True)
+
+
+def packed_batch(rng: np.random.Generator, longest: int):
+    """4 rows of SEQ_LEN from random documents of up to `longest` tokens, on the GPU."""
+    documents = [np.append(rng.integers(1, 512, n), EOS) for n in rng.integers(0, longest, 24)]
+    packer = BestFitPacker(ListSource(documents), SEQ_LEN, buffer_documents=24)
+    return collate([packer.next_row() for _ in range(4)], SEQ_LEN, pad_id=EOS).to(torch.device("cuda"))
 
 
 def small_model_and_batch(pattern: str):
@@ -32,11 +42,7 @@ def small_model_and_batch(pattern: str):
     cfg = ModelConfig(vocab_size=512, d_model=128, layer_pattern=pattern, n_heads=2, n_kv_heads=1,
                       ssm=SSMConfig(d_state=16, head_dim=32, chunk_size=64))
     model = LanguageModel(cfg).cuda()
-    rng = np.random.default_rng()
-    documents = [np.append(rng.integers(1, 512, n), EOS) for n in rng.integers(0, 2 * SEQ_LEN, 24)]
-    packer = BestFitPacker(ListSource(documents), SEQ_LEN, buffer_documents=24)
-    batch = collate([packer.next_row() for _ in range(4)], SEQ_LEN, pad_id=EOS).to(torch.device("cuda"))
-    return model, batch
+    return model, packed_batch(np.random.default_rng(), 2 * SEQ_LEN)
 
 
 @pytest.mark.parametrize("pattern", ["AA", "MA"])
@@ -61,3 +67,23 @@ def test_compiled_blocks_call_the_kernels_and_match_eager(pattern: str) -> None:
     compiled_loss, compiled_grads = loss_and_grads(model, batch, kernels=True)
     torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-3, atol=0.0)
     assert all(torch.isfinite(g).all() for g in compiled_grads)
+
+
+@pytest.mark.parametrize("pattern", ["AA", "MA"])
+def test_cuda_graph_replays_match_eager_steps(pattern: str) -> None:
+    """Batches of other document layouts replayed through one capture give eager's loss and gradients (a
+    layout cached at capture time would not), and a batch over the graph's document count runs eagerly."""
+    model, first = small_model_and_batch(pattern)
+    rng = np.random.default_rng()
+    batches = [first, packed_batch(rng, SEQ_LEN // 4), packed_batch(rng, 3 * SEQ_LEN)]
+    graphed = GraphedModel(model, documents=max(b.segments.cu_seqlens.numel() for b in batches), seq_len=SEQ_LEN)
+    for batch in batches:
+        eager_loss, eager_grads = loss_and_grads(model, batch, kernels=True)
+        graph_loss, graph_grads = loss_and_grads(model, batch, kernels=True, graphed=graphed)
+        torch.testing.assert_close(graph_loss, eager_loss, rtol=1e-4, atol=0.0)
+        for (name, _), a, b in zip(model.named_parameters(), graph_grads, eager_grads):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()), msg=lambda m, n=name: f"{n}: {m}")
+    assert graphed.eager_batches == 0
+    small = GraphedModel(model, documents=1, seq_len=SEQ_LEN)
+    loss_and_grads(model, batches[1], kernels=True, graphed=small)
+    assert small.eager_batches == 1
