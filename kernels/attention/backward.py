@@ -1,5 +1,9 @@
 """Backward kernels: dq per query tile (which also writes delta = rowsum(dO * O)), then dk/dv per key tile; no atomics.
 
+Both kernels run one program per pair of mirrored tiles (tiles.paired_tiles), so every program of a causal
+launch does the same work. The dq kernel reads k and v through tensor descriptors where it can, as the
+forward does.
+
 The dq kernel reads dO anyway, so it computes delta on the way and stores it for the dk/dv kernel, launched
 after it on the same stream. dk and dv of a kv head sum over its whole q-head group inside one program (flat
 loops over group member and query tile; loops per member spilled registers at D=128), so grouped-query
@@ -11,8 +15,6 @@ took 3.54 ms that way against 3.90 ms for the fastest pointer tile (bench/result
 Through pointers separate loops stay faster: only the query tiles at the diagonal, the window edge and the
 document end take the mask and bounds checks.
 """
-
-from collections.abc import Callable
 
 import torch
 import triton
@@ -29,9 +31,15 @@ from gristmill.kernels.attention.descriptors import (
 )
 from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
-from gristmill.kernels.attention.tiles import document_span, load_head_tile, load_rows, paired_tiles, tile_dot
-
-DQ_FORCE_POINTERS = False  # sweep switch (temporary)
+from gristmill.kernels.attention.tiles import (
+    document_span,
+    load_head_tile,
+    load_key_value_tiles,
+    load_rows,
+    paired_grid,
+    paired_tiles,
+    tile_dot,
+)
 
 
 @triton.jit
@@ -136,28 +144,17 @@ def _attention_bwd_dkdv_kernel(
     stride_dkt, stride_dkh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FOLD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of key tiles, document, kv head); q, do, lse and delta are tensor descriptors when
     DESCRIPTORS, else pointers."""
     doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
     stat_start = tl.multiple_of(statistics_start(doc_start, tl.program_id(1)).to(tl.int32), 4)
-    if FOLD:
-        mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_N)
-        for step in range(count):
-            _attention_bwd_key_tile(
-                q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen,
-                tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, tl.program_id(2),
-                stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-                stride_dkt, stride_dkh, stride_lse_h, softmax_scale, qk_scale, window, group,
-                HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
-            )
-    else:
-        n0 = tl.program_id(0) * BLOCK_N  # first keys see the most queries: launched first
-        if n0 >= seqlen:
-            return
+    mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_N)
+    for step in range(count):
         _attention_bwd_key_tile(
-            q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen, n0, tl.program_id(2),
+            q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen,
+            tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, tl.program_id(2),
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
             stride_dkt, stride_dkh, stride_lse_h, softmax_scale, qk_scale, window, group,
             HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
@@ -173,10 +170,8 @@ def _attention_bwd_query_tiles(
 ):
     for n0 in range(start, end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
-        k_tile = load_head_tile(k, doc_start, n0, kv_head, stride_kt, stride_kh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
-                                DESCRIPTORS)  # [BN, D]
-        v_tile = load_head_tile(v, doc_start, n0, kv_head, stride_vt, stride_vh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
-                                DESCRIPTORS)  # [BN, D]
+        k_tile, v_tile = load_key_value_tiles(k, v, doc_start, n0, kv_head, stride_kt, stride_kh, stride_vt, stride_vh,
+                                              seqlen, BLOCK_N, HEAD_DIM, MASKED, DESCRIPTORS)  # [BN, D] each
         qk = tile_dot(q_tile, tl.trans(k_tile))  # [BM, BN]
         dp = tile_dot(do_tile, tl.trans(v_tile))  # [BM, BN]
         p = tl.math.exp2(qk * qk_scale - lse_row[:, None])
@@ -226,7 +221,7 @@ def _attention_bwd_query_tile(
     tl.store(dq_ptrs, (dq_acc * softmax_scale).to(dq.dtype.element_ty), mask=rows[:, None] < seqlen)
 
 
-@triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"}, {})),
+@triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"})),
                  key=AUTOTUNE_KEY + ["DESCRIPTORS"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
@@ -235,29 +230,18 @@ def _attention_bwd_dq_kernel(
     stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, FOLD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of query tiles, document, q head); k and v are tensor descriptors when
     DESCRIPTORS, else pointers."""
     head = tl.program_id(2)
     doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
     stat_start = statistics_start(doc_start, tl.program_id(1))
-    if FOLD:
-        mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
-        for step in range(count):
-            _attention_bwd_query_tile(
-                q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,
-                tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M, head, head // group,
-                stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-                stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, softmax_scale, qk_scale, window,
-                HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
-            )
-    else:
-        m0 = (tl.num_programs(0) - 1 - tl.program_id(0)) * BLOCK_M  # longest causal rows first
-        if m0 >= seqlen:
-            return
+    mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
+    for step in range(count):
         _attention_bwd_query_tile(
-            q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen, m0, head, head // group,
+            q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,
+            tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M, head, head // group,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
             stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, softmax_scale, qk_scale, window,
             HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
@@ -292,18 +276,11 @@ def attention_backward(
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                      do.stride(0), do.stride(1))
 
-    def grid(block: str, heads: int) -> Callable[[dict], tuple[int, int, int]]:
-        def size(meta: dict) -> tuple[int, int, int]:
-            tiles = triton.cdiv(max_seqlen, meta[block])
-            return triton.cdiv(tiles, 2) if meta["FOLD"] else tiles, num_docs, heads
-
-        return size
-
     key_sources = (k, v)
-    dq_descriptors = descriptors_usable(*key_sources) and not DQ_FORCE_POINTERS
+    dq_descriptors = descriptors_usable(*key_sources)
     if dq_descriptors:
         key_sources = tuple(head_rows(x) for x in key_sources)
-    _attention_bwd_dq_kernel[grid("BLOCK_M", heads_q)](
+    _attention_bwd_dq_kernel[paired_grid(max_seqlen, "BLOCK_M", num_docs, heads_q)](
         q, *key_sources, out, do, lse, delta, dq, cu_seqlens, *input_strides, out.stride(0), out.stride(1),
         dq.stride(0), dq.stride(1), lse.stride(0), *scalars, **flags, DESCRIPTORS=dq_descriptors,
     )
@@ -312,7 +289,7 @@ def attention_backward(
     if use_descriptors:
         query_sources = (head_rows(q), head_rows(do), statistic_rows(lse), statistic_rows(delta))
     q_src, do_src, lse_src, delta_src = query_sources
-    _attention_bwd_dkdv_kernel[grid("BLOCK_N", heads_kv)](
+    _attention_bwd_dkdv_kernel[paired_grid(max_seqlen, "BLOCK_N", num_docs, heads_kv)](
         q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, *input_strides, dk.stride(0), dk.stride(1),
         lse.stride(0), *scalars, **flags, DESCRIPTORS=use_descriptors,
     )

@@ -15,12 +15,9 @@ from gristmill.kernels.interpreter import interpreting
 AUTOTUNE_KEY = ["HEAD_DIM", "CAUSAL", "HAS_WINDOW"]
 
 
-def _configs(
-    tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None] | None = None
-) -> list[triton.Config]:
+def _configs(tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None]) -> list[triton.Config]:
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "FOLD": True}, num_warps=warps, num_stages=stages,
-                      pre_hook=pre_hook)
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages, pre_hook=pre_hook)
         for bm, bn, warps, stages in tiles
     ]
 

@@ -1,11 +1,11 @@
-"""Tensor descriptors (TMA on Hopper) for the tiles the dk/dv kernel streams: q, dO, lse and delta rows.
+"""Tensor descriptors (TMA on Hopper) for the tiles the kernels stream: k and v rows in the forward and the dq
+kernel (and the forward's q), q, dO, lse and delta rows in the dk/dv kernel.
 
-The dk/dv kernel loads a new query tile of four tensors per step. Through pointers every thread computes and
-predicates its own addresses, and lse and delta, needed along the columns of the [keys, queries] tile, take
-one 4-byte load per column and thread. A descriptor load is one bulk copy per tile; on an H100 the
-descriptor kernel was the faster one (kernels/attention/README.md). Descriptors need triton >= 3.4
-(`triton.tools.tensor_descriptor`), a Hopper or newer GPU (or the interpreter), and 16-byte aligned rows;
-otherwise the kernel reads through pointers as before.
+Through pointers every thread computes and predicates its own addresses (and in the dk/dv kernel lse and
+delta, needed along the columns of the [keys, queries] tile, take one 4-byte load per column and thread). A
+descriptor load is one bulk copy per tile; on an H100 the descriptor kernels were the faster ones
+(kernels/attention/README.md). Descriptors need triton >= 3.4 (`triton.tools.tensor_descriptor`), a Hopper or
+newer GPU (or the interpreter), and 16-byte aligned rows; otherwise the kernels read through pointers.
 
 A descriptor only knows the whole packed tensor, so rows past a document's end read the next document's
 values instead of zeros: the kernel masks those rows itself. A descriptor block must also start at a multiple of 16
@@ -70,7 +70,9 @@ def statistic_rows(x: torch.Tensor) -> "TensorDescriptor":
     return TensorDescriptor(x, list(x.shape), [x.stride(0), 1], [1, 16])
 
 
-def sized_blocks(head_tiles: dict[str, str], statistic_tiles: dict[str, str]) -> Callable[[dict], None]:
+def sized_blocks(
+    head_tiles: dict[str, str], statistic_tiles: dict[str, str] | None = None
+) -> Callable[[dict], None]:
     """Autotune pre-hook sizing each named descriptor's block to the config's tile: `{"q": "BLOCK_M"}` gives q
     `[BLOCK_M, HEAD_DIM]` blocks, a statistic `[1, BLOCK_M]` ones. Arguments passed as pointers stay untouched."""
 
@@ -78,7 +80,7 @@ def sized_blocks(head_tiles: dict[str, str], statistic_tiles: dict[str, str]) ->
         for name, block in head_tiles.items():
             if TensorDescriptor is not None and isinstance(nargs[name], TensorDescriptor):
                 nargs[name].block_shape = [nargs[block], nargs["HEAD_DIM"]]
-        for name, block in statistic_tiles.items():
+        for name, block in (statistic_tiles or {}).items():
             if TensorDescriptor is not None and isinstance(nargs[name], TensorDescriptor):
                 nargs[name].block_shape = [1, nargs[block]]
 

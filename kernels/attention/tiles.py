@@ -5,6 +5,8 @@ patterns of bfloat16 operands: there the operands are widened to fp32 first. bf1
 in fp32, so results match a GPU's fp32-accumulating tensor-core dot. Compiled kernels take the plain path.
 """
 
+from collections.abc import Callable
+
 import triton
 import triton.language as tl
 
@@ -28,6 +30,15 @@ def paired_tiles(program, seqlen, BLOCK: tl.constexpr):
     (queries) or n-i (keys) steps, so every pair costs the same: no long tile is left for the end of the launch."""
     mirror = tl.cdiv(seqlen, BLOCK) - 1 - program
     return mirror, tl.minimum(tl.maximum(mirror - program + 1, 0), 2)
+
+
+def paired_grid(max_seqlen: int, block: str, docs: int, heads: int) -> Callable[[dict], tuple[int, int, int]]:
+    """Launch grid for paired_tiles: (tile pairs of the longest document, documents, heads)."""
+
+    def size(meta: dict) -> tuple[int, int, int]:
+        return triton.cdiv(triton.cdiv(max_seqlen, meta[block]), 2), docs, heads
+
+    return size
 
 
 @triton.jit
@@ -55,6 +66,19 @@ def load_head_tile(
         rows = first_row + tl.arange(0, BLOCK)
         tile = load_rows(src + doc_start * stride_t + head * stride_h, stride_t, rows, seqlen, HEAD_DIM, MASKED)
     return tile
+
+
+@triton.jit
+def load_key_value_tiles(
+    k, v, doc_start, n0, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, seqlen,
+    BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
+):
+    """The k and v tiles of keys [n0, n0 + BLOCK_N), as load_head_tile reads them."""
+    k_tile = load_head_tile(k, doc_start, n0, kv_head, stride_kt, stride_kh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
+                            DESCRIPTORS)
+    v_tile = load_head_tile(v, doc_start, n0, kv_head, stride_vt, stride_vh, seqlen, BLOCK_N, HEAD_DIM, MASKED,
+                            DESCRIPTORS)
+    return k_tile, v_tile
 
 
 @triton.jit
