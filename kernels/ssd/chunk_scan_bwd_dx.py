@@ -23,6 +23,9 @@ from gristmill.kernels.ssd.tuning import candidates
         ({"BLOCK_S": 64, "BLOCK_L": 64}, 8, 2),
         ({"BLOCK_S": 64, "BLOCK_L": 32}, 4, 3),
         ({"BLOCK_S": 128, "BLOCK_L": 64}, 8, 2),
+        ({"BLOCK_S": 64, "BLOCK_L": 64}, 4, 4),
+        ({"BLOCK_S": 32, "BLOCK_L": 64}, 4, 3),
+        ({"BLOCK_S": 64, "BLOCK_L": 128}, 8, 2),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK"],
     reset_to_zero=["da", "dD"],  # both take atomic adds, so every tuning trial starts them from zero

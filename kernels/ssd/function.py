@@ -6,12 +6,11 @@ from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fw
 from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
 from gristmill.kernels.ssd.chunk_scores import chunk_scores
-from gristmill.kernels.ssd.chunk_state import chunk_state
 from gristmill.kernels.ssd.documents import ChunkPlan, cached_chunk_plan, plan_chunks, whole_stream
 from gristmill.kernels.ssd.group_gradient import group_gradient
 from gristmill.kernels.ssd.reference import ScanOutput
 from gristmill.kernels.ssd.score_gradient import score_gradient
-from gristmill.kernels.ssd.state_passing import state_passing_bwd, state_passing_fwd
+from gristmill.kernels.ssd.state_scan import state_scan_bwd, state_scan_fwd
 from gristmill.kernels.ssd.validation import check_ssd_inputs
 
 
@@ -29,9 +28,7 @@ class SSDScanFunction(torch.autograd.Function):
         plan: ChunkPlan,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
-        own_states = chunk_state(x, dt_by_head, a, B, plan, to_end=True)
-        entering, final_state = state_passing_fwd(own_states, chunk_decay, initial_state, plan, x.dtype)
-        del own_states
+        entering, final_state = state_scan_fwd(x, dt_by_head, a, B, chunk_decay, initial_state, plan)
         y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
         ctx.save_for_backward(x, dt, dt_by_head, A, B, C, D, a, chunk_decay, entering)
         ctx.plan = plan
@@ -47,11 +44,9 @@ class SSDScanFunction(torch.autograd.Function):
         x, dt, dt_by_head, A, B, C, D, a, chunk_decay, entering = ctx.saved_tensors
         plan: ChunkPlan = ctx.plan
         dy = torch.zeros_like(x) if dy is None else dy.contiguous()
-        dentering = chunk_state(dy, dt_by_head, a, C, plan, to_end=False)
-        dleaving, dfirst, dlog_decay = state_passing_bwd(
-            dentering, entering, chunk_decay, None if dfinal_state is None else dfinal_state.contiguous(), plan
+        dleaving, dfirst, dlog_decay = state_scan_bwd(
+            dy, a, C, chunk_decay, entering, None if dfinal_state is None else dfinal_state.contiguous(), plan
         )
-        del dentering
         scores = chunk_scores(B, C, plan)  # recomputed: cheaper than keeping [chunks, G, L, L] alive
         dx, ddt_direct, da, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, scores, D, dy, dleaving, plan)
         del scores
