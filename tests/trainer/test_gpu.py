@@ -30,11 +30,12 @@ def loss_and_grads(
         ops.enable_kernels(True)
 
 
-def packed_batch(rng: np.random.Generator, longest: int):
-    """4 rows of SEQ_LEN from random documents of up to `longest` tokens, on the GPU."""
-    documents = [np.append(rng.integers(1, 512, n), EOS) for n in rng.integers(0, longest, 24)]
-    packer = BestFitPacker(ListSource(documents), SEQ_LEN, buffer_documents=24)
-    return collate([packer.next_row() for _ in range(4)], SEQ_LEN, pad_id=EOS).to(torch.device("cuda"))
+def packed_batch(rng: np.random.Generator, longest: int, device: str = "cuda"):
+    """4 rows of SEQ_LEN from random documents of up to `longest` tokens (about twice the tokens needed)."""
+    count = max(24, 16 * SEQ_LEN // longest)
+    documents = [np.append(rng.integers(1, 512, n), EOS) for n in rng.integers(0, longest, count)]
+    packer = BestFitPacker(ListSource(documents), SEQ_LEN, buffer_documents=count)
+    return collate([packer.next_row() for _ in range(4)], SEQ_LEN, pad_id=EOS).to(torch.device(device))
 
 
 def small_model_and_batch(pattern: str):
