@@ -129,13 +129,13 @@ def main() -> None:
         base = results.get(BASELINE)
         for name, result in results.items():
             if isinstance(result, str):
-                rows.append([model, name, result, "", "", "", "", ""])
+                rows.append([model, name, result, "", "", "", "", "", ""])
                 continue
             ratio = result["tokens_per_s"] / base["tokens_per_s"] if isinstance(base, dict) else "n/a"
             rows.append([model, name, f"{result['tokens_per_s']:,.0f}", result["mfu"], result["step_ms"],
-                         result["peak_gb"], ratio, result["graphs_compiled_while_timed"]])
-    header = ["model (seq 4096)", "variant", "real tokens/s", "MFU", "step ms", "peak GiB", f"x {BASELINE}",
-              "graphs compiled while timed (must be 0)"]
+                         result["peak_gb"], result["reserved_gb"], ratio, result["graphs_compiled_while_timed"]])
+    header = ["model (seq 4096)", "variant", "real tokens/s", "MFU", "step ms", "peak GiB", "peak reserved GiB",
+              f"x {BASELINE}", "graphs compiled while timed (must be 0)"]
     report = (
         f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.end_to_end` (rows {args.rows} x 4096, "
         f"steps {args.steps}, warmup {args.warmup})\n\n" + markdown_table(header, rows)
