@@ -38,6 +38,7 @@ from gristmill.kernels.attention.tiles import (
     load_rows,
     paired_grid,
     paired_tiles,
+    query_tile_program,
     tile_dot,
 )
 
@@ -234,10 +235,7 @@ def _attention_bwd_dq_kernel(
 ):
     """One program per (pair of query tiles, document, q head); k and v are tensor descriptors when
     DESCRIPTORS, else pointers."""
-    head = tl.program_id(2)
-    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
-    stat_start = statistics_start(doc_start, tl.program_id(1))
-    mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
+    head, doc_start, seqlen, stat_start, mirror, count = query_tile_program(cu_seqlens, BLOCK_M)
     for step in range(count):
         _attention_bwd_query_tile(
             q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,

@@ -16,15 +16,13 @@ from gristmill.kernels.attention.descriptors import (
     head_rows,
     row_statistics,
     sized_blocks,
-    statistics_start,
 )
 from gristmill.kernels.attention.masking import key_ranges, visible
 from gristmill.kernels.attention.tiles import (
-    document_span,
     load_head_tile,
     load_key_value_tiles,
     paired_grid,
-    paired_tiles,
+    query_tile_program,
     tile_dot,
 )
 
@@ -112,10 +110,7 @@ def _attention_fwd_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """q, k and v are tensor descriptors when DESCRIPTORS, else pointers."""
-    head = tl.program_id(2)
-    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
-    stat_start = statistics_start(doc_start, tl.program_id(1))
-    mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
+    head, doc_start, seqlen, stat_start, mirror, count = query_tile_program(cu_seqlens, BLOCK_M)
     for step in range(count):
         _attention_fwd_query_tile(
             q, k, v, o, lse, doc_start, stat_start, seqlen, tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import triton
 import triton.language as tl
 
+from gristmill.kernels.attention.descriptors import statistics_start
 from gristmill.kernels.interpreter import interpreting
 
 WIDEN_OPERANDS = tl.constexpr(interpreting())
@@ -30,6 +31,17 @@ def paired_tiles(program, seqlen, BLOCK: tl.constexpr):
     (queries) or n-i (keys) steps, so every pair costs the same: no long tile is left for the end of the launch."""
     mirror = tl.cdiv(seqlen, BLOCK) - 1 - program
     return mirror, tl.minimum(tl.maximum(mirror - program + 1, 0), 2)
+
+
+@triton.jit
+def query_tile_program(cu_seqlens, BLOCK_M: tl.constexpr):
+    """What a (query-tile pair, document, q head) program of the forward and dq kernels works on: its q head, the
+    document's first token, length and statistics offset, and its pair of query tiles (paired_tiles)."""
+    head = tl.program_id(2)
+    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
+    stat_start = statistics_start(doc_start, tl.program_id(1))
+    mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
+    return head, doc_start, seqlen, stat_start, mirror, count
 
 
 def paired_grid(max_seqlen: int, block: str, docs: int, heads: int) -> Callable[[dict], tuple[int, int, int]]:
