@@ -41,7 +41,11 @@ def run(cfg: TrainConfig, *, resume: bool) -> None:
     """Trains in this process (one rank of a torchrun or Ray Train job, or the only one)."""
     from gristmill.trainer.train import Trainer
 
-    trainer = Trainer(cfg, resume=resume)
+    try:
+        trainer = Trainer(cfg, resume=resume)
+    except ValueError as err:  # setup mistakes seen once the device and ranks are known (parallelism, cuda_graphs)
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
     try:
         trainer.fit()
     finally:

@@ -78,3 +78,16 @@ def test_cli_prints_one_line_for_a_bad_recipe(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [str(recipe), "--preset", "tiny_debug"])
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0 and "optimizer.lr must be positive" in result.output
+
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine CUDA graphs are allowed")
+def test_cli_prints_one_line_for_a_setup_mistake(tiny_run: TrainConfig) -> None:
+    """A mistake that only the runtime reveals (here CUDA graphs on a CPU run) is one line too, not a traceback."""
+    manifest = tiny_run.data.manifests[0]
+    result = CliRunner().invoke(
+        app, ["--preset", "tiny_debug", "--set", f'data.manifests=["{manifest}"]', "--set", "cuda_graphs=true",
+              "--set", f'out_dir="{tiny_run.out_dir}"'],
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().count("\n") == 0 and "cuda_graphs = true needs a CUDA device" in result.output
