@@ -12,6 +12,21 @@ import triton.language as tl
 from gristmill.kernels.ssd.documents import ChunkPlan
 
 
+@triton.jit
+def _chunk_head_program(chunk_len):
+    """The chunk and head of a (chunk, head) program, and how many real tokens the chunk holds."""
+    c = tl.program_id(0)
+    h = tl.program_id(1)
+    return c, h, tl.load(chunk_len + c)
+
+
+@triton.jit
+def _chunk_slots(chunk_start, c, length, CHUNK: tl.constexpr):
+    """Token index of each of the chunk's CHUNK slots, and which slots hold a real token."""
+    t = tl.load(chunk_start + c).to(tl.int64) + tl.arange(0, CHUNK)
+    return t, tl.arange(0, CHUNK) < length
+
+
 @triton.jit(do_not_specialize=["T", "NUM_CHUNKS"])
 def _ssd_fwd_kernel_cumsum(
     dt,
@@ -26,13 +41,10 @@ def _ssd_fwd_kernel_cumsum(
     H: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
-    c = tl.program_id(0)
-    h = tl.program_id(1)
-    length = tl.load(chunk_len + c)
+    c, h, length = _chunk_head_program(chunk_len)
     if length <= 0:
         return
-    t = tl.load(chunk_start + c).to(tl.int64) + tl.arange(0, CHUNK)
-    mask = tl.arange(0, CHUNK) < length
+    t, mask = _chunk_slots(chunk_start, c, length, CHUNK)
     dt_t = tl.load(dt + t * H + h, mask=mask, other=0.0).to(tl.float32)
     a_t = tl.cumsum(dt_t * tl.load(A + h).to(tl.float32), axis=0)
     tl.store(a + h * T + t, a_t, mask=mask)
@@ -56,13 +68,10 @@ def _ssd_bwd_kernel_cumsum(
     H: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
-    c = tl.program_id(0)
-    h = tl.program_id(1)
-    length = tl.load(chunk_len + c)
+    c, h, length = _chunk_head_program(chunk_len)
     if length <= 0:
         return
-    t = tl.load(chunk_start + c).to(tl.int64) + tl.arange(0, CHUNK)
-    mask = tl.arange(0, CHUNK) < length
+    t, mask = _chunk_slots(chunk_start, c, length, CHUNK)
     da_t = tl.load(da + h * T + t, mask=mask, other=0.0)
     da_t += tl.where(tl.arange(0, CHUNK) == length - 1, tl.load(dlog_decay + h * NUM_CHUNKS + c), 0.0)
     # gradient of the per-token increment dt*A: the sum of da over the token and all later ones in the chunk
