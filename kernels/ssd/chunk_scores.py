@@ -9,6 +9,36 @@ from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
 
+@triton.jit
+def score_block_program(chunk_len, G: tl.constexpr, BLOCK: tl.constexpr):
+    """Where a program over the `[num_chunks, G, L, L]` score layout works: the first target (l) and source (s)
+    token of its block, its chunk and B/C group, and how many real tokens the chunk holds."""
+    l_first = tl.program_id(0) * BLOCK
+    s_first = tl.program_id(1) * BLOCK
+    c = tl.program_id(2) // G
+    g = tl.program_id(2) % G
+    return l_first, s_first, c, g, tl.load(chunk_len + c)
+
+
+@triton.jit
+def score_block_tokens(chunk_start, c, l_first, s_first, BLOCK: tl.constexpr):
+    """The chunk's first token (int64) and the block's target and source positions inside the chunk."""
+    start = tl.load(chunk_start + c).to(tl.int64)
+    return start, l_first + tl.arange(0, BLOCK), s_first + tl.arange(0, BLOCK)
+
+
+@triton.jit
+def score_block_pointers(scores, c, g, offs_l, offs_s, G: tl.constexpr, CHUNK: tl.constexpr):
+    """Addresses of a [BLOCK, BLOCK] block of a `[num_chunks, G, L, L]` score tensor."""
+    return scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :]
+
+
+@triton.jit
+def inside_chunk(offs_l, offs_s, CHUNK: tl.constexpr):
+    """Which entries of a block of target and source positions fall inside the chunk's L x L scores."""
+    return (offs_l[:, None] < CHUNK) & (offs_s[None, :] < CHUNK)
+
+
 @triton.autotune(
     candidates(({"BLOCK": 64}, 4, 2), ({"BLOCK": 64}, 8, 2), ({"BLOCK": 128}, 8, 2)), key=["BLOCK_N", "CHUNK"]
 )
@@ -25,16 +55,10 @@ def _ssd_fwd_kernel_scores(
     BLOCK: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    l_first = tl.program_id(0) * BLOCK
-    s_first = tl.program_id(1) * BLOCK
-    c = tl.program_id(2) // G
-    g = tl.program_id(2) % G
-    length = tl.load(chunk_len + c)
+    l_first, s_first, c, g, length = score_block_program(chunk_len, G, BLOCK)
     if (s_first > l_first) | (l_first >= length):
         return
-    start = tl.load(chunk_start + c).to(tl.int64)
-    offs_l = l_first + tl.arange(0, BLOCK)
-    offs_s = s_first + tl.arange(0, BLOCK)
+    start, offs_l, offs_s = score_block_tokens(chunk_start, c, l_first, s_first, BLOCK)
     offs_n = tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
     # [BLOCK, BLOCK_N] each
@@ -49,9 +73,9 @@ def _ssd_fwd_kernel_scores(
         other=0.0,
     )
     tl.store(
-        scores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
+        score_block_pointers(scores, c, g, offs_l, offs_s, G, CHUNK),
         tl.dot(c_l, tl.trans(b_s)),
-        mask=(offs_l[:, None] < CHUNK) & (offs_s[None, :] < CHUNK),
+        mask=inside_chunk(offs_l, offs_s, CHUNK),
     )
 
 

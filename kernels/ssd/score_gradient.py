@@ -9,6 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.chunk_scores import inside_chunk, score_block_pointers, score_block_program, score_block_tokens
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -34,16 +35,10 @@ def _ssd_bwd_kernel_score_gradient(
     BLOCK: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):
-    l_first = tl.program_id(0) * BLOCK
-    s_first = tl.program_id(1) * BLOCK
-    c = tl.program_id(2) // G
-    g = tl.program_id(2) % G
-    length = tl.load(chunk_len + c)
+    l_first, s_first, c, g, length = score_block_program(chunk_len, G, BLOCK)
     if (s_first > l_first) | (l_first >= length):
         return
-    start = tl.load(chunk_start + c).to(tl.int64)
-    offs_l = l_first + tl.arange(0, BLOCK)
-    offs_s = s_first + tl.arange(0, BLOCK)
+    start, offs_l, offs_s = score_block_tokens(chunk_start, c, l_first, s_first, BLOCK)
     mask_l = offs_l < length
     mask_s = offs_s < length
     t_l = start + offs_l
@@ -64,9 +59,9 @@ def _ssd_bwd_kernel_score_gradient(
         decay = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf")))
         acc += tl.dot(dy_l, tl.trans(x_s)) * (decay * dt_s[None, :])
     tl.store(
-        dscores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
+        score_block_pointers(dscores, c, g, offs_l, offs_s, G, CHUNK),
         acc,
-        mask=(offs_l[:, None] < CHUNK) & (offs_s[None, :] < CHUNK),
+        mask=inside_chunk(offs_l, offs_s, CHUNK),
     )
 
 
