@@ -12,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.blocks import head_state_lanes, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -66,13 +67,8 @@ def _ssd_bwd_kernel_dx(
         return
     start = tl.load(chunk_start + c).to(tl.int64)
     g = h // (H // G)
-    offs_s = s_first + tl.arange(0, BLOCK_S)
-    mask_s = offs_s < length
-    t_s = start + offs_s
-    offs_p = tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_p = offs_p < P
-    mask_n = offs_n < N
+    offs_s, mask_s, t_s = token_block(start, s_first, length, BLOCK_S)
+    offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     mask_sp = mask_s[:, None] & mask_p[None, :]
     x_ptrs = (t_s[:, None] * H + h) * P + offs_p[None, :]
     # [BLOCK_S, BLOCK_P]
@@ -83,9 +79,7 @@ def _ssd_bwd_kernel_dx(
     dv = tl.zeros([BLOCK_S, BLOCK_P], dtype=tl.float32)
     taken = tl.zeros([BLOCK_S], dtype=tl.float32)
     for l0 in range(s_first, length, BLOCK_L):
-        offs_l = l0 + tl.arange(0, BLOCK_L)
-        mask_l = offs_l < length
-        t_l = start + offs_l
+        offs_l, mask_l, t_l = token_block(start, l0, length, BLOCK_L)
         a_l = tl.load(a + h * T + t_l, mask=mask_l, other=0.0)
         # [BLOCK_L, BLOCK_P]
         dy_l = tl.load(dy + (t_l[:, None] * H + h) * P + offs_p[None, :], mask=mask_l[:, None] & mask_p[None, :], other=0.0)

@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.blocks import head_state_lanes
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -57,10 +58,7 @@ def _ssd_fwd_kernel_output(
         return
     start = tl.load(chunk_start + c).to(tl.int64)
     g = h // (H // G)
-    offs_p = tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_p = offs_p < P
-    mask_n = offs_n < N
+    offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     d = tl.load(D + h).to(tl.float32) if HAS_D else 0.0
     # [BLOCK_N, BLOCK_P]
     state = tl.load(

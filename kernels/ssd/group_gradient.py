@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.blocks import head_state_lanes, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -57,13 +58,8 @@ def _ssd_bwd_kernel_group_gradient(
     if u_first >= length:
         return
     start = tl.load(chunk_start + c).to(tl.int64)
-    offs_u = u_first + tl.arange(0, BLOCK_U)
-    mask_u = offs_u < length
-    t_u = start + offs_u
-    offs_p = tl.arange(0, BLOCK_P)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_p = offs_p < P
-    mask_n = offs_n < N
+    offs_u, mask_u, t_u = token_block(start, u_first, length, BLOCK_U)
+    offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     mask_un = mask_u[:, None] & mask_n[None, :]
     own_ptrs = (t_u[:, None] * G + g) * N + offs_n[None, :]
     group_dscores = dscores + (c * G + g).to(tl.int64) * CHUNK * CHUNK
