@@ -14,6 +14,21 @@ from gristmill.kernels.ssd.documents import cached_token_doc_start, token_doc_st
 
 
 @triton.jit
+def _tile(T, CHANNELS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """A (token block, channel block) program's block index, tokens, channels and which of them exist."""
+    block_t = tl.program_id(0)
+    offs_t = block_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return block_t, offs_t, offs_c, offs_t < T, offs_c < CHANNELS
+
+
+@triton.jit
+def _tile_offsets(offs_t, offs_c, CHANNELS: tl.constexpr):
+    """Element offsets of a [BLOCK_T, BLOCK_C] tile of a `[T, C]` tensor."""
+    return offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
+
+
+@triton.jit
 def _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c,
                  CHANNELS: tl.constexpr, WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr,
                  BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -46,16 +61,13 @@ def _conv1d_fwd_kernel(
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_t = offs_t < T
-    mask_c = offs_c < CHANNELS
+    _, offs_t, offs_c, mask_t, mask_c = _tile(T, CHANNELS, BLOCK_T, BLOCK_C)
     first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
     acc = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c,
                        CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    ptrs = offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
+    ptrs = _tile_offsets(offs_t, offs_c, CHANNELS)
     tl.store(y + ptrs, acc.to(y.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
 
 
@@ -78,13 +90,9 @@ def _conv1d_dpre_kernel(
 ):
     """dL/d(pre-activation) in float32, recomputing the pre-activation for SiLU's derivative in registers,
     plus this block's partial bias gradient."""
-    block_t = tl.program_id(0)
-    offs_t = block_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_t = offs_t < T
-    mask_c = offs_c < CHANNELS
+    block_t, offs_t, offs_c, mask_t, mask_c = _tile(T, CHANNELS, BLOCK_T, BLOCK_C)
     mask = mask_t[:, None] & mask_c[None, :]
-    ptrs = offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
+    ptrs = _tile_offsets(offs_t, offs_c, CHANNELS)
     grad = tl.load(dy + ptrs, mask=mask, other=0.0).to(tl.float32)
     if SILU:
         first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
@@ -111,11 +119,7 @@ def _conv1d_bwd_kernel(
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    block_t = tl.program_id(0)
-    offs_t = block_t * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_t = offs_t < T
-    mask_c = offs_c < CHANNELS
+    block_t, offs_t, offs_c, mask_t, mask_c = _tile(T, CHANNELS, BLOCK_T, BLOCK_C)
     first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
     grad = tl.load(dpre + offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :], mask=mask_t[:, None] & mask_c[None, :], other=0.0)
     acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
@@ -136,7 +140,7 @@ def _conv1d_bwd_kernel(
             tl.sum(grad.to(tl.float32) * x_k.to(tl.float32), axis=0),
             mask=mask_c,
         )
-    ptrs = offs_t.to(tl.int64)[:, None] * CHANNELS + offs_c[None, :]
+    ptrs = _tile_offsets(offs_t, offs_c, CHANNELS)
     tl.store(dx + ptrs, acc.to(dx.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
 
 
