@@ -1,5 +1,5 @@
 """Index arithmetic the chunked SSD kernels open with: a block of a chunk's tokens, and the head-dim (P) and
-state-dim (N) lanes padded to powers of two."""
+state-dim (N) lanes padded to powers of two (`lane_width` on the host picks the padded width)."""
 
 import triton
 import triton.language as tl
@@ -20,3 +20,8 @@ def head_state_lanes(P: tl.constexpr, N: tl.constexpr, BLOCK_P: tl.constexpr, BL
     offs_p = tl.arange(0, BLOCK_P)
     offs_n = tl.arange(0, BLOCK_N)
     return offs_p, offs_p < P, offs_n, offs_n < N
+
+
+def lane_width(dim: int) -> int:
+    """BLOCK_P or BLOCK_N for a head or state dim: a power of two, and at least 16, tl.dot's smallest operand side."""
+    return max(16, triton.next_power_of_2(dim))

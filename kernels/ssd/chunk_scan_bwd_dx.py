@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import head_state_lanes, token_block
+from gristmill.kernels.ssd.blocks import head_state_lanes, lane_width, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -141,7 +141,7 @@ def chunk_scan_bwd_dx(
     _ssd_bwd_kernel_dx[grid](
         x, dt, a, B, scores, D, dy, dleaving, dx, ddt_direct, da, dD, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
-        BLOCK_P=max(16, triton.next_power_of_2(P)),
-        BLOCK_N=max(16, triton.next_power_of_2(N)),
+        BLOCK_P=lane_width(P),
+        BLOCK_N=lane_width(N),
     )  # fmt: skip
     return dx, ddt_direct, da, dD if D is not None else None

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import head_state_lanes
+from gristmill.kernels.ssd.blocks import head_state_lanes, lane_width
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -114,7 +114,7 @@ def chunk_scan_fwd(
     _ssd_fwd_kernel_output[(H, plan.num_chunks)](
         x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
-        BLOCK_P=max(16, triton.next_power_of_2(P)),
-        BLOCK_N=max(16, triton.next_power_of_2(N)),
+        BLOCK_P=lane_width(P),
+        BLOCK_N=lane_width(N),
     )  # fmt: skip
     return y

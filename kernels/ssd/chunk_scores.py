@@ -5,6 +5,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.blocks import lane_width
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -91,6 +92,6 @@ def chunk_scores(B: torch.Tensor, C: torch.Tensor, plan: ChunkPlan) -> torch.Ten
 
     _ssd_fwd_kernel_scores[grid](
         B, C, scores, plan.chunk_start, plan.chunk_len, G=G, N=N, CHUNK=L,
-        BLOCK_N=max(16, triton.next_power_of_2(N)),
+        BLOCK_N=lane_width(N),
     )  # fmt: skip
     return scores

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import head_state_lanes, token_block
+from gristmill.kernels.ssd.blocks import head_state_lanes, lane_width, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -138,7 +138,7 @@ def group_gradient(
     _ssd_bwd_kernel_group_gradient[grid](
         vectors, states, partner, own, dscores, dt, a, da, grad, plan.chunk_start, plan.chunk_len, T,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, SOURCE=source,
-        BLOCK_P=max(16, triton.next_power_of_2(P)),
-        BLOCK_N=max(16, triton.next_power_of_2(N)),
+        BLOCK_P=lane_width(P),
+        BLOCK_N=lane_width(N),
     )  # fmt: skip
     return grad

@@ -9,6 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.blocks import lane_width
 from gristmill.kernels.ssd.chunk_scores import inside_chunk, score_block_pointers, score_block_program, score_block_tokens
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
@@ -77,6 +78,6 @@ def score_gradient(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, dy: torch
 
     _ssd_bwd_kernel_score_gradient[grid](
         x, dt, a, dy, dscores, plan.chunk_start, plan.chunk_len, T,
-        H=H, G=groups, P=P, CHUNK=L, BLOCK_P=max(16, triton.next_power_of_2(P)),
+        H=H, G=groups, P=P, CHUNK=L, BLOCK_P=lane_width(P),
     )  # fmt: skip
     return dscores

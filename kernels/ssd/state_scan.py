@@ -12,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.blocks import lane_width
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -136,7 +137,7 @@ def _launch(
         v, dt, a, k, chunk_decay, entering, carried, dchunk_decay, first, last,
         plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, T, plan.num_chunks,
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_FIRST=first is not None, REVERSE=reverse,
-        BLOCK_N=max(16, triton.next_power_of_2(N)),
+        BLOCK_N=lane_width(N),
     )  # fmt: skip
     return carried, last
 
