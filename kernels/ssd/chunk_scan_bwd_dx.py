@@ -48,6 +48,10 @@ def _ssd_bwd_kernel_dx(
     chunk_start,
     chunk_len,
     T,
+    stride_x,
+    stride_b,
+    stride_dy,
+    stride_dx,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -70,9 +74,9 @@ def _ssd_bwd_kernel_dx(
     offs_s, mask_s, t_s = token_block(start, s_first, length, BLOCK_S)
     offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     mask_sp = mask_s[:, None] & mask_p[None, :]
-    x_ptrs = (t_s[:, None] * H + h) * P + offs_p[None, :]
+    head_cols = h * P + offs_p[None, :]
     # [BLOCK_S, BLOCK_P]
-    x_s = tl.load(x + x_ptrs, mask=mask_sp, other=0.0)
+    x_s = tl.load(x + t_s[:, None] * stride_x + head_cols, mask=mask_sp, other=0.0)
     a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
     dt_s = tl.load(dt + h * T + t_s, mask=mask_s, other=0.0)
     group_scores = scores + (c * G + g).to(tl.int64) * CHUNK * CHUNK
@@ -82,7 +86,7 @@ def _ssd_bwd_kernel_dx(
         offs_l, mask_l, t_l = token_block(start, l0, length, BLOCK_L)
         a_l = tl.load(a + h * T + t_l, mask=mask_l, other=0.0)
         # [BLOCK_L, BLOCK_P]
-        dy_l = tl.load(dy + (t_l[:, None] * H + h) * P + offs_p[None, :], mask=mask_l[:, None] & mask_p[None, :], other=0.0)
+        dy_l = tl.load(dy + t_l[:, None] * stride_dy + head_cols, mask=mask_l[:, None] & mask_p[None, :], other=0.0)
         keep = (offs_l[None, :] >= offs_s[:, None]) & mask_l[None, :] & mask_s[:, None]
         # [BLOCK_S, BLOCK_L]: M transposed, and dy_l.v_s
         cb_t = tl.load(group_scores + offs_l[None, :] * CHUNK + offs_s[:, None], mask=keep, other=0.0)
@@ -95,7 +99,7 @@ def _ssd_bwd_kernel_dx(
     end = start + length - 1
     to_end = tl.where(mask_s, tl.exp(tl.load(a + h * T + end) - a_s), 0.0)
     # [BLOCK_S, BLOCK_N], [BLOCK_P, BLOCK_N]
-    b_s = tl.load(B + (t_s[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0)
+    b_s = tl.load(B + t_s[:, None] * stride_b + g * N + offs_n[None, :], mask=mask_s[:, None] & mask_n[None, :], other=0.0)
     q = tl.load(
         dleaving + ((c * H + h).to(tl.int64) * P + offs_p[:, None]) * N + offs_n[None, :],
         mask=mask_p[:, None] & mask_n[None, :],
@@ -109,10 +113,10 @@ def _ssd_bwd_kernel_dx(
     tl.atomic_add(da + h * T + end, tl.sum(to_state, axis=0))
     grad_x = dv * dt_s[:, None]
     if HAS_D:
-        dy_s = tl.load(dy + x_ptrs, mask=mask_sp, other=0.0).to(tl.float32)
+        dy_s = tl.load(dy + t_s[:, None] * stride_dy + head_cols, mask=mask_sp, other=0.0).to(tl.float32)
         grad_x += tl.load(D + h).to(tl.float32) * dy_s
         tl.atomic_add(dD + h, tl.sum(tl.sum(dy_s * x_f, axis=1), axis=0))
-    tl.store(dx + x_ptrs, grad_x.to(dx.dtype.element_ty), mask=mask_sp)
+    tl.store(dx + t_s[:, None] * stride_dx + head_cols, grad_x.to(dx.dtype.element_ty), mask=mask_sp)
     tl.store(ddt_direct + h * T + t_s, tl.sum(dv * x_f, axis=1), mask=mask_s)
 
 
@@ -126,11 +130,12 @@ def chunk_scan_bwd_dx(
     dy: torch.Tensor,
     dleaving: torch.Tensor,
     plan: ChunkPlan,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Returns dx, dt's direct part and the gradient w.r.t. `a` (both `[H, T]` fp32), and dD (or None)."""
+    dx: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Writes dx into `dx` (`[T, H, P]`, contiguous rows, any row stride); returns dt's direct part and the
+    gradient w.r.t. `a` (both `[H, T]` fp32), and dD (or None)."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
-    dx = torch.empty_like(x)
     ddt_direct = torch.empty_like(a)
     da = torch.zeros_like(a)
     dD = torch.zeros(H, device=x.device, dtype=torch.float32)
@@ -140,8 +145,9 @@ def chunk_scan_bwd_dx(
 
     _ssd_bwd_kernel_dx[grid](
         x, dt, a, B, scores, D, dy, dleaving, dx, ddt_direct, da, dD, plan.chunk_start, plan.chunk_len, T,
+        x.stride(0), B.stride(0), dy.stride(0), dx.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
-    return dx, ddt_direct, da, dD if D is not None else None
+    return ddt_direct, da, dD if D is not None else None

@@ -50,6 +50,8 @@ def _ssd_fwd_kernel_scores(
     scores,
     chunk_start,
     chunk_len,
+    stride_b,
+    stride_c,
     G: tl.constexpr,
     N: tl.constexpr,
     CHUNK: tl.constexpr,
@@ -64,12 +66,12 @@ def _ssd_fwd_kernel_scores(
     mask_n = offs_n < N
     # [BLOCK, BLOCK_N] each
     c_l = tl.load(
-        C + ((start + offs_l)[:, None] * G + g) * N + offs_n[None, :],
+        C + (start + offs_l)[:, None] * stride_c + g * N + offs_n[None, :],
         mask=(offs_l < length)[:, None] & mask_n[None, :],
         other=0.0,
     )
     b_s = tl.load(
-        B + ((start + offs_s)[:, None] * G + g) * N + offs_n[None, :],
+        B + (start + offs_s)[:, None] * stride_b + g * N + offs_n[None, :],
         mask=(offs_s < length)[:, None] & mask_n[None, :],
         other=0.0,
     )
@@ -91,7 +93,7 @@ def chunk_scores(B: torch.Tensor, C: torch.Tensor, plan: ChunkPlan) -> torch.Ten
         return (triton.cdiv(L, meta["BLOCK"]), triton.cdiv(L, meta["BLOCK"]), plan.num_chunks * G)
 
     _ssd_fwd_kernel_scores[grid](
-        B, C, scores, plan.chunk_start, plan.chunk_len, G=G, N=N, CHUNK=L,
+        B, C, scores, plan.chunk_start, plan.chunk_len, B.stride(0), C.stride(0), G=G, N=N, CHUNK=L,
         BLOCK_N=lane_width(N),
     )  # fmt: skip
     return scores

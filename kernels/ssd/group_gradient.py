@@ -40,6 +40,10 @@ def _ssd_bwd_kernel_group_gradient(
     chunk_start,
     chunk_len,
     T,
+    stride_vectors,
+    stride_partner,
+    stride_own,
+    stride_grad,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -61,7 +65,7 @@ def _ssd_bwd_kernel_group_gradient(
     offs_u, mask_u, t_u = token_block(start, u_first, length, BLOCK_U)
     offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     mask_un = mask_u[:, None] & mask_n[None, :]
-    own_ptrs = (t_u[:, None] * G + g) * N + offs_n[None, :]
+    group_cols = g * N + offs_n[None, :]
     group_dscores = dscores + (c * G + g).to(tl.int64) * CHUNK * CHUNK
     acc = tl.zeros([BLOCK_U, BLOCK_N], dtype=tl.float32)
     if SOURCE:
@@ -82,13 +86,13 @@ def _ssd_bwd_kernel_group_gradient(
             ds = tl.load(group_dscores + offs_u[:, None] * CHUNK + offs_v[None, :], mask=keep, other=0.0)
         # [BLOCK_V, BLOCK_N]
         k_v = tl.load(
-            partner + ((start + offs_v)[:, None] * G + g) * N + offs_n[None, :],
+            partner + (start + offs_v)[:, None] * stride_partner + group_cols,
             mask=mask_v[:, None] & mask_n[None, :],
             other=0.0,
         )
         acc += tl.dot(ds.to(k_v.dtype), k_v)
     if not SOURCE:
-        own_u = tl.load(own + own_ptrs, mask=mask_un, other=0.0).to(tl.float32)
+        own_u = tl.load(own + t_u[:, None] * stride_own + group_cols, mask=mask_un, other=0.0).to(tl.float32)
     a_last_offset = start + length - 1
     heads_per_group = H // G
     for hh in range(heads_per_group):
@@ -100,7 +104,7 @@ def _ssd_bwd_kernel_group_gradient(
             weight = tl.exp(a_u)
         weight = tl.where(mask_u, weight, 0.0)
         # [BLOCK_U, BLOCK_P], [BLOCK_P, BLOCK_N]
-        vec = tl.load(vectors + (t_u[:, None] * H + h) * P + offs_p[None, :], mask=mask_u[:, None] & mask_p[None, :], other=0.0)
+        vec = tl.load(vectors + t_u[:, None] * stride_vectors + h * P + offs_p[None, :], mask=mask_u[:, None] & mask_p[None, :], other=0.0)
         state = tl.load(
             states + ((c * H + h).to(tl.int64) * P + offs_p[:, None]) * N + offs_n[None, :],
             mask=mask_p[:, None] & mask_n[None, :],
@@ -110,7 +114,7 @@ def _ssd_bwd_kernel_group_gradient(
         acc += inter
         if not SOURCE:
             tl.atomic_add(da + h * T + t_u, tl.sum(inter * own_u, axis=1), mask=mask_u)
-    tl.store(grad + own_ptrs, acc.to(grad.dtype.element_ty), mask=mask_un)
+    tl.store(grad + t_u[:, None] * stride_grad + group_cols, acc.to(grad.dtype.element_ty), mask=mask_un)
 
 
 def group_gradient(
@@ -123,22 +127,23 @@ def group_gradient(
     a: torch.Tensor,
     da: torch.Tensor,
     plan: ChunkPlan,
+    grad: torch.Tensor,
     *,
     source: bool,
-) -> torch.Tensor:
-    """dB (source: vectors x, states dS_out, partner C, own B) or dC (target: vectors dy, states S_in, partner
-    B, own C, and the inter-chunk decay gradient added into `da`), in the dtype of `own`."""
+) -> None:
+    """Writes dB (source: vectors x, states dS_out, partner C, own B) or dC (target: vectors dy, states S_in,
+    partner B, own C, and the inter-chunk decay gradient added into `da`) into `grad`, shaped like `own`; every
+    token row may lie at its own stride."""
     T, H, P = vectors.shape
     G, N = own.shape[1], own.shape[2]
-    grad = torch.empty_like(own)
 
     def grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(plan.chunk_size, meta["BLOCK_U"]), plan.num_chunks * G)
 
     _ssd_bwd_kernel_group_gradient[grid](
         vectors, states, partner, own, dscores, dt, a, da, grad, plan.chunk_start, plan.chunk_len, T,
+        vectors.stride(0), partner.stride(0), own.stride(0), grad.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, SOURCE=source,
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
-    return grad

@@ -29,6 +29,8 @@ def _ssd_bwd_kernel_score_gradient(
     chunk_start,
     chunk_len,
     T,
+    stride_x,
+    stride_dy,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -55,8 +57,8 @@ def _ssd_bwd_kernel_score_gradient(
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
         dt_s = tl.load(dt + h * T + t_s, mask=mask_s, other=0.0)
         # [BLOCK, BLOCK_P] each
-        dy_l = tl.load(dy + (t_l[:, None] * H + h) * P + offs_p[None, :], mask=mask_l[:, None] & mask_p[None, :], other=0.0)
-        x_s = tl.load(x + (t_s[:, None] * H + h) * P + offs_p[None, :], mask=mask_s[:, None] & mask_p[None, :], other=0.0)
+        dy_l = tl.load(dy + t_l[:, None] * stride_dy + h * P + offs_p[None, :], mask=mask_l[:, None] & mask_p[None, :], other=0.0)
+        x_s = tl.load(x + t_s[:, None] * stride_x + h * P + offs_p[None, :], mask=mask_s[:, None] & mask_p[None, :], other=0.0)
         decay = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf")))
         acc += tl.dot(dy_l, tl.trans(x_s)) * (decay * dt_s[None, :])
     tl.store(
@@ -77,7 +79,7 @@ def score_gradient(x: torch.Tensor, dt: torch.Tensor, a: torch.Tensor, dy: torch
         return (triton.cdiv(L, meta["BLOCK"]), triton.cdiv(L, meta["BLOCK"]), plan.num_chunks * groups)
 
     _ssd_bwd_kernel_score_gradient[grid](
-        x, dt, a, dy, dscores, plan.chunk_start, plan.chunk_len, T,
+        x, dt, a, dy, dscores, plan.chunk_start, plan.chunk_len, T, x.stride(0), dy.stride(0),
         H=H, G=groups, P=P, CHUNK=L, BLOCK_P=lane_width(P),
     )  # fmt: skip
     return dscores
