@@ -76,7 +76,7 @@ def check_datasets(cfg: DataConfig, model_vocab_size: int) -> DatasetSummary:
 
 def _make_packer(cfg: DataConfig, stream: DocumentStream, split: Split) -> Packer:
     if split == "train" and cfg.packing == "best_fit":
-        return BestFitPacker(stream, cfg.seq_len, cfg.best_fit_buffer)
+        return BestFitPacker(stream, cfg.seq_len, cfg.best_fit_buffer, seed=cfg.seed)
     return ConcatPacker(stream, cfg.seq_len)
 
 

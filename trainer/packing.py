@@ -3,7 +3,8 @@
 Two modes. `concat` cuts one running stream of documents into rows: no padding, documents split across row
 ends. `best_fit` reads a buffer of documents, cuts those longer than a row into row-sized pieces, and places
 pieces longest first into the fullest row that still fits them (best-fit decreasing); the rest of a row is
-padding. Either way a piece's labels are the document's next tokens, so a split document loses attention
+padding. Its rows leave in a seeded random order: in packing order a buffer's first rows would all be pieces of
+its longest documents and its last rows full of short ones, so consecutive batches would differ in kind. Either way a piece's labels are the document's next tokens, so a split document loses attention
 context across the cut but no training target; a document's last token (EOS) has no target.
 
 Packers are resumable: `state_dict()` after a row names the document source's position and the place inside
@@ -116,26 +117,35 @@ class ConcatPacker(Packer):
 
 
 class BestFitPacker(Packer):
-    """Best-fit decreasing over a buffer of `buffer_documents` documents at a time."""
+    """Best-fit decreasing over a buffer of `buffer_documents` documents at a time; each buffer's rows are
+    shuffled with a generator seeded by (`seed`, the buffer's index), so a resumed packer shuffles alike."""
 
-    def __init__(self, documents: DocumentSource, seq_len: int, buffer_documents: int) -> None:
+    def __init__(self, documents: DocumentSource, seq_len: int, buffer_documents: int, seed: int = 0) -> None:
         super().__init__(documents, seq_len)
         if buffer_documents < 1:
             raise ValueError(f"best_fit_buffer must be at least 1, got {buffer_documents}")
-        self.buffer_documents = buffer_documents
+        self.buffer_documents, self.seed = buffer_documents, seed
         self._rows: list[Row] = []
         self._emitted = 0
+        self._rounds = 0
+        """Buffers packed so far, the one being emitted included."""
         self._source_before_round: dict[str, Any] = documents.state_dict()
 
     def next_row(self) -> Row:
         if self._emitted == len(self._rows):
             self._source_before_round = self.documents.state_dict()
-            self._rows, self._emitted = self._pack_round(), 0
+            self._rows, self._emitted = self._shuffled_round(), 0
             if not self._rows:
                 raise StopIteration
         row = self._rows[self._emitted]
         self._emitted += 1
         return row
+
+    def _shuffled_round(self) -> list[Row]:
+        rows = self._pack_round()
+        order = np.random.default_rng((self.seed, self._rounds)).permutation(len(rows))
+        self._rounds += 1
+        return [rows[i] for i in order]
 
     def _pack_round(self) -> list[Row]:
         pieces: list[Piece] = []
@@ -166,15 +176,16 @@ class BestFitPacker(Packer):
 
     def state_dict(self) -> dict[str, Any]:
         if self._emitted == len(self._rows):
-            return {"source": self.documents.state_dict(), "emitted": 0}
-        return {"source": self._source_before_round, "emitted": self._emitted}
+            return {"source": self.documents.state_dict(), "emitted": 0, "rounds": self._rounds}
+        return {"source": self._source_before_round, "emitted": self._emitted, "rounds": self._rounds - 1}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.documents.load_state_dict(state["source"])
         self._rows, self._emitted = [], 0
+        self._rounds = state.get("rounds", 0)  # absent in checkpoints from before rows were shuffled
         if state["emitted"]:
             self._source_before_round = state["source"]
-            self._rows, self._emitted = self._pack_round(), state["emitted"]
+            self._rows, self._emitted = self._shuffled_round(), state["emitted"]
 
 
 @dataclass

@@ -114,3 +114,25 @@ def test_resume_from_state_rebuilds_the_same_rows(mode: str) -> None:
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.segments.cu_seqlens, b.segments.cu_seqlens)
+
+
+def test_best_fit_rows_leave_in_seeded_random_order() -> None:
+    """In packing order a buffer's first half holds only single pieces of its long documents and its second
+    half the rows of several short ones; shuffled, both halves mix, and the seed fixes the order."""
+    rng = np.random.default_rng()
+    documents = [np.append(rng.integers(1, 200, n - 1), EOS) for n in rng.integers(1, 4 * SEQ_LEN, 120)]
+
+    def rows(seed: int) -> list[tuple[tuple[int, ...], ...]]:
+        packer = BestFitPacker(ListSource(documents), SEQ_LEN, buffer_documents=len(documents), seed=seed)
+        out = []
+        while True:
+            try:
+                row = packer.next_row()
+            except StopIteration:
+                return out
+            out.append(tuple(tuple(piece.document[piece.start : piece.end]) for piece in row))
+
+    first, again, other = rows(0), rows(0), rows(1)
+    assert first == again
+    assert sorted(first) == sorted(other) and first != other
+    assert any(len(row) > 1 for row in first[: len(first) // 2]), "rows still in packing order"
