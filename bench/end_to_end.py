@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +34,7 @@ from bench.harness import git_revision, machine, markdown_table, print_and_appen
 from bench.trainer_throughput import measure, synthetic_corpus, warmed_up
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.models import presets as model_presets
+from gristmill.trainer.models.segments import Segments
 from gristmill.trainer.presets import transformer_350m_2k
 from gristmill.trainer.train import Trainer
 
@@ -63,8 +65,24 @@ def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: st
     return cfg
 
 
+class CompiledForAnyDocumentCount(torch.nn.Module):
+    """The model under torch.compile with one graph for every batch. Each packed batch holds another number of
+    documents and another longest one; left alone, dynamo compiles the first batch's values as constants and
+    the whole model again on each change (minutes apiece for the hybrid, bench/results/end_to_end.md). So
+    `cu_seqlens`' length is dynamic from the start and `max_seqlen` is always the row length, the bound that
+    every document piece keeps (as the CUDA-graph path does, trainer/cuda_graph.py)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.compiled = torch.compile(model)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, segments: Segments) -> torch.Tensor:
+        torch._dynamo.maybe_mark_dynamic(segments.cu_seqlens, 0)
+        return self.compiled(input_ids, labels, replace(segments, max_seqlen=input_ids.shape[1]))
+
+
 def compile_model(trainer: Trainer) -> None:
-    trainer.model = torch.compile(trainer.model)
+    trainer.model = CompiledForAnyDocumentCount(trainer.model)
 
 
 def run_variant(args: argparse.Namespace, model: str, name: str, corpus: Path, work: Path) -> dict | str:

@@ -84,7 +84,7 @@ def sdpa_attention_reference(
         return x.view(rows, row_len, x.shape[1], head_dim).transpose(1, 2)
 
     grouped = q_heads != k.shape[1]
-    if cu_seqlens.numel() - 1 == rows:
+    if not torch.compiler.is_compiling() and cu_seqlens.numel() - 1 == rows:
         out = F.scaled_dot_product_attention(
             to_rows(q), to_rows(k), to_rows(v), is_causal=True, scale=softmax_scale, enable_gqa=grouped
         )
