@@ -5,7 +5,6 @@ import torch
 from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fwd
 from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
-from gristmill.kernels.ssd.chunk_scores import chunk_scores
 from gristmill.kernels.ssd.documents import ChunkPlan, cached_chunk_plan, plan_chunks, whole_stream
 from gristmill.kernels.ssd.group_gradient import group_gradient
 from gristmill.kernels.ssd.reference import ScanOutput
@@ -47,10 +46,8 @@ class SSDScanFunction(torch.autograd.Function):
         dleaving, dfirst, dlog_decay = state_scan_bwd(
             dy, a, C, chunk_decay, entering, None if dfinal_state is None else dfinal_state.contiguous(), plan
         )
-        scores = chunk_scores(B, C, plan)  # recomputed: cheaper than keeping [chunks, G, L, L] alive
-        dx, ddt_direct, da, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, scores, D, dy, dleaving, plan)
-        del scores
-        dscores = score_gradient(x, dt_by_head, a, dy, plan, B.shape[1])
+        dx, ddt_direct, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan)
+        dscores, da = score_gradient(x, dt_by_head, a, B, C, dy, plan)
         dB = group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, da, plan, source=True)
         dC = group_gradient(dscores, dy, entering, B, C, dt_by_head, a, da, plan, source=False)
         ddt, dA = chunk_cumsum_bwd(dt, dt_by_head, A, da, dlog_decay, ddt_direct, plan)
