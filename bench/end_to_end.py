@@ -25,6 +25,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -36,13 +37,19 @@ from gristmill.trainer.presets import transformer_350m_2k
 from gristmill.trainer.train import Trainer
 
 MODELS = ("transformer_350m", "hybrid_350m")
+class Variant(NamedTuple):
+    kernels: bool
+    compiled: bool
+    """the whole model under torch.compile"""
+    cuda_graphs: bool
+
+
 VARIANTS = {
-    "ours": (True, False, False),
-    "ours+graphs": (True, False, True),
-    "ours+compile": (True, True, False),
-    "stock+compile": (False, True, False),
+    "ours": Variant(kernels=True, compiled=False, cuda_graphs=False),
+    "ours+graphs": Variant(kernels=True, compiled=False, cuda_graphs=True),
+    "ours+compile": Variant(kernels=True, compiled=True, cuda_graphs=False),
+    "stock+compile": Variant(kernels=False, compiled=True, cuda_graphs=False),
 }
-"""name -> (kernels on, whole model under torch.compile, CUDA graphs)"""
 BASELINE = "stock+compile"
 
 
@@ -50,7 +57,7 @@ def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: st
     cfg = transformer_350m_2k()
     cfg.model = getattr(model_presets, model)()
     cfg.data.manifests, cfg.data.seq_len, cfg.data.best_fit_buffer = [corpus], 4096, 512
-    cfg.kernels, _, cfg.cuda_graphs = VARIANTS[variant]
+    cfg.kernels, cfg.cuda_graphs = VARIANTS[variant].kernels, VARIANTS[variant].cuda_graphs
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg
@@ -61,7 +68,7 @@ def compile_model(trainer: Trainer) -> None:
 
 
 def run_variant(args: argparse.Namespace, model: str, name: str, corpus: Path, work: Path) -> dict | str:
-    compiled = VARIANTS[name][1]
+    compiled = VARIANTS[name].compiled
     cfg = bench_config(model, corpus, work / f"{model}-{name}", args.rows, name)
     try:
         return measure(cfg, True, args.warmup, args.steps, compile_model if compiled else None)
@@ -76,7 +83,7 @@ def profile_variant(args: argparse.Namespace, model: str, name: str, corpus: Pat
     (a low share means the step waits on the host, e.g. kernel launches)."""
     from torch.profiler import ProfilerActivity, profile
 
-    compiled = VARIANTS[name][1]
+    compiled = VARIANTS[name].compiled
     cfg = bench_config(model, corpus, work / f"{model}-{name}-profile", args.rows, name)
     trainer, batches = warmed_up(cfg, True, args.warmup, compile_model if compiled else None)
     torch.cuda.synchronize()

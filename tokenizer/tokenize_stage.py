@@ -1,9 +1,8 @@
 """The `tokenize` stage: documents to token shards, then (once, on the driver) the final token dataset.
 
 Per input shard, batches are encoded in parallel (tiktoken where it gives the tokenizer's ids, else
-`tokenizers`' batch encoder), EOS is appended and the
-result is written as `OUT/<stage>/part-XXXXX.arrow` by the pipeline (so resume and both executors work as
-for every stage). `finalize` then lays those shards out into `OUT/<stage>/dataset/`: shards of about
+`tokenizers`' batch encoder), EOS is appended and the result is written as `OUT/<stage>/part-XXXXX.arrow` by
+the pipeline (so resume and both executors work as for every stage). `finalize` then lays those shards out into `OUT/<stage>/dataset/`: shards of about
 `shard_mb`, optionally shuffled across sources, with the tokenizer and `manifest.json`, and deletes the
 per-input shards, so a finished run holds the tokens once.
 """

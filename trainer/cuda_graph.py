@@ -2,10 +2,12 @@
 
 An eager step of a ~350M model launches a few thousand kernels; with few rows per step the GPU waits on those
 launches. Captured once, each pass is one graph launch: on an H100 at 2 rows of 4096 the hybrid trains 2.03x
-and the transformer 1.47x faster, at 8 rows (GPU-bound) no faster (bench/results/end_to_end.md, run 4). A graph fixes every shape and launch grid, so a batch enters it in one layout: `cu_seqlens`
-padded with empty documents to a fixed count, and every document bounded by seq_len (the kernels size their
-grids by the longest document, which an upper bound may replace). A batch with more documents than the graph
-holds runs eagerly and is counted.
+and the transformer 1.47x faster, at 8 rows (GPU-bound) no faster (bench/results/end_to_end.md, run 4).
+
+A graph fixes every shape and launch grid, so a batch enters it in one layout: `cu_seqlens` padded with empty
+documents to a fixed count, and every document bounded by seq_len (the kernels size their grids by the longest
+document, which an upper bound may replace). A batch with more documents than the graph holds runs eagerly
+and is counted.
 """
 
 from collections.abc import Callable
@@ -76,12 +78,13 @@ class GraphedModel:
 
     def __call__(self, batch: PackedBatch) -> torch.Tensor:
         segments = batch.segments
-        if segments.cu_seqlens.shape[0] - 1 > self.documents or segments.max_seqlen > self.seq_len:
+        documents = segments.cu_seqlens.shape[0] - 1
+        if documents > self.documents or segments.max_seqlen > self.seq_len:
             self.eager_batches += 1
             if self.eager_batches == 1:
                 _log.warning(
                     "a batch of %d documents does not fit the CUDA graph's %d: it runs eagerly (raise "
-                    "cuda_graph_documents if this repeats)", segments.cu_seqlens.shape[0] - 1, self.documents,
+                    "cuda_graph_documents if this repeats)", documents, self.documents,
                 )
             return self.model(batch.input_ids, batch.labels, segments)
         args = (batch.input_ids, batch.labels, padded_offsets(segments.cu_seqlens, self.documents),

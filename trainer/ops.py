@@ -14,16 +14,13 @@ from gristmill.kernels.attention.reference import sdpa_attention_reference
 from gristmill.kernels.fused import apply_rope as apply_rope_kernel
 from gristmill.kernels.fused import linear_cross_entropy as linear_cross_entropy_kernel
 from gristmill.kernels.fused import rms_norm as rms_norm_kernel
-from gristmill.kernels.fused import swiglu as swiglu_kernel
 from gristmill.kernels.fused import swiglu_halves as swiglu_halves_kernel
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.rope.reference import apply_rope_reference
-from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference, swiglu_reference
-from gristmill.kernels.ssd import causal_conv1d as causal_conv1d_kernel
-from gristmill.kernels.ssd import ssd_scan as ssd_scan_kernel
-from gristmill.kernels.ssd.conv1d_reference import causal_conv1d_reference
-from gristmill.kernels.ssd.reference import ssd_chunked_reference
+from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
+from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
+from gristmill.kernels.ssd.mixer_reference import mamba_mixer_core_reference
 
 
 def _opaque_to_compile(kernel: Callable) -> Callable:
@@ -34,10 +31,8 @@ def _opaque_to_compile(kernel: Callable) -> Callable:
 
 
 flash_attention_varlen = _opaque_to_compile(flash_attention_varlen)
-ssd_scan_kernel = _opaque_to_compile(ssd_scan_kernel)
-causal_conv1d_kernel = _opaque_to_compile(causal_conv1d_kernel)
+mamba_mixer_core_kernel = _opaque_to_compile(mamba_mixer_core_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
-swiglu_kernel = _opaque_to_compile(swiglu_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
 apply_rope_kernel = _opaque_to_compile(apply_rope_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
@@ -64,30 +59,24 @@ def varlen_attention(
     return sdpa_attention_reference(q, k, v, cu_seqlens, max_seqlen, rows=rows)
 
 
-def ssd_scan(
-    x: torch.Tensor,
-    dt: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    *,
+def mamba_mixer_core(
+    zxbcdt: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor,
+    dt_bias: torch.Tensor,
+    A_log: torch.Tensor,
     D: torch.Tensor,
-    cu_seqlens: torch.Tensor,
+    *,
+    groups: int,
     chunk_size: int,
+    cu_seqlens: torch.Tensor,
 ) -> torch.Tensor:
-    """The Mamba2 selective scan with state reset at every segment start: x [T, H, P] -> [T, H, P]."""
-    if _on_kernel(x):
-        return ssd_scan_kernel(x, dt, A, B, C, D=D, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
-    return ssd_chunked_reference(x, dt, A, B, C, D=D, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
-
-
-def causal_conv1d(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cu_seqlens: torch.Tensor
-) -> torch.Tensor:
-    """Depthwise causal conv + SiLU that never reads across a segment start: x [T, C] -> [T, C]."""
-    if _on_kernel(x):
-        return causal_conv1d_kernel(x, weight, bias, cu_seqlens=cu_seqlens, activation="silu")
-    return causal_conv1d_reference(x, weight, bias, cu_seqlens=cu_seqlens, activation="silu")
+    """Mamba2 in_proj output [T, d_inner + conv_dim + H] -> silu(z) * SSD(conv1d(xBC)) [T, d_inner], with the
+    conv window and the scan state restarting at every segment start."""
+    kernel = mamba_mixer_core_kernel if _on_kernel(zxbcdt) else mamba_mixer_core_reference
+    return kernel(
+        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, groups=groups, chunk_size=chunk_size, cu_seqlens=cu_seqlens
+    )
 
 
 def rms_norm(
@@ -97,12 +86,6 @@ def rms_norm(
     if _on_kernel(x):
         return rms_norm_kernel(x, weight, eps, residual)
     return rms_norm_reference(x, weight, eps, residual)
-
-
-def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    if _on_kernel(gate):
-        return swiglu_kernel(gate, up)
-    return swiglu_reference(gate, up)
 
 
 def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:

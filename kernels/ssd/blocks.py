@@ -48,12 +48,14 @@ def chunk_head_state(states, c, h, offs_p, mask_p, offs_n, mask_n, H: tl.constex
 
 
 @triton.jit
-def group_rows(t, mask, g, offs_n, mask_n, G: tl.constexpr, N: tl.constexpr):
-    """Addresses and mask of the [tokens, BLOCK_N] rows of group g in a `[T, G, N]` tensor (B or C)."""
-    return (t[:, None] * G + g) * N + offs_n[None, :], mask[:, None] & mask_n[None, :]
+def group_rows(t, mask, stride, g, offs_n, mask_n, N: tl.constexpr):
+    """Offsets and mask of the [tokens, BLOCK_N] rows of group g in a `[T, G, N]` tensor (B, C or their
+    gradients) whose token rows lie `stride` elements apart (a column slice of a wider tensor)."""
+    return t[:, None] * stride + g * N + offs_n[None, :], mask[:, None] & mask_n[None, :]
 
 
 @triton.jit
-def head_rows(t, mask, h, offs_p, mask_p, H: tl.constexpr, P: tl.constexpr):
-    """Addresses and mask of the [tokens, BLOCK_P] rows of head h in a `[T, H, P]` tensor (x, y, dy, dx)."""
-    return (t[:, None] * H + h) * P + offs_p[None, :], mask[:, None] & mask_p[None, :]
+def head_rows(t, mask, stride, h, offs_p, mask_p, P: tl.constexpr):
+    """Offsets and mask of the [tokens, BLOCK_P] rows of head h in a `[T, H, P]` tensor (x, dy, dx) whose token
+    rows lie `stride` elements apart."""
+    return t[:, None] * stride + h * P + offs_p[None, :], mask[:, None] & mask_p[None, :]

@@ -53,6 +53,11 @@ def _ssd_bwd_kernel_dx(
     chunk_start,
     chunk_len,
     T,
+    stride_x,
+    stride_b,
+    stride_c,
+    stride_dy,
+    stride_dx,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -80,12 +85,13 @@ def _ssd_bwd_kernel_dx(
         a_m = tl.load(a + h * T + t_m, mask=mask_m, other=0.0)
         dt_m = tl.load(dt + h * T + t_m, mask=mask_m, other=0.0)
         # [BLOCK_M, BLOCK_N]
-        bc_ptrs, mask_mn = group_rows(t_m, mask_m, g, offs_n, mask_n, G, N)
-        b_m = tl.load(B + bc_ptrs, mask=mask_mn, other=0.0)
-        c_m = tl.load(C + bc_ptrs, mask=mask_mn, other=0.0)
+        b_rows, mask_mn = group_rows(t_m, mask_m, stride_b, g, offs_n, mask_n, N)
+        c_rows, _ = group_rows(t_m, mask_m, stride_c, g, offs_n, mask_n, N)
+        b_m = tl.load(B + b_rows, mask=mask_mn, other=0.0)
+        c_m = tl.load(C + c_rows, mask=mask_mn, other=0.0)
         # [BLOCK_M, BLOCK_P]
-        x_ptrs, mask_mp = head_rows(t_m, mask_m, h, offs_p, mask_p, H, P)
-        dy_m = tl.load(dy + x_ptrs, mask=mask_mp, other=0.0)
+        dy_rows, mask_mp = head_rows(t_m, mask_m, stride_dy, h, offs_p, mask_p, P)
+        dy_m = tl.load(dy + dy_rows, mask=mask_mp, other=0.0)
         to_after = tl.exp(tl.where(mask_m, a_after - a_m, float("-inf")))
         dv = tl.dot(b_m, carried.to(b_m.dtype)) * to_after[:, None]
         a_before = tl.load(a + h * T + start + m0 - 1, mask=m0 > 0, other=0.0)  # a is 0 before the chunk
@@ -99,14 +105,16 @@ def _ssd_bwd_kernel_dx(
         decay = tl.exp(tl.where(keep, a_m[None, :] - a_m[:, None], float("-inf")))
         scores = tl.dot(b_m, tl.trans(c_m)) * decay
         dv = tl.dot(scores.to(dy_m.dtype), dy_m, acc=dv)
-        x_f = tl.load(x + x_ptrs, mask=mask_mp, other=0.0).to(tl.float32)
+        x_rows, _ = head_rows(t_m, mask_m, stride_x, h, offs_p, mask_p, P)
+        x_f = tl.load(x + x_rows, mask=mask_mp, other=0.0).to(tl.float32)
         tl.store(ddt_direct + h * T + t_m, tl.sum(dv * x_f, axis=1), mask=mask_m)
         grad_x = dv * dt_m[:, None]
         if HAS_D:
             dy_f = dy_m.to(tl.float32)
             grad_x += d * dy_f
             dy_dot_x += tl.sum(dy_f * x_f, axis=1)
-        tl.store(dx + x_ptrs, grad_x.to(dx.dtype.element_ty), mask=mask_mp)
+        dx_rows, _ = head_rows(t_m, mask_m, stride_dx, h, offs_p, mask_p, P)
+        tl.store(dx + dx_rows, grad_x.to(dx.dtype.element_ty), mask=mask_mp)
     if HAS_D:
         tl.atomic_add(dD + h, tl.sum(dy_dot_x, axis=0))
 
@@ -121,17 +129,19 @@ def chunk_scan_bwd_dx(
     dy: torch.Tensor,
     dleaving: torch.Tensor,
     plan: ChunkPlan,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Returns dx, dt's direct part (`[H, T]` fp32) and dD (or None)."""
+    dx: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Writes dx into `dx` (`[T, H, P]`, contiguous rows, any row stride); returns dt's direct part (`[H, T]`
+    fp32) and dD (or None). x, B, C and dy may be row-strided too."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
-    dx = torch.empty_like(x)
     ddt_direct = torch.empty_like(a)
     dD = torch.zeros(H, device=x.device, dtype=torch.float32)
     _ssd_bwd_kernel_dx[(H, plan.num_chunks)](
         x, dt, a, B, C, D, dy, dleaving, dx, ddt_direct, dD, plan.chunk_start, plan.chunk_len, T,
+        x.stride(0), B.stride(0), C.stride(0), dy.stride(0), dx.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
-    return dx, ddt_direct, dD if D is not None else None
+    return ddt_direct, dD if D is not None else None

@@ -6,7 +6,8 @@ exp(a_{m0-1} - a_s) dt_s x_s B_s^T (fp32, on chip), so every earlier block reach
 N-deep product C_m S(m0) scaled by exp(a_l - a_{m0-1}); only the diagonal BLOCK_M x BLOCK_M scores need the
 pairwise exp. Against scoring every earlier block, that is a third fewer tensor-core flops and a quarter of the
 exps, and no program waits on a short causal loop. Every exponent is <= 0: the carry never overflows.
-dt and `a` are head-major `[H, T]`; S_in comes in the matrix-product dtype.
+dt and `a` are head-major `[H, T]`; S_in comes in the matrix-product dtype. x, B and C may be column slices
+of a wider tensor (each token row addressed through its own stride); y is contiguous.
 """
 
 import torch
@@ -41,6 +42,10 @@ def _ssd_fwd_kernel_output(
     chunk_start,
     chunk_len,
     T,
+    stride_x,
+    stride_b,
+    stride_c,
+    stride_y,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -67,14 +72,14 @@ def _ssd_fwd_kernel_output(
         a_m = tl.load(a + h * T + t_m, mask=mask_m, other=0.0)
         dt_m = tl.load(dt + h * T + t_m, mask=mask_m, other=0.0)
         # [BLOCK_M, BLOCK_N]
-        bc_ptrs = (t_m[:, None] * G + g) * N + offs_n[None, :]
+        group_cols = g * N + offs_n[None, :]
         mask_mn = mask_m[:, None] & mask_n[None, :]
-        c_m = tl.load(C + bc_ptrs, mask=mask_mn, other=0.0)
-        b_m = tl.load(B + bc_ptrs, mask=mask_mn, other=0.0)
+        c_m = tl.load(C + t_m[:, None] * stride_c + group_cols, mask=mask_mn, other=0.0)
+        b_m = tl.load(B + t_m[:, None] * stride_b + group_cols, mask=mask_mn, other=0.0)
         # [BLOCK_M, BLOCK_P]
-        x_ptrs = (t_m[:, None] * H + h) * P + offs_p[None, :]
+        head_cols = h * P + offs_p[None, :]
         mask_mp = mask_m[:, None] & mask_p[None, :]
-        x_m = tl.load(x + x_ptrs, mask=mask_mp, other=0.0)
+        x_m = tl.load(x + t_m[:, None] * stride_x + head_cols, mask=mask_mp, other=0.0)
         carried = tl.exp(tl.where(mask_m, a_m - a_before, float("-inf")))
         acc = tl.dot(c_m, state.to(x_m.dtype)) * carried[:, None]
         keep = offs_m[:, None] >= offs_m[None, :]
@@ -83,7 +88,7 @@ def _ssd_fwd_kernel_output(
         acc += tl.dot(scores.to(x_m.dtype), x_m)
         if HAS_D:
             acc += d * x_m.to(tl.float32)
-        tl.store(y + x_ptrs, acc.to(y.dtype.element_ty), mask=mask_mp)
+        tl.store(y + t_m[:, None] * stride_y + head_cols, acc.to(y.dtype.element_ty), mask=mask_mp)
         a_after = tl.load(a + h * T + start + tl.minimum(m0 + BLOCK_M, length) - 1)
         to_after = tl.where(mask_m, tl.exp(a_after - a_m) * dt_m, 0.0)
         state = state * tl.exp(a_after - a_before) + tl.dot(tl.trans((b_m * to_after[:, None]).to(x_m.dtype)), x_m)
@@ -103,9 +108,10 @@ def chunk_scan_fwd(
 ) -> torch.Tensor:
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
-    y = torch.empty_like(x)
+    y = torch.empty(T, H, P, device=x.device, dtype=x.dtype)
     _ssd_fwd_kernel_output[(H, plan.num_chunks)](
         x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
+        x.stride(0), B.stride(0), C.stride(0), y.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),

@@ -109,3 +109,19 @@ def cached_chunk_plan(cu_seqlens: torch.Tensor, total_tokens: int, chunk_size: i
 def cached_token_doc_start(cu_seqlens: torch.Tensor, total_tokens: int) -> torch.Tensor:
     """`token_doc_start` with the offsets checked, both done once per `cu_seqlens` tensor."""
     return _cache.get(cu_seqlens, total_tokens, ("doc_start", 0), lambda: token_doc_start(cu_seqlens, total_tokens))
+
+
+def stream_chunk_plan(
+    cu_seqlens: torch.Tensor | None, total_tokens: int, chunk_size: int, device: torch.device
+) -> ChunkPlan:
+    """The SSD kernels' chunks of a stream whose offsets were checked for shape (None: one document)."""
+    if cu_seqlens is None:
+        return plan_chunks(whole_stream(total_tokens, device), total_tokens, chunk_size)
+    return cached_chunk_plan(cu_seqlens, total_tokens, chunk_size)
+
+
+def stream_doc_start(cu_seqlens: torch.Tensor | None, total_tokens: int, device: torch.device) -> torch.Tensor:
+    """The conv kernels' view of a stream's boundaries, each token's document start (None: one document)."""
+    if cu_seqlens is None:
+        return token_doc_start(whole_stream(total_tokens, device), total_tokens)
+    return cached_token_doc_start(cu_seqlens, total_tokens)

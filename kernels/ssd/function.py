@@ -1,16 +1,91 @@
-"""Autograd wrapper and public entry point of the Triton SSD scan over packed documents."""
+"""Autograd wrapper and public entry point of the Triton SSD scan over packed documents.
+
+`ssd_forward` and `ssd_backward` run the kernels on caller-given buffers, so a larger fused function (the Mamba2
+mixer core) can feed the scan column slices of its conv output and take dx, dB and dC straight into slices of one
+gradient tensor.
+"""
+
+from typing import NamedTuple
 
 import torch
 
 from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fwd
 from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
-from gristmill.kernels.ssd.documents import ChunkPlan, cached_chunk_plan, plan_chunks, whole_stream
+from gristmill.kernels.ssd.documents import ChunkPlan, stream_chunk_plan
 from gristmill.kernels.ssd.group_gradient import group_gradient
+from gristmill.kernels.ssd.layout import rows_in_place
 from gristmill.kernels.ssd.reference import ScanOutput
 from gristmill.kernels.ssd.score_gradient import score_gradient
 from gristmill.kernels.ssd.state_scan import state_scan_bwd, state_scan_fwd
 from gristmill.kernels.ssd.validation import check_ssd_inputs
+
+
+class ScanInputs(NamedTuple):
+    """The scan's tensor inputs: x, B and C need contiguous rows only (any row stride), dt `[T, H]` is contiguous."""
+
+    x: torch.Tensor
+    dt: torch.Tensor
+    A: torch.Tensor
+    B: torch.Tensor
+    C: torch.Tensor
+    D: torch.Tensor | None
+
+
+class ScanIntermediates(NamedTuple):
+    """What the forward leaves for the backward besides the inputs."""
+
+    dt_by_head: torch.Tensor
+    a: torch.Tensor
+    chunk_decay: torch.Tensor
+    entering: torch.Tensor
+
+
+class ScanGradients(NamedTuple):
+    """The gradients `ssd_backward` returns (dx, dB and dC go to caller-given buffers)."""
+
+    ddt: torch.Tensor
+    dA: torch.Tensor
+    dD: torch.Tensor | None
+    dinitial_state: torch.Tensor
+
+
+def ssd_forward(
+    inputs: ScanInputs, initial_state: torch.Tensor | None, plan: ChunkPlan
+) -> tuple[torch.Tensor, torch.Tensor, ScanIntermediates]:
+    """y `[T, H, P]` (contiguous, x's dtype), each document's final state, and the backward's intermediates."""
+    x, dt, A, B, C, D = inputs
+    a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
+    entering, final_state = state_scan_fwd(x, dt_by_head, a, B, chunk_decay, initial_state, plan)
+    y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
+    return y, final_state, ScanIntermediates(dt_by_head, a, chunk_decay, entering)
+
+
+def ssd_backward(
+    inputs: ScanInputs,
+    saved: ScanIntermediates,
+    dy: torch.Tensor,
+    dfinal_state: torch.Tensor | None,
+    plan: ChunkPlan,
+    grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> ScanGradients:
+    """Writes dx, dB and dC into `grads` (shaped like x, B and C, contiguous rows at any row stride) and returns
+    the other gradients; dy needs contiguous rows, dfinal_state (None: unused) is contiguous."""
+    x, dt, A, B, C, D = inputs
+    dx, dB, dC = grads
+    dt_by_head, a, chunk_decay, entering = saved
+    dleaving, dfirst, dlog_decay = state_scan_bwd(dy, a, C, chunk_decay, entering, dfinal_state, plan)
+    ddt_direct, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan, dx)
+    dscores, da = score_gradient(x, dt_by_head, a, B, C, dy, plan)
+    group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, da, plan, dB, source=True)
+    group_gradient(dscores, dy, entering, B, C, dt_by_head, a, da, plan, dC, source=False)
+    ddt, dA = chunk_cumsum_bwd(dt, dt_by_head, A, da, dlog_decay, ddt_direct, plan)
+    return ScanGradients(ddt, dA, None if dD is None else dD.to(D.dtype), dfirst)
+
+
+def _empty_rows_like(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous gradient buffer for `tensor`, which may be a strided view (empty_like would keep no layout)."""
+    return torch.empty(tensor.shape, device=tensor.device, dtype=tensor.dtype)
 
 
 class SSDScanFunction(torch.autograd.Function):
@@ -26,10 +101,9 @@ class SSDScanFunction(torch.autograd.Function):
         initial_state: torch.Tensor | None,
         plan: ChunkPlan,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
-        entering, final_state = state_scan_fwd(x, dt_by_head, a, B, chunk_decay, initial_state, plan)
-        y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
-        ctx.save_for_backward(x, dt, dt_by_head, A, B, C, D, a, chunk_decay, entering)
+        inputs = ScanInputs(x, dt, A, B, C, D)
+        y, final_state, saved = ssd_forward(inputs, initial_state, plan)
+        ctx.save_for_backward(*inputs, *saved)
         ctx.plan = plan
         ctx.has_initial_state = initial_state is not None
         ctx.initial_state_dtype = None if initial_state is None else initial_state.dtype
@@ -38,21 +112,17 @@ class SSDScanFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(
-        ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor, dfinal_state: torch.Tensor | None
+        ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor | None, dfinal_state: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
-        x, dt, dt_by_head, A, B, C, D, a, chunk_decay, entering = ctx.saved_tensors
-        plan: ChunkPlan = ctx.plan
-        dy = torch.zeros_like(x) if dy is None else dy.contiguous()
-        dleaving, dfirst, dlog_decay = state_scan_bwd(
-            dy, a, C, chunk_decay, entering, None if dfinal_state is None else dfinal_state.contiguous(), plan
-        )
-        dx, ddt_direct, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan)
-        dscores, da = score_gradient(x, dt_by_head, a, B, C, dy, plan)
-        dB = group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, da, plan, source=True)
-        dC = group_gradient(dscores, dy, entering, B, C, dt_by_head, a, da, plan, source=False)
-        ddt, dA = chunk_cumsum_bwd(dt, dt_by_head, A, da, dlog_decay, ddt_direct, plan)
+        inputs = ScanInputs(*ctx.saved_tensors[: len(ScanInputs._fields)])
+        saved = ScanIntermediates(*ctx.saved_tensors[len(ScanInputs._fields) :])
+        x, B, C = inputs.x, inputs.B, inputs.C
+        dy = torch.zeros(x.shape, device=x.device, dtype=x.dtype) if dy is None else rows_in_place(dy)
+        dx, dB, dC = _empty_rows_like(x), _empty_rows_like(B), _empty_rows_like(C)
+        dfinal_state = None if dfinal_state is None else dfinal_state.contiguous()
+        ddt, dA, dD, dfirst = ssd_backward(inputs, saved, dy, dfinal_state, ctx.plan, (dx, dB, dC))
         dinitial = dfirst.to(ctx.initial_state_dtype) if ctx.has_initial_state else None
-        return dx, ddt, dA, dB, dC, None if dD is None else dD.to(D.dtype), dinitial, None
+        return dx, ddt, dA, dB, dC, dD, dinitial, None
 
 
 def ssd_scan(
@@ -75,23 +145,19 @@ def ssd_scan(
     state restarting at each boundary (None: one document). `initial_state` `[n_docs, H, P, N]`.
     Returns y `[T, H, P]` in x's dtype, and with `return_final_state` also each document's final state
     `[n_docs, H, P, N]` in fp32. The state is kept in fp32 throughout; matrix products take x's dtype.
+    x, B and C are read in place when their token rows are contiguous (column slices of one tensor).
 
     >>> y = ssd_scan(x, F.softplus(dt + dt_bias), -torch.exp(A_log), B, C, D=D, cu_seqlens=cu)
     """
     check_ssd_inputs(x, dt, A, B, C, D, cu_seqlens, chunk_size, initial_state)
-    T = x.shape[0]
-    if cu_seqlens is None:
-        plan = plan_chunks(whole_stream(T, x.device), T, chunk_size)
-    else:
-        plan = cached_chunk_plan(cu_seqlens, T, chunk_size)
     y, final_state = SSDScanFunction.apply(
-        x.contiguous(),
+        rows_in_place(x),
         dt.contiguous(),
         A.contiguous(),
-        B.contiguous(),
-        C.contiguous(),
+        rows_in_place(B),
+        rows_in_place(C),
         None if D is None else D.contiguous(),
         None if initial_state is None else initial_state.contiguous(),
-        plan,
+        stream_chunk_plan(cu_seqlens, x.shape[0], chunk_size, x.device),
     )
     return (y, final_state) if return_final_state else y

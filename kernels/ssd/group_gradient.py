@@ -41,6 +41,10 @@ def _ssd_bwd_kernel_group_gradient(
     chunk_start,
     chunk_len,
     T,
+    stride_vectors,
+    stride_partner,
+    stride_own,
+    stride_grad,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -61,7 +65,7 @@ def _ssd_bwd_kernel_group_gradient(
     start = tl.load(chunk_start + c).to(tl.int64)
     offs_u, mask_u, t_u = token_block(start, u_first, length, BLOCK_U)
     offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
-    own_ptrs, mask_un = group_rows(t_u, mask_u, g, offs_n, mask_n, G, N)
+    own_rows, mask_un = group_rows(t_u, mask_u, stride_own, g, offs_n, mask_n, N)
     group_dscores = dscores + (c * G + g).to(tl.int64) * CHUNK * CHUNK
     acc = tl.zeros([BLOCK_U, BLOCK_N], dtype=tl.float32)
     if SOURCE:
@@ -80,10 +84,10 @@ def _ssd_bwd_kernel_group_gradient(
             keep = (offs_u[:, None] >= offs_v[None, :]) & mask_v[None, :] & mask_u[:, None]
             ds = tl.load(group_dscores + offs_u[:, None] * CHUNK + offs_v[None, :], mask=keep, other=0.0)
         # [BLOCK_V, BLOCK_N]
-        partner_ptrs, mask_vn = group_rows(t_v, mask_v, g, offs_n, mask_n, G, N)
-        k_v = tl.load(partner + partner_ptrs, mask=mask_vn, other=0.0)
+        partner_rows, mask_vn = group_rows(t_v, mask_v, stride_partner, g, offs_n, mask_n, N)
+        k_v = tl.load(partner + partner_rows, mask=mask_vn, other=0.0)
         acc += tl.dot(ds.to(k_v.dtype), k_v)
-    own_u = tl.load(own + own_ptrs, mask=mask_un, other=0.0).to(tl.float32)
+    own_u = tl.load(own + own_rows, mask=mask_un, other=0.0).to(tl.float32)
     a_last_offset = start + length - 1
     heads_per_group = H // G
     for hh in range(heads_per_group):
@@ -95,8 +99,8 @@ def _ssd_bwd_kernel_group_gradient(
             weight = tl.exp(a_u)
         weight = tl.where(mask_u, weight, 0.0)
         # [BLOCK_U, BLOCK_P], [BLOCK_P, BLOCK_N]
-        vec_ptrs, mask_up = head_rows(t_u, mask_u, h, offs_p, mask_p, H, P)
-        vec = tl.load(vectors + vec_ptrs, mask=mask_up, other=0.0)
+        vec_rows, mask_up = head_rows(t_u, mask_u, stride_vectors, h, offs_p, mask_p, P)
+        vec = tl.load(vectors + vec_rows, mask=mask_up, other=0.0)
         state = tl.load(
             states + ((c * H + h).to(tl.int64) * P + offs_p[:, None]) * N + offs_n[None, :],
             mask=mask_p[:, None] & mask_n[None, :],
@@ -110,7 +114,8 @@ def _ssd_bwd_kernel_group_gradient(
             tl.atomic_add(da + h * T + a_last_offset, tl.sum(pull, axis=0))
         else:
             tl.atomic_add(da + h * T + t_u, pull, mask=mask_u)
-    tl.store(grad + own_ptrs, acc.to(grad.dtype.element_ty), mask=mask_un)
+    grad_rows, _ = group_rows(t_u, mask_u, stride_grad, g, offs_n, mask_n, N)
+    tl.store(grad + grad_rows, acc.to(grad.dtype.element_ty), mask=mask_un)
 
 
 def group_gradient(
@@ -123,22 +128,23 @@ def group_gradient(
     a: torch.Tensor,
     da: torch.Tensor,
     plan: ChunkPlan,
+    grad: torch.Tensor,
     *,
     source: bool,
-) -> torch.Tensor:
-    """dB (source: vectors x, states dS_out, partner C, own B) or dC (target: vectors dy, states S_in, partner
-    B, own C), in the dtype of `own`; either side adds its state terms of the decay gradient into `da`."""
+) -> None:
+    """Writes dB (source: vectors x, states dS_out, partner C, own B) or dC (target: vectors dy, states S_in,
+    partner B, own C) into `grad`, shaped like `own`; either side adds its state terms of the decay gradient
+    into `da`. Every token row may lie at its own stride."""
     T, H, P = vectors.shape
     G, N = own.shape[1], own.shape[2]
-    grad = torch.empty_like(own)
 
     def grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(plan.chunk_size, meta["BLOCK_U"]), plan.num_chunks * G)
 
     _ssd_bwd_kernel_group_gradient[grid](
         vectors, states, partner, own, dscores, dt, a, da, grad, plan.chunk_start, plan.chunk_len, T,
+        vectors.stride(0), partner.stride(0), own.stride(0), grad.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, SOURCE=source,
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
-    return grad

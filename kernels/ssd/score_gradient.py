@@ -34,6 +34,10 @@ def _ssd_bwd_kernel_score_gradient(
     chunk_start,
     chunk_len,
     T,
+    stride_x,
+    stride_b,
+    stride_c,
+    stride_dy,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -56,10 +60,10 @@ def _ssd_bwd_kernel_score_gradient(
     offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     keep = (offs_l[:, None] >= offs_s[None, :]) & mask_l[:, None] & mask_s[None, :]
     # [BLOCK, BLOCK_N] each, then [BLOCK, BLOCK]: C_l.B_s, shared by the group's heads
-    c_ptrs, mask_ln = group_rows(t_l, mask_l, g, offs_n, mask_n, G, N)
-    b_ptrs, mask_sn = group_rows(t_s, mask_s, g, offs_n, mask_n, G, N)
-    c_l = tl.load(C + c_ptrs, mask=mask_ln, other=0.0)
-    b_s = tl.load(B + b_ptrs, mask=mask_sn, other=0.0)
+    c_rows, mask_ln = group_rows(t_l, mask_l, stride_c, g, offs_n, mask_n, N)
+    b_rows, mask_sn = group_rows(t_s, mask_s, stride_b, g, offs_n, mask_n, N)
+    c_l = tl.load(C + c_rows, mask=mask_ln, other=0.0)
+    b_s = tl.load(B + b_rows, mask=mask_sn, other=0.0)
     scores = tl.dot(c_l, tl.trans(b_s))
     acc = tl.zeros([BLOCK, BLOCK], dtype=tl.float32)
     heads_per_group = H // G
@@ -69,10 +73,10 @@ def _ssd_bwd_kernel_score_gradient(
         a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
         dt_s = tl.load(dt + h * T + t_s, mask=mask_s, other=0.0)
         # [BLOCK, BLOCK_P] each
-        dy_ptrs, mask_lp = head_rows(t_l, mask_l, h, offs_p, mask_p, H, P)
-        x_ptrs, mask_sp = head_rows(t_s, mask_s, h, offs_p, mask_p, H, P)
-        dy_l = tl.load(dy + dy_ptrs, mask=mask_lp, other=0.0)
-        x_s = tl.load(x + x_ptrs, mask=mask_sp, other=0.0)
+        dy_rows, mask_lp = head_rows(t_l, mask_l, stride_dy, h, offs_p, mask_p, P)
+        x_rows, mask_sp = head_rows(t_s, mask_s, stride_x, h, offs_p, mask_p, P)
+        dy_l = tl.load(dy + dy_rows, mask=mask_lp, other=0.0)
+        x_s = tl.load(x + x_rows, mask=mask_sp, other=0.0)
         decay = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf")))
         head_dscores = tl.dot(dy_l, tl.trans(x_s)) * (decay * dt_s[None, :])
         acc += head_dscores
@@ -109,6 +113,7 @@ def score_gradient(
 
     _ssd_bwd_kernel_score_gradient[grid](
         x, dt, a, B, C, dy, dscores, da, plan.chunk_start, plan.chunk_len, T,
+        x.stride(0), B.stride(0), C.stride(0), dy.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=L,
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),

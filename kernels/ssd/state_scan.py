@@ -5,7 +5,8 @@ state (or zero); the state leaving its last chunk is returned. Backward (REVERSE
 leaving every chunk, dS_out(k-1) = exp(a_last) dS_out(k) + sum_l exp(a_l) dy_l C_l^T, from the final-state
 gradient; the initial state's gradient is returned and each chunk's decay exp(a_last) gets <dS_out, S_in>.
 One program walks one document's tokens in blocks with the carry on chip, so the chunks' own states never go
-through memory; programs split the head dim. Carried states are written in the matrix-product dtype.
+through memory; programs split the head dim. Carried states are written in the matrix-product dtype. Token rows
+of v and k are addressed through their own row strides (they may be column slices of a wider tensor).
 """
 
 import torch
@@ -41,6 +42,8 @@ def _ssd_kernel_state_scan(
     doc_chunk_offsets,
     T,
     NUM_CHUNKS,
+    stride_v,
+    stride_k,
     H: tl.constexpr,
     G: tl.constexpr,
     P: tl.constexpr,
@@ -93,8 +96,8 @@ def _ssd_kernel_state_scan(
             weight = tl.exp(a_last - a_s) * tl.load(dt + h * T + t, mask=mask_s, other=0.0)
         weight = tl.where(mask_s, weight, 0.0)
         # [BLOCK_P, BLOCK_S], [BLOCK_S, BLOCK_N]
-        v_s = tl.load(v + (t[None, :] * H + h) * P + offs_p[:, None], mask=mask_s[None, :] & (offs_p[:, None] < P), other=0.0)
-        k_s = tl.load(k + (t[:, None] * G + g) * N + offs_n[None, :], mask=mask_s[:, None] & (offs_n[None, :] < N), other=0.0)
+        v_s = tl.load(v + t[None, :] * stride_v + h * P + offs_p[:, None], mask=mask_s[None, :] & (offs_p[:, None] < P), other=0.0)
+        k_s = tl.load(k + t[:, None] * stride_k + g * N + offs_n[None, :], mask=mask_s[:, None] & (offs_n[None, :] < N), other=0.0)
         carry += tl.dot(v_s, (k_s * weight[:, None]).to(v_s.dtype))
     tl.store(last + (d * H + h).to(tl.int64) * P * N + pn, carry, mask=mask_pn)
 
@@ -135,7 +138,7 @@ def _launch(
 
     (_backward if reverse else _forward)[grid](
         v, dt, a, k, chunk_decay, entering, carried, dchunk_decay, first, last,
-        plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, T, plan.num_chunks,
+        plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, T, plan.num_chunks, v.stride(0), k.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_FIRST=first is not None, REVERSE=reverse,
         BLOCK_N=lane_width(N),
     )  # fmt: skip

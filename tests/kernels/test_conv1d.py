@@ -42,6 +42,23 @@ def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, 
         assert_close(name, grad, ref, tol)
 
 
+def test_causal_conv1d_reads_a_column_slice_in_place() -> None:
+    """x as a column slice of a wider tensor (rows further apart than C) gives what its contiguous copy gives."""
+    torch.manual_seed(2)
+    wide = torch.randn(40, 30, device=DEVICE, requires_grad=True)
+    weight = torch.randn(24, 4, device=DEVICE, requires_grad=True)
+    cu = torch.tensor([0, 1, 17, 40], dtype=torch.int32, device=DEVICE)
+    dy = torch.randn(40, 24, device=DEVICE)
+    y = causal_conv1d(wide[:, 3:27], weight, cu_seqlens=cu)
+    dwide, dweight = torch.autograd.grad((y * dy).sum(), [wide, weight])
+    x = wide.detach()[:, 3:27].contiguous().requires_grad_()
+    y_ref = causal_conv1d(x, weight, cu_seqlens=cu)
+    dx_ref, dweight_ref = torch.autograd.grad((y_ref * dy).sum(), [x, weight])
+    assert_close("y", y, y_ref, 1e-6)
+    assert_close("dx", dwide[:, 3:27], dx_ref, 1e-6)
+    assert_close("dweight", dweight, dweight_ref, 1e-6)
+
+
 def test_causal_conv1d_never_reads_across_documents() -> None:
     torch.manual_seed(1)
     x = torch.randn(12, 8, device=DEVICE)

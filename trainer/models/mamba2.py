@@ -7,7 +7,6 @@ run one by one.
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gristmill.trainer import ops
@@ -19,19 +18,18 @@ class Mamba2(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         ssm = cfg.ssm
-        self.d_inner, self.heads, self.head_dim = cfg.d_inner, cfg.ssm_heads, ssm.head_dim
-        self.groups, self.d_state, self.chunk_size = ssm.n_groups, ssm.d_state, ssm.chunk_size
+        self.heads, self.groups, self.chunk_size = cfg.ssm_heads, ssm.n_groups, ssm.chunk_size
         self.dt_range = (ssm.dt_min, ssm.dt_max)
         self.eps = cfg.norm_eps
-        self.conv_dim = self.d_inner + 2 * self.groups * self.d_state
-        self.in_proj = nn.Linear(cfg.d_model, self.d_inner + self.conv_dim + self.heads, bias=False)
-        self.conv_weight = nn.Parameter(torch.empty(self.conv_dim, ssm.d_conv))
-        self.conv_bias = nn.Parameter(torch.empty(self.conv_dim))
+        conv_dim = cfg.d_inner + 2 * ssm.n_groups * ssm.d_state  # x, B, C
+        self.in_proj = nn.Linear(cfg.d_model, cfg.d_inner + conv_dim + self.heads, bias=False)  # z, xBC, dt
+        self.conv_weight = nn.Parameter(torch.empty(conv_dim, ssm.d_conv))
+        self.conv_bias = nn.Parameter(torch.empty(conv_dim))
         self.dt_bias = nn.Parameter(torch.empty(self.heads))
         self.A_log = nn.Parameter(torch.empty(self.heads))
         self.D = nn.Parameter(torch.empty(self.heads))
-        self.norm_weight = nn.Parameter(torch.empty(self.d_inner))
-        self.out_proj = nn.Linear(self.d_inner, cfg.d_model, bias=False)
+        self.norm_weight = nn.Parameter(torch.empty(cfg.d_inner))
+        self.out_proj = nn.Linear(cfg.d_inner, cfg.d_model, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -48,20 +46,17 @@ class Mamba2(nn.Module):
         nn.init.ones_(self.norm_weight)
 
     def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
-        """x [T, d_model] -> [T, d_model]."""
-        total = x.shape[0]
-        z, xbc, dt = self.in_proj(x).split([self.d_inner, self.conv_dim, self.heads], dim=-1)
-        xbc = ops.causal_conv1d(xbc.contiguous(), self.conv_weight, self.conv_bias, segments.cu_seqlens)
-        xs, B, C = xbc.split([self.d_inner, self.groups * self.d_state, self.groups * self.d_state], dim=-1)
-        y = ops.ssd_scan(
-            xs.reshape(total, self.heads, self.head_dim),
-            F.softplus(dt.float() + self.dt_bias),
-            -torch.exp(self.A_log.float()),
-            B.reshape(total, self.groups, self.d_state),
-            C.reshape(total, self.groups, self.d_state),
-            D=self.D,
-            cu_seqlens=segments.cu_seqlens,
+        """x [T, d_model] -> [T, d_model]. The mixer core reads z, xBC and dt in place from the in_proj output
+        and hands back one gradient for it (one fused function on GPU)."""
+        gated = ops.mamba_mixer_core(
+            self.in_proj(x),
+            self.conv_weight,
+            self.conv_bias,
+            self.dt_bias,
+            self.A_log,
+            self.D,
+            groups=self.groups,
             chunk_size=self.chunk_size,
+            cu_seqlens=segments.cu_seqlens,
         )
-        gated = ops.swiglu(z, y.reshape(total, self.d_inner))  # silu(z) * y, one fused kernel on GPU
         return self.out_proj(ops.rms_norm(gated, self.norm_weight, self.eps))

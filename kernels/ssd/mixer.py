@@ -1,0 +1,109 @@
+"""The Mamba2 mixer core as one autograd function over the in_proj output, on CUDA or the interpreter.
+
+Unfused, the mixer copies xBC out of the projection, copies x, B and C out of the conv output, reads z strided
+for the gate, and its backward concatenates dz, dxBC and ddt (and dx, dB, dC) back together. Here the conv
+reads xBC in place from `zxbcdt`, the scan reads x, B and C in place from the conv output, and the backward
+writes dz, dxBC and ddt straight into one gradient shaped like `zxbcdt`: the gate backward and the conv
+backward write into its column slices, the scan backward into slices of the conv output's gradient.
+"""
+
+import torch
+
+from gristmill.kernels.fused.launch import check_triton_device
+from gristmill.kernels.fused.swiglu.triton_fwd_bwd import swiglu_bwd, swiglu_fwd
+from gristmill.kernels.ssd.conv1d import conv1d_bwd, conv1d_fwd
+from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
+from gristmill.kernels.ssd.documents import ChunkPlan, stream_chunk_plan, stream_doc_start
+from gristmill.kernels.ssd.function import ScanInputs, ScanIntermediates, ssd_backward, ssd_forward
+from gristmill.kernels.ssd.layout import rows_in_place
+from gristmill.kernels.ssd.mixer_reference import MixerLayout, discretization, mixer_layout
+from gristmill.kernels.ssd.validation import check_ssd_inputs
+
+
+class MambaMixerCoreFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        zxbcdt: torch.Tensor,
+        conv_weight: torch.Tensor,
+        conv_bias: torch.Tensor | None,
+        dt_bias: torch.Tensor,
+        A_log: torch.Tensor,
+        D: torch.Tensor | None,
+        layout: MixerLayout,
+        doc_start: torch.Tensor,
+        plan: ChunkPlan,
+    ) -> torch.Tensor:
+        z, xbc, dt_raw = layout.split_projection(zxbcdt)
+        conv_out = conv1d_fwd(xbc, conv_weight, conv_bias, doc_start, silu=True)
+        dt, A = discretization(dt_raw, dt_bias, A_log)
+        x, B, C = layout.split_conv(conv_out)
+        y, _, saved = ssd_forward(ScanInputs(x, dt, A, B, C, D), None, plan)
+        y = y.view(z.shape)
+        ctx.save_for_backward(zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, doc_start, conv_out, dt, A, y, *saved)
+        ctx.layout, ctx.plan = layout, plan
+        return swiglu_fwd(z, y)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, dgated: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, doc_start, conv_out, dt, A, y, *saved = ctx.saved_tensors
+        layout: MixerLayout = ctx.layout
+        grad = torch.empty(zxbcdt.shape, device=zxbcdt.device, dtype=zxbcdt.dtype)
+        z, xbc, dt_raw = layout.split_projection(zxbcdt)
+        dz, dxbc, ddt_raw = layout.split_projection(grad)
+        dy = torch.empty_like(y)
+        swiglu_bwd(z, y, rows_in_place(dgated), dz, dy)
+        dconv_out = torch.empty_like(conv_out)
+        x, B, C = layout.split_conv(conv_out)
+        ddt, dA, dD, _ = ssd_backward(
+            ScanInputs(x, dt, A, B, C, D), ScanIntermediates(*saved), dy.view(x.shape), None, ctx.plan,
+            layout.split_conv(dconv_out),
+        )  # fmt: skip
+        dweight, dbias = conv1d_bwd(xbc, conv_weight, conv_bias, doc_start, dconv_out, silu=True, dx=dxbc)
+        ddt_pre = ddt * torch.sigmoid(dt_raw.float() + dt_bias)  # softplus' derivative
+        ddt_raw.copy_(ddt_pre)
+        ddt_bias = ddt_pre.sum(0).to(dt_bias.dtype)
+        dA_log = (dA * A).to(A_log.dtype)  # A = -exp(A_log)
+        return grad, dweight, dbias, ddt_bias, dA_log, dD, None, None, None
+
+
+def mamba_mixer_core(
+    zxbcdt: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    dt_bias: torch.Tensor,
+    A_log: torch.Tensor,
+    D: torch.Tensor | None,
+    *,
+    groups: int,
+    chunk_size: int,
+    cu_seqlens: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """silu(z) * SSD(silu(conv1d(xBC)), softplus(dt + dt_bias), -exp(A_log), D) `[T, d_inner]` in zxbcdt's dtype.
+
+    zxbcdt `[T, d_inner + conv_dim + H]` is the in_proj output (z, xBC = [x, B, C], dt), read in place; its
+    gradient comes back as one tensor of its shape. conv_weight `[conv_dim, width]`, conv_bias `[conv_dim]`,
+    dt_bias, A_log and D `[H]`; B and C have `groups` groups; `cu_seqlens` int32 `[n_docs + 1]` restarts the conv
+    window and the scan state at each boundary (None: one document). The gated RMSNorm and out_proj follow.
+
+    >>> gated = mamba_mixer_core(in_proj(h), conv_weight, conv_bias, dt_bias, A_log, D, groups=1, chunk_size=256,
+    ...                          cu_seqlens=cu)
+    """
+    layout = mixer_layout(zxbcdt, conv_weight, dt_bias, groups)
+    _, xbc, dt = layout.split_projection(zxbcdt)
+    check_conv1d_inputs(xbc, conv_weight, conv_bias, cu_seqlens, "silu")
+    x, B, C = layout.split_conv(xbc)
+    check_ssd_inputs(x, dt, A_log, B, C, D, cu_seqlens, chunk_size, None)
+    check_triton_device("mamba_mixer_core", zxbcdt)
+    total = zxbcdt.shape[0]
+    return MambaMixerCoreFunction.apply(
+        rows_in_place(zxbcdt),
+        conv_weight.contiguous(),
+        None if conv_bias is None else conv_bias.contiguous(),
+        dt_bias,
+        A_log,
+        None if D is None else D.contiguous(),
+        layout,
+        stream_doc_start(cu_seqlens, total, zxbcdt.device),
+        stream_chunk_plan(cu_seqlens, total, chunk_size, zxbcdt.device),
+    )
