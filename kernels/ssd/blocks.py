@@ -59,3 +59,10 @@ def head_rows(t, mask, stride, h, offs_p, mask_p, P: tl.constexpr):
     """Offsets and mask of the [tokens, BLOCK_P] rows of head h in a `[T, H, P]` tensor (x, dy, dx) whose token
     rows lie `stride` elements apart."""
     return t[:, None] * stride + h * P + offs_p[None, :], mask[:, None] & mask_p[None, :]
+
+
+@triton.jit
+def accumulate(pointers, values, mask=None):
+    """Atomic add with relaxed ordering: the sums are read only by later kernels, and tl.atomic_add's default
+    (acq_rel) puts a GPU-wide memory barrier and an L1 invalidation around every add, which stalls loops."""
+    tl.atomic_add(pointers, values, mask=mask, sem="relaxed")

@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.ssd.blocks import (
-    chunk_head_state, group_rows, head_chunk_program, head_rows, head_state_lanes, lane_width, token_block,
+    accumulate, chunk_head_state, group_rows, head_chunk_program, head_rows, head_state_lanes, lane_width, token_block,
 )
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
@@ -116,7 +116,7 @@ def _ssd_bwd_kernel_dx(
         dx_rows, _ = head_rows(t_m, mask_m, stride_dx, h, offs_p, mask_p, P)
         tl.store(dx + dx_rows, grad_x.to(dx.dtype.element_ty), mask=mask_mp)
     if HAS_D:
-        tl.atomic_add(dD + h, tl.sum(dy_dot_x, axis=0))
+        accumulate(dD + h, tl.sum(dy_dot_x, axis=0))
 
 
 def chunk_scan_bwd_dx(

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import group_rows, head_rows, head_state_lanes, lane_width, token_block
+from gristmill.kernels.ssd.blocks import accumulate, group_rows, head_rows, head_state_lanes, lane_width, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -110,10 +110,10 @@ def _ssd_bwd_kernel_group_gradient(
         acc += inter
         pull = tl.sum(inter * own_u, axis=1)
         if SOURCE:
-            tl.atomic_add(da + h * T + t_u, -pull, mask=mask_u)
-            tl.atomic_add(da + h * T + a_last_offset, tl.sum(pull, axis=0))
+            accumulate(da + h * T + t_u, -pull, mask_u)
+            accumulate(da + h * T + a_last_offset, tl.sum(pull, axis=0))
         else:
-            tl.atomic_add(da + h * T + t_u, pull, mask=mask_u)
+            accumulate(da + h * T + t_u, pull, mask_u)
     grad_rows, _ = group_rows(t_u, mask_u, stride_grad, g, offs_n, mask_n, N)
     tl.store(grad + grad_rows, acc.to(grad.dtype.element_ty), mask=mask_un)
 

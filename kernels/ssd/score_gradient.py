@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import group_rows, head_rows, head_state_lanes, lane_width, token_block
+from gristmill.kernels.ssd.blocks import accumulate, group_rows, head_rows, head_state_lanes, lane_width, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -81,8 +81,8 @@ def _ssd_bwd_kernel_score_gradient(
         head_dscores = tl.dot(dy_l, tl.trans(x_s)) * (decay * dt_s[None, :])
         acc += head_dscores
         decay_grad = head_dscores * scores
-        tl.atomic_add(da + h * T + t_l, tl.sum(decay_grad, axis=1), mask=mask_l)
-        tl.atomic_add(da + h * T + t_s, -tl.sum(decay_grad, axis=0), mask=mask_s)
+        accumulate(da + h * T + t_l, tl.sum(decay_grad, axis=1), mask_l)
+        accumulate(da + h * T + t_s, -tl.sum(decay_grad, axis=0), mask_s)
     tl.store(
         dscores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
         acc,

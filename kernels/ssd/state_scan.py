@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import lane_width
+from gristmill.kernels.ssd.blocks import accumulate, lane_width
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -83,7 +83,7 @@ def _ssd_kernel_state_scan(
             tl.store(carried + chunk_states, carry.to(carried.dtype.element_ty), mask=mask_pn)
             if REVERSE:
                 s_in = tl.load(entering + chunk_states, mask=mask_pn, other=0.0).to(tl.float32)
-                tl.atomic_add(dchunk_decay + h * NUM_CHUNKS + k0 + j, tl.sum(tl.sum(carry * s_in, axis=1), axis=0))
+                accumulate(dchunk_decay + h * NUM_CHUNKS + k0 + j, tl.sum(tl.sum(carry * s_in, axis=1), axis=0))
             carry *= tl.load(chunk_decay + h * NUM_CHUNKS + k0 + j)
         offs_s = s_first + tl.arange(0, BLOCK_S)
         mask_s = offs_s < doc_len
