@@ -77,8 +77,13 @@ def _ssd_bwd_kernel_score_gradient(
         x_rows, mask_sp = head_rows(t_s, mask_s, stride_x, h, offs_p, mask_p, P)
         dy_l = tl.load(dy + dy_rows, mask=mask_lp, other=0.0)
         x_s = tl.load(x + x_rows, mask=mask_sp, other=0.0)
-        decay = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf")))
-        head_dscores = tl.dot(dy_l, tl.trans(x_s)) * (decay * dt_s[None, :])
+        if s_first == l_first:
+            weight = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf"))) * dt_s[None, :]
+        else:  # every s before every l: the decay splits at the s block's last token, both factors <= 1
+            a_split = tl.load(a + h * T + start + s_first + BLOCK - 1)
+            to_l = tl.where(mask_l, tl.exp(a_l - a_split), 0.0)
+            weight = to_l[:, None] * (tl.exp(a_split - a_s) * dt_s)[None, :]
+        head_dscores = tl.dot(dy_l, tl.trans(x_s)) * weight
         acc += head_dscores
         decay_grad = head_dscores * scores
         accumulate(da + h * T + t_l, tl.sum(decay_grad, axis=1), mask_l)
