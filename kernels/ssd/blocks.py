@@ -25,3 +25,44 @@ def head_state_lanes(P: tl.constexpr, N: tl.constexpr, BLOCK_P: tl.constexpr, BL
 def lane_width(dim: int) -> int:
     """BLOCK_P or BLOCK_N for a head or state dim: a power of two, and at least 16, tl.dot's smallest operand side."""
     return max(16, triton.next_power_of_2(dim))
+
+
+@triton.jit
+def head_chunk_program(chunk_len):
+    """Head, chunk and real token count of a (head, chunk) program. Heads vary fastest in the grid, so the
+    programs of one chunk share its B and C in L2."""
+    h = tl.program_id(0)
+    c = tl.program_id(1)
+    return h, c, tl.load(chunk_len + c)
+
+
+@triton.jit
+def chunk_head_state(states, c, h, offs_p, mask_p, offs_n, mask_n, H: tl.constexpr, P: tl.constexpr, N: tl.constexpr):
+    """[BLOCK_N, BLOCK_P] fp32: the state of chunk c and head h from `[num_chunks, H, P, N]`, transposed so that
+    it is the right operand of a token block's [tokens, N] rows."""
+    return tl.load(
+        states + ((c * H + h).to(tl.int64) * P + offs_p[None, :]) * N + offs_n[:, None],
+        mask=mask_n[:, None] & mask_p[None, :],
+        other=0.0,
+    ).to(tl.float32)
+
+
+@triton.jit
+def group_rows(t, mask, stride, g, offs_n, mask_n, N: tl.constexpr):
+    """Offsets and mask of the [tokens, BLOCK_N] rows of group g in a `[T, G, N]` tensor (B, C or their
+    gradients) whose token rows lie `stride` elements apart (a column slice of a wider tensor)."""
+    return t[:, None] * stride + g * N + offs_n[None, :], mask[:, None] & mask_n[None, :]
+
+
+@triton.jit
+def head_rows(t, mask, stride, h, offs_p, mask_p, P: tl.constexpr):
+    """Offsets and mask of the [tokens, BLOCK_P] rows of head h in a `[T, H, P]` tensor (x, dy, dx) whose token
+    rows lie `stride` elements apart."""
+    return t[:, None] * stride + h * P + offs_p[None, :], mask[:, None] & mask_p[None, :]
+
+
+@triton.jit
+def accumulate(pointers, values, mask=None):
+    """Atomic add with relaxed ordering: the sums are read only by later kernels, and tl.atomic_add's default
+    (acq_rel) puts a GPU-wide memory barrier and an L1 invalidation around every add, which stalls loops."""
+    tl.atomic_add(pointers, values, mask=mask, sem="relaxed")

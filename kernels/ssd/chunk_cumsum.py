@@ -9,6 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.ssd.blocks import accumulate
 from gristmill.kernels.ssd.documents import ChunkPlan
 
 
@@ -80,7 +81,7 @@ def _ssd_bwd_kernel_cumsum(
     A_h = tl.load(A + h).to(tl.float32)
     grad = tl.load(ddt_direct + h * T + t, mask=mask, other=0.0) + A_h * dinc
     tl.store(ddt + t * H + h, grad.to(ddt.dtype.element_ty), mask=mask)
-    tl.atomic_add(dA + h, tl.sum(dt_t * dinc, axis=0))
+    accumulate(dA + h, tl.sum(dt_t * dinc, axis=0))
 
 
 def chunk_cumsum_fwd(

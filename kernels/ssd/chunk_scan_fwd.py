@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import head_state_lanes, lane_width
+from gristmill.kernels.ssd.blocks import chunk_head_state, head_chunk_program, head_state_lanes, lane_width
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -56,21 +56,14 @@ def _ssd_fwd_kernel_output(
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    h = tl.program_id(0)  # heads vary fastest: the programs of one chunk share its B and C in L2
-    c = tl.program_id(1)
-    length = tl.load(chunk_len + c)
+    h, c, length = head_chunk_program(chunk_len)
     if length <= 0:
         return
     start = tl.load(chunk_start + c).to(tl.int64)
     g = h // (H // G)
     offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     d = tl.load(D + h).to(tl.float32) if HAS_D else 0.0
-    # [BLOCK_N, BLOCK_P]
-    state = tl.load(
-        entering + ((c * H + h).to(tl.int64) * P + offs_p[None, :]) * N + offs_n[:, None],
-        mask=mask_n[:, None] & mask_p[None, :],
-        other=0.0,
-    ).to(tl.float32)
+    state = chunk_head_state(entering, c, h, offs_p, mask_p, offs_n, mask_n, H, P, N)
     a_before = 0.0  # a just before the block: the state is exp(-a_before)-scaled from there
     for m0 in range(0, length, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)

@@ -28,6 +28,9 @@ class ChunkPlan:
     """int32 `[num_chunks]`: tokens in each chunk, 0 for spare chunks."""
     doc_chunk_offsets: torch.Tensor
     """int32 `[n_docs + 1]`: document d owns chunks `doc_chunk_offsets[d]:doc_chunk_offsets[d + 1]`."""
+    longest_first: torch.Tensor
+    """int32 `[n_docs]`: the documents by falling chunk count, the order in which the state walk launches them
+    (a long document's walk is one program's sequential chain: started last, it would be the kernel's tail)."""
     chunk_size: int
 
     @property
@@ -59,6 +62,7 @@ def plan_chunks(cu_seqlens: torch.Tensor, total_tokens: int, chunk_size: int) ->
         chunk_start=start.to(torch.int32),
         chunk_len=length.to(torch.int32),
         doc_chunk_offsets=offsets.to(torch.int32),
+        longest_first=torch.argsort(doc_chunks, descending=True, stable=True).to(torch.int32),
         chunk_size=chunk_size,
     )
 

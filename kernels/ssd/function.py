@@ -12,7 +12,6 @@ import torch
 from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fwd
 from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
-from gristmill.kernels.ssd.chunk_scores import chunk_scores
 from gristmill.kernels.ssd.documents import ChunkPlan, stream_chunk_plan
 from gristmill.kernels.ssd.group_gradient import group_gradient
 from gristmill.kernels.ssd.layout import rows_in_place
@@ -76,10 +75,8 @@ def ssd_backward(
     dx, dB, dC = grads
     dt_by_head, a, chunk_decay, entering = saved
     dleaving, dfirst, dlog_decay = state_scan_bwd(dy, a, C, chunk_decay, entering, dfinal_state, plan)
-    scores = chunk_scores(B, C, plan)  # recomputed: cheaper than keeping [chunks, G, L, L] alive
-    ddt_direct, da, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, scores, D, dy, dleaving, plan, dx)
-    del scores
-    dscores = score_gradient(x, dt_by_head, a, dy, plan, B.shape[1])
+    ddt_direct, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan, dx)
+    dscores, da = score_gradient(x, dt_by_head, a, B, C, dy, plan)
     group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, da, plan, dB, source=True)
     group_gradient(dscores, dy, entering, B, C, dt_by_head, a, da, plan, dC, source=False)
     ddt, dA = chunk_cumsum_bwd(dt, dt_by_head, A, da, dlog_decay, ddt_direct, plan)

@@ -2,7 +2,8 @@
 
 Target, u = l: dC_l = sum_s dS_ls B_s + sum_h exp(a_l) dy_l S_in, and the inter-chunk decay gradient
 exp(a_l) dy_l.(S_in C_l) of each head, added to a_l.
-Source, u = s: dB_s = sum_l dS_ls C_l + sum_h exp(a_last - a_s) dt_s x_s dS_out.
+Source, u = s: dB_s = sum_l dS_ls C_l + sum_h exp(a_last - a_s) dt_s x_s dS_out, and the pull of each head's
+v_s on the leaving state, exp(a_last - a_s) dt_s x_s.(dS_out B_s), added to a_last and taken from a_s.
 dS is the head-summed score gradient of `score_gradient`; the per-head states are S_in (entering) on the
 target side and dS_out (the leaving-state gradient) on the source side.
 """
@@ -11,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import head_state_lanes, lane_width, token_block
+from gristmill.kernels.ssd.blocks import accumulate, group_rows, head_rows, head_state_lanes, lane_width, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -64,8 +65,7 @@ def _ssd_bwd_kernel_group_gradient(
     start = tl.load(chunk_start + c).to(tl.int64)
     offs_u, mask_u, t_u = token_block(start, u_first, length, BLOCK_U)
     offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
-    mask_un = mask_u[:, None] & mask_n[None, :]
-    group_cols = g * N + offs_n[None, :]
+    own_rows, mask_un = group_rows(t_u, mask_u, stride_own, g, offs_n, mask_n, N)
     group_dscores = dscores + (c * G + g).to(tl.int64) * CHUNK * CHUNK
     acc = tl.zeros([BLOCK_U, BLOCK_N], dtype=tl.float32)
     if SOURCE:
@@ -75,8 +75,7 @@ def _ssd_bwd_kernel_group_gradient(
         v_begin = 0
         v_end = tl.minimum(u_first + BLOCK_U, length)
     for v0 in range(v_begin, v_end, BLOCK_V):
-        offs_v = v0 + tl.arange(0, BLOCK_V)
-        mask_v = offs_v < length
+        offs_v, mask_v, t_v = token_block(start, v0, length, BLOCK_V)
         # [BLOCK_U, BLOCK_V]: dS with the block's own tokens as rows
         if SOURCE:
             keep = (offs_v[None, :] >= offs_u[:, None]) & mask_v[None, :] & mask_u[:, None]
@@ -85,14 +84,10 @@ def _ssd_bwd_kernel_group_gradient(
             keep = (offs_u[:, None] >= offs_v[None, :]) & mask_v[None, :] & mask_u[:, None]
             ds = tl.load(group_dscores + offs_u[:, None] * CHUNK + offs_v[None, :], mask=keep, other=0.0)
         # [BLOCK_V, BLOCK_N]
-        k_v = tl.load(
-            partner + (start + offs_v)[:, None] * stride_partner + group_cols,
-            mask=mask_v[:, None] & mask_n[None, :],
-            other=0.0,
-        )
+        partner_rows, mask_vn = group_rows(t_v, mask_v, stride_partner, g, offs_n, mask_n, N)
+        k_v = tl.load(partner + partner_rows, mask=mask_vn, other=0.0)
         acc += tl.dot(ds.to(k_v.dtype), k_v)
-    if not SOURCE:
-        own_u = tl.load(own + t_u[:, None] * stride_own + group_cols, mask=mask_un, other=0.0).to(tl.float32)
+    own_u = tl.load(own + own_rows, mask=mask_un, other=0.0).to(tl.float32)
     a_last_offset = start + length - 1
     heads_per_group = H // G
     for hh in range(heads_per_group):
@@ -104,7 +99,8 @@ def _ssd_bwd_kernel_group_gradient(
             weight = tl.exp(a_u)
         weight = tl.where(mask_u, weight, 0.0)
         # [BLOCK_U, BLOCK_P], [BLOCK_P, BLOCK_N]
-        vec = tl.load(vectors + t_u[:, None] * stride_vectors + h * P + offs_p[None, :], mask=mask_u[:, None] & mask_p[None, :], other=0.0)
+        vec_rows, mask_up = head_rows(t_u, mask_u, stride_vectors, h, offs_p, mask_p, P)
+        vec = tl.load(vectors + vec_rows, mask=mask_up, other=0.0)
         state = tl.load(
             states + ((c * H + h).to(tl.int64) * P + offs_p[:, None]) * N + offs_n[None, :],
             mask=mask_p[:, None] & mask_n[None, :],
@@ -112,9 +108,14 @@ def _ssd_bwd_kernel_group_gradient(
         )
         inter = tl.dot(vec, state.to(vec.dtype)) * weight[:, None]
         acc += inter
-        if not SOURCE:
-            tl.atomic_add(da + h * T + t_u, tl.sum(inter * own_u, axis=1), mask=mask_u)
-    tl.store(grad + t_u[:, None] * stride_grad + group_cols, acc.to(grad.dtype.element_ty), mask=mask_un)
+        pull = tl.sum(inter * own_u, axis=1)
+        if SOURCE:
+            accumulate(da + h * T + t_u, -pull, mask_u)
+            accumulate(da + h * T + a_last_offset, tl.sum(pull, axis=0))
+        else:
+            accumulate(da + h * T + t_u, pull, mask_u)
+    grad_rows, _ = group_rows(t_u, mask_u, stride_grad, g, offs_n, mask_n, N)
+    tl.store(grad + grad_rows, acc.to(grad.dtype.element_ty), mask=mask_un)
 
 
 def group_gradient(
@@ -132,8 +133,8 @@ def group_gradient(
     source: bool,
 ) -> None:
     """Writes dB (source: vectors x, states dS_out, partner C, own B) or dC (target: vectors dy, states S_in,
-    partner B, own C, and the inter-chunk decay gradient added into `da`) into `grad`, shaped like `own`; every
-    token row may lie at its own stride."""
+    partner B, own C) into `grad`, shaped like `own`; either side adds its state terms of the decay gradient
+    into `da`. Every token row may lie at its own stride."""
     T, H, P = vectors.shape
     G, N = own.shape[1], own.shape[2]
 

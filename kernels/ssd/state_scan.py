@@ -5,15 +5,16 @@ state (or zero); the state leaving its last chunk is returned. Backward (REVERSE
 leaving every chunk, dS_out(k-1) = exp(a_last) dS_out(k) + sum_l exp(a_l) dy_l C_l^T, from the final-state
 gradient; the initial state's gradient is returned and each chunk's decay exp(a_last) gets <dS_out, S_in>.
 One program walks one document's tokens in blocks with the carry on chip, so the chunks' own states never go
-through memory; programs split the head dim. Carried states are written in the matrix-product dtype. Token rows
-of v and k are addressed through their own row strides (they may be column slices of a wider tensor).
+through memory; programs split the head dim, and the longest documents are launched first. Carried states are
+written in the matrix-product dtype. Token rows of v and k are addressed through their own row strides (they may
+be column slices of a wider tensor).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import lane_width
+from gristmill.kernels.ssd.blocks import accumulate, lane_width
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -40,6 +41,7 @@ def _ssd_kernel_state_scan(
     chunk_start,
     chunk_len,
     doc_chunk_offsets,
+    longest_first,
     T,
     NUM_CHUNKS,
     stride_v,
@@ -57,7 +59,7 @@ def _ssd_kernel_state_scan(
 ):
     offs_p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     h = tl.program_id(1)
-    d = tl.program_id(2)
+    d = tl.load(longest_first + tl.program_id(2))
     g = h // (H // G)
     offs_n = tl.arange(0, BLOCK_N)
     mask_pn = (offs_p[:, None] < P) & (offs_n[None, :] < N)
@@ -83,7 +85,7 @@ def _ssd_kernel_state_scan(
             tl.store(carried + chunk_states, carry.to(carried.dtype.element_ty), mask=mask_pn)
             if REVERSE:
                 s_in = tl.load(entering + chunk_states, mask=mask_pn, other=0.0).to(tl.float32)
-                tl.atomic_add(dchunk_decay + h * NUM_CHUNKS + k0 + j, tl.sum(tl.sum(carry * s_in, axis=1), axis=0))
+                accumulate(dchunk_decay + h * NUM_CHUNKS + k0 + j, tl.sum(tl.sum(carry * s_in, axis=1), axis=0))
             carry *= tl.load(chunk_decay + h * NUM_CHUNKS + k0 + j)
         offs_s = s_first + tl.arange(0, BLOCK_S)
         mask_s = offs_s < doc_len
@@ -138,7 +140,7 @@ def _launch(
 
     (_backward if reverse else _forward)[grid](
         v, dt, a, k, chunk_decay, entering, carried, dchunk_decay, first, last,
-        plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, T, plan.num_chunks, v.stride(0), k.stride(0),
+        plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, plan.longest_first, T, plan.num_chunks, v.stride(0), k.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_FIRST=first is not None, REVERSE=reverse,
         BLOCK_N=lane_width(N),
     )  # fmt: skip

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.kernels.ssd import ssd_chunked_reference, ssd_reference, ssd_scan
+from gristmill.kernels.ssd.documents import plan_chunks
 from gristmill.kernels.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -158,6 +159,17 @@ def test_ssd_chunked_reference_matches_sequential(chunk_size: int) -> None:
     args = [leaves[k] for k in ("x", "dt", "A", "B", "C")]
     y = ssd_chunked_reference(*args, D=leaves["D"], cu_seqlens=cu, chunk_size=chunk_size)
     assert_close("y", y, ssd_reference(*args, D=leaves["D"], cu_seqlens=cu), 1e-5)
+
+
+def test_chunk_plan_launches_longest_documents_first() -> None:
+    lengths = torch.randint(0, 200, (12,))
+    cu = torch.zeros(13, dtype=torch.int32)
+    cu[1:] = torch.cumsum(lengths, 0)
+    plan = plan_chunks(cu, int(cu[-1]), 16)
+    doc_chunks = plan.doc_chunk_offsets.diff()
+    order = plan.longest_first.long()
+    assert sorted(order.tolist()) == list(range(12)), order
+    assert (doc_chunks[order].diff() <= 0).all(), (doc_chunks, order)
 
 
 def _valid_args() -> dict:
