@@ -90,7 +90,7 @@ def _ssd_bwd_kernel_score_gradient(
         accumulate(da + h * T + t_s, -tl.sum(decay_grad, axis=0), mask_s)
     tl.store(
         dscores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
-        acc,
+        acc.to(dscores.dtype.element_ty),
         mask=(offs_l[:, None] < CHUNK) & (offs_s[None, :] < CHUNK),
     )
 
@@ -104,13 +104,15 @@ def score_gradient(
     dy: torch.Tensor,
     plan: ChunkPlan,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The score gradient, fp32 `[num_chunks, G, L, L]` (only blocks on or below the diagonal of a chunk's real
+    """The score gradient in B's and C's dtype, `[num_chunks, G, L, L]` (only blocks on or below the diagonal of a chunk's real
     tokens are written, so readers mask with l >= s and both inside the chunk), and the gradient w.r.t. `a`
     through the scores, `[H, T]` fp32."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     L = plan.chunk_size
-    dscores = torch.empty(plan.num_chunks, G, L, L, device=x.device, dtype=torch.float32)
+    # in B's and C's dtype: group_gradient rounds it to theirs before its products anyway
+    dtype = torch.promote_types(B.dtype, C.dtype)
+    dscores = torch.empty(plan.num_chunks, G, L, L, device=x.device, dtype=dtype)
     da = torch.zeros_like(a)
 
     def grid(meta: dict) -> tuple[int, int, int]:
