@@ -104,13 +104,13 @@ def score_gradient(
     dy: torch.Tensor,
     plan: ChunkPlan,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The score gradient in B's and C's dtype, `[num_chunks, G, L, L]` (only blocks on or below the diagonal of a chunk's real
-    tokens are written, so readers mask with l >= s and both inside the chunk), and the gradient w.r.t. `a`
-    through the scores, `[H, T]` fp32."""
+    """The score gradient `[num_chunks, G, L, L]` in B's and C's dtype (only blocks on or below the diagonal of a
+    chunk's real tokens are written, so readers mask with l >= s and both inside the chunk), and the gradient
+    w.r.t. `a` through the scores, `[H, T]` fp32."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     L = plan.chunk_size
-    # in B's and C's dtype: group_gradient rounds it to theirs before its products anyway
+    # group_gradient rounds it to B's and C's dtype before its products anyway: stored so, half the bytes
     dtype = torch.promote_types(B.dtype, C.dtype)
     dscores = torch.empty(plan.num_chunks, G, L, L, device=x.device, dtype=dtype)
     da = torch.zeros_like(a)
