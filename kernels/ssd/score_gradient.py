@@ -105,7 +105,7 @@ def _ssd_bwd_kernel_score_gradient(
         a_l, a_s, dt_s, a_split = next_a_l, next_a_s, next_dt_s, next_a_split
     tl.store(
         dscores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
-        acc.to(dscores.dtype.element_ty),
+        acc,
         mask=(offs_l[:, None] < CHUNK) & (offs_s[None, :] < CHUNK),
     )
 
@@ -119,15 +119,13 @@ def score_gradient(
     dy: torch.Tensor,
     plan: ChunkPlan,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The score gradient `[num_chunks, G, L, L]` in B's and C's dtype (only blocks on or below the diagonal of a
-    chunk's real tokens are written, so readers mask with l >= s and both inside the chunk), and the gradient
-    w.r.t. `a` through the scores, `[H, T]` fp32."""
+    """The score gradient, fp32 `[num_chunks, G, L, L]` (only blocks on or below the diagonal of a chunk's real
+    tokens are written, so readers mask with l >= s and both inside the chunk), and the gradient w.r.t. `a`
+    through the scores, `[H, T]` fp32."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     L = plan.chunk_size
-    # group_gradient rounds it to B's and C's dtype before its products anyway: stored so, half the bytes
-    dtype = torch.promote_types(B.dtype, C.dtype)
-    dscores = torch.empty(plan.num_chunks, G, L, L, device=x.device, dtype=dtype)
+    dscores = torch.empty(plan.num_chunks, G, L, L, device=x.device, dtype=torch.float32)
     da = torch.zeros_like(a)
 
     def grid(meta: dict) -> tuple[int, int, int]:
