@@ -47,16 +47,17 @@ class ScanGradients(NamedTuple):
     ddt: torch.Tensor
     dA: torch.Tensor
     dD: torch.Tensor | None
-    dinitial_state: torch.Tensor
+    dinitial_state: torch.Tensor | None
 
 
 def ssd_forward(
-    inputs: ScanInputs, initial_state: torch.Tensor | None, plan: ChunkPlan
-) -> tuple[torch.Tensor, torch.Tensor, ScanIntermediates]:
-    """y `[T, H, P]` (contiguous, x's dtype), each document's final state, and the backward's intermediates."""
+    inputs: ScanInputs, initial_state: torch.Tensor | None, plan: ChunkPlan, *, keep_final_state: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, ScanIntermediates]:
+    """y `[T, H, P]` (contiguous, x's dtype), each document's final state (None unless kept), and the backward's
+    intermediates."""
     x, dt, A, B, C, D = inputs
     a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
-    entering, final_state = state_scan_fwd(x, dt_by_head, a, B, chunk_decay, initial_state, plan)
+    entering, final_state = state_scan_fwd(x, dt_by_head, a, B, chunk_decay, initial_state, plan, keep_final_state)
     y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
     return y, final_state, ScanIntermediates(dt_by_head, a, chunk_decay, entering)
 
@@ -68,13 +69,18 @@ def ssd_backward(
     dfinal_state: torch.Tensor | None,
     plan: ChunkPlan,
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    keep_initial_gradient: bool,
 ) -> ScanGradients:
     """Writes dx, dB and dC into `grads` (shaped like x, B and C, contiguous rows at any row stride) and returns
-    the other gradients; dy needs contiguous rows, dfinal_state (None: unused) is contiguous."""
+    the other gradients (the initial state's None unless kept); dy needs contiguous rows, dfinal_state (None:
+    unused) is contiguous."""
     x, dt, A, B, C, D = inputs
     dx, dB, dC = grads
     dt_by_head, a, chunk_decay, entering = saved
-    dleaving, dfirst, dlog_decay = state_scan_bwd(dy, a, C, chunk_decay, entering, dfinal_state, plan)
+    dleaving, dfirst, dlog_decay = state_scan_bwd(
+        dy, a, C, chunk_decay, entering, dfinal_state, plan, keep_initial_gradient
+    )
     ddt_direct, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan, dx)
     dscores, da = score_gradient(x, dt_by_head, a, B, C, dy, plan)
     group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, da, plan, dB, source=True)
@@ -100,9 +106,10 @@ class SSDScanFunction(torch.autograd.Function):
         D: torch.Tensor | None,
         initial_state: torch.Tensor | None,
         plan: ChunkPlan,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_final_state: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         inputs = ScanInputs(x, dt, A, B, C, D)
-        y, final_state, saved = ssd_forward(inputs, initial_state, plan)
+        y, final_state, saved = ssd_forward(inputs, initial_state, plan, keep_final_state=return_final_state)
         ctx.save_for_backward(*inputs, *saved)
         ctx.plan = plan
         ctx.has_initial_state = initial_state is not None
@@ -120,9 +127,11 @@ class SSDScanFunction(torch.autograd.Function):
         dy = torch.zeros(x.shape, device=x.device, dtype=x.dtype) if dy is None else rows_in_place(dy)
         dx, dB, dC = _empty_rows_like(x), _empty_rows_like(B), _empty_rows_like(C)
         dfinal_state = None if dfinal_state is None else dfinal_state.contiguous()
-        ddt, dA, dD, dfirst = ssd_backward(inputs, saved, dy, dfinal_state, ctx.plan, (dx, dB, dC))
+        ddt, dA, dD, dfirst = ssd_backward(
+            inputs, saved, dy, dfinal_state, ctx.plan, (dx, dB, dC), keep_initial_gradient=ctx.has_initial_state
+        )
         dinitial = dfirst.to(ctx.initial_state_dtype) if ctx.has_initial_state else None
-        return dx, ddt, dA, dB, dC, dD, dinitial, None
+        return dx, ddt, dA, dB, dC, dD, dinitial, None, None
 
 
 def ssd_scan(
@@ -159,5 +168,6 @@ def ssd_scan(
         None if D is None else D.contiguous(),
         None if initial_state is None else initial_state.contiguous(),
         stream_chunk_plan(cu_seqlens, x.shape[0], chunk_size, x.device),
+        return_final_state,
     )
     return (y, final_state) if return_final_state else y

@@ -17,6 +17,13 @@ from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
 
+@triton.jit
+def _decay_inputs(a, dt, h, T, t_u, mask_u, a_last_offset):
+    """Head h's a and dt at the block's tokens and a at the chunk's last token."""
+    a_u = tl.load(a + h * T + t_u, mask=mask_u, other=0.0)
+    return a_u, tl.load(dt + h * T + t_u, mask=mask_u, other=0.0), tl.load(a + h * T + a_last_offset)
+
+
 @triton.autotune(
     candidates(
         ({"BLOCK_U": 64, "BLOCK_V": 64}, 4, 2),
@@ -90,11 +97,15 @@ def _ssd_bwd_kernel_group_gradient(
     own_u = tl.load(own + own_rows, mask=mask_un, other=0.0).to(tl.float32)
     a_last_offset = start + length - 1
     heads_per_group = H // G
+    first_head = g * heads_per_group
+    a_u, dt_u, a_last = _decay_inputs(a, dt, first_head, T, t_u, mask_u, a_last_offset)
     for hh in range(heads_per_group):
-        h = g * heads_per_group + hh
-        a_u = tl.load(a + h * T + t_u, mask=mask_u, other=0.0)
+        h = first_head + hh
+        # the next head's decay inputs load while this head's product runs
+        next_h = first_head + tl.minimum(hh + 1, heads_per_group - 1)
+        next_a_u, next_dt_u, next_a_last = _decay_inputs(a, dt, next_h, T, t_u, mask_u, a_last_offset)
         if SOURCE:
-            weight = tl.exp(tl.load(a + h * T + a_last_offset) - a_u) * tl.load(dt + h * T + t_u, mask=mask_u, other=0.0)
+            weight = tl.exp(a_last - a_u) * dt_u
         else:
             weight = tl.exp(a_u)
         weight = tl.where(mask_u, weight, 0.0)
@@ -114,6 +125,7 @@ def _ssd_bwd_kernel_group_gradient(
             accumulate(da + h * T + a_last_offset, tl.sum(pull, axis=0))
         else:
             accumulate(da + h * T + t_u, pull, mask_u)
+        a_u, dt_u, a_last = next_a_u, next_dt_u, next_a_last
     grad_rows, _ = group_rows(t_u, mask_u, stride_grad, g, offs_n, mask_n, N)
     tl.store(grad + grad_rows, acc.to(grad.dtype.element_ty), mask=mask_un)
 

@@ -38,7 +38,7 @@ class MambaMixerCoreFunction(torch.autograd.Function):
         conv_out = conv1d_fwd(xbc, conv_weight, conv_bias, doc_start, silu=True)
         dt, A = discretization(dt_raw, dt_bias, A_log)
         x, B, C = layout.split_conv(conv_out)
-        y, _, saved = ssd_forward(ScanInputs(x, dt, A, B, C, D), None, plan)
+        y, _, saved = ssd_forward(ScanInputs(x, dt, A, B, C, D), None, plan, keep_final_state=False)
         y = y.view(z.shape)
         ctx.save_for_backward(zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, doc_start, conv_out, dt, A, y, *saved)
         ctx.layout, ctx.plan = layout, plan
@@ -57,7 +57,7 @@ class MambaMixerCoreFunction(torch.autograd.Function):
         x, B, C = layout.split_conv(conv_out)
         ddt, dA, dD, _ = ssd_backward(
             ScanInputs(x, dt, A, B, C, D), ScanIntermediates(*saved), dy.view(x.shape), None, ctx.plan,
-            layout.split_conv(dconv_out),
+            layout.split_conv(dconv_out), keep_initial_gradient=False,
         )  # fmt: skip
         dweight, dbias = conv1d_bwd(xbc, conv_weight, conv_bias, doc_start, dconv_out, silu=True, dx=dxbc)
         ddt_pre = ddt * torch.sigmoid(dt_raw.float() + dt_bias)  # softplus' derivative

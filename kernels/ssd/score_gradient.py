@@ -16,6 +16,15 @@ from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
 
+@triton.jit
+def _decay_inputs(a, dt, h, T, t_l, mask_l, t_s, mask_s, split, below):
+    """Head h's a at the target and source tokens, dt at the sources, and a at `split` (0 unless `below`)."""
+    a_l = tl.load(a + h * T + t_l, mask=mask_l, other=0.0)
+    a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
+    dt_s = tl.load(dt + h * T + t_s, mask=mask_s, other=0.0)
+    return a_l, a_s, dt_s, tl.load(a + h * T + split, mask=below, other=0.0)
+
+
 @triton.autotune(
     candidates(({"BLOCK": 64}, 4, 2), ({"BLOCK": 64}, 4, 3), ({"BLOCK": 64}, 8, 3), ({"BLOCK": 128}, 8, 2)),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G"],
@@ -67,11 +76,17 @@ def _ssd_bwd_kernel_score_gradient(
     scores = tl.dot(c_l, tl.trans(b_s))
     acc = tl.zeros([BLOCK, BLOCK], dtype=tl.float32)
     heads_per_group = H // G
+    first_head = g * heads_per_group
+    split = start + s_first + BLOCK - 1  # the source block's last token, real when below the diagonal
+    below = s_first < l_first
+    a_l, a_s, dt_s, a_split = _decay_inputs(a, dt, first_head, T, t_l, mask_l, t_s, mask_s, split, below)
     for hh in range(heads_per_group):
-        h = g * heads_per_group + hh
-        a_l = tl.load(a + h * T + t_l, mask=mask_l, other=0.0)
-        a_s = tl.load(a + h * T + t_s, mask=mask_s, other=0.0)
-        dt_s = tl.load(dt + h * T + t_s, mask=mask_s, other=0.0)
+        h = first_head + hh
+        # the next head's decay inputs load while this head's tile is formed and reduced
+        next_h = first_head + tl.minimum(hh + 1, heads_per_group - 1)
+        next_a_l, next_a_s, next_dt_s, next_a_split = _decay_inputs(
+            a, dt, next_h, T, t_l, mask_l, t_s, mask_s, split, below
+        )
         # [BLOCK, BLOCK_P] each
         dy_rows, mask_lp = head_rows(t_l, mask_l, stride_dy, h, offs_p, mask_p, P)
         x_rows, mask_sp = head_rows(t_s, mask_s, stride_x, h, offs_p, mask_p, P)
@@ -80,7 +95,6 @@ def _ssd_bwd_kernel_score_gradient(
         if s_first == l_first:
             weight = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf"))) * dt_s[None, :]
         else:  # every s before every l: the decay splits at the s block's last token, both factors <= 1
-            a_split = tl.load(a + h * T + start + s_first + BLOCK - 1)
             to_l = tl.where(mask_l, tl.exp(a_l - a_split), 0.0)
             weight = to_l[:, None] * (tl.exp(a_split - a_s) * dt_s)[None, :]
         head_dscores = tl.dot(dy_l, tl.trans(x_s)) * weight
@@ -88,6 +102,7 @@ def _ssd_bwd_kernel_score_gradient(
         decay_grad = head_dscores * scores
         accumulate(da + h * T + t_l, tl.sum(decay_grad, axis=1), mask_l)
         accumulate(da + h * T + t_s, -tl.sum(decay_grad, axis=0), mask_s)
+        a_l, a_s, dt_s, a_split = next_a_l, next_a_s, next_dt_s, next_a_split
     tl.store(
         dscores + ((c * G + g).to(tl.int64) * CHUNK + offs_l[:, None]) * CHUNK + offs_s[None, :],
         acc,

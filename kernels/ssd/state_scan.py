@@ -52,6 +52,7 @@ def _ssd_kernel_state_scan(
     N: tl.constexpr,
     CHUNK: tl.constexpr,
     HAS_FIRST: tl.constexpr,
+    HAS_LAST: tl.constexpr,
     REVERSE: tl.constexpr,
     BLOCK_S: tl.constexpr,
     BLOCK_P: tl.constexpr,
@@ -101,7 +102,8 @@ def _ssd_kernel_state_scan(
         v_s = tl.load(v + t[None, :] * stride_v + h * P + offs_p[:, None], mask=mask_s[None, :] & (offs_p[:, None] < P), other=0.0)
         k_s = tl.load(k + t[:, None] * stride_k + g * N + offs_n[None, :], mask=mask_s[:, None] & (offs_n[None, :] < N), other=0.0)
         carry += tl.dot(v_s, (k_s * weight[:, None]).to(v_s.dtype))
-    tl.store(last + (d * H + h).to(tl.int64) * P * N + pn, carry, mask=mask_pn)
+    if HAS_LAST:
+        tl.store(last + (d * H + h).to(tl.int64) * P * N + pn, carry, mask=mask_pn)
 
 
 _CONFIGS = candidates(
@@ -129,11 +131,14 @@ def _launch(
     plan: ChunkPlan,
     dtype: torch.dtype,
     reverse: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    keep_last: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The carried states, and (if `keep_last`) the one leaving each document's walk, an n_docs x 1 MB fp32 buffer
+    at the benchmark's head sizes that callers mostly drop."""
     T, H, P = v.shape
     G, N = k.shape[1], k.shape[2]
     carried = torch.empty(plan.num_chunks, H, P, N, device=v.device, dtype=dtype)
-    last = torch.empty(plan.num_docs, H, P, N, device=v.device, dtype=torch.float32)
+    last = torch.empty(plan.num_docs, H, P, N, device=v.device, dtype=torch.float32) if keep_last else None
 
     def grid(meta: dict) -> tuple[int, int, int]:
         return (triton.cdiv(P, meta["BLOCK_P"]), H, plan.num_docs)
@@ -141,7 +146,8 @@ def _launch(
     (_backward if reverse else _forward)[grid](
         v, dt, a, k, chunk_decay, entering, carried, dchunk_decay, first, last,
         plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, plan.longest_first, T, plan.num_chunks, v.stride(0), k.stride(0),
-        H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_FIRST=first is not None, REVERSE=reverse,
+        H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_FIRST=first is not None, HAS_LAST=keep_last,
+        REVERSE=reverse,
         BLOCK_N=lane_width(N),
     )  # fmt: skip
     return carried, last
@@ -155,10 +161,12 @@ def state_scan_fwd(
     chunk_decay: torch.Tensor,
     initial_state: torch.Tensor | None,
     plan: ChunkPlan,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    keep_final_state: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The state entering each chunk `[num_chunks, H, P, N]` in x's dtype (spare chunks unwritten) and each
-    document's final state `[n_docs, H, P, N]` in fp32, from x `[T, H, P]`, dt and `a` `[H, T]`, B `[T, G, N]`."""
-    return _launch(x, dt, a, B, chunk_decay, None, None, initial_state, plan, x.dtype, reverse=False)
+    document's final state `[n_docs, H, P, N]` in fp32 (None unless kept), from x `[T, H, P]`, dt and `a`
+    `[H, T]`, B `[T, G, N]`."""
+    return _launch(x, dt, a, B, chunk_decay, None, None, initial_state, plan, x.dtype, False, keep_final_state)
 
 
 def state_scan_bwd(
@@ -169,11 +177,13 @@ def state_scan_bwd(
     entering: torch.Tensor,
     dfinal_state: torch.Tensor | None,
     plan: ChunkPlan,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    keep_initial_gradient: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The gradient of the state leaving each chunk in the dtype of `entering`, the initial state's gradient
-    (fp32), and that of each chunk's total log-decay `[H, num_chunks]`."""
+    (fp32; None unless kept), and that of each chunk's total log-decay `[H, num_chunks]`."""
     dlog_decay = torch.zeros_like(chunk_decay)
     dleaving, dfirst = _launch(
-        dy, None, a, C, chunk_decay, entering, dlog_decay, dfinal_state, plan, entering.dtype, reverse=True
-    )
+        dy, None, a, C, chunk_decay, entering, dlog_decay, dfinal_state, plan, entering.dtype, True,
+        keep_initial_gradient,
+    )  # fmt: skip
     return dleaving, dfirst, dlog_decay * chunk_decay

@@ -127,6 +127,24 @@ def test_ssd_scan_packed_matches_documents_one_by_one(case: Case) -> None:
 
 
 @pytest.mark.parametrize("case", CASES[1:2] + CASES[4:5])
+def test_ssd_scan_without_final_state_matches_a_zero_final_gradient(case: Case) -> None:
+    """Without return_final_state the final states and the initial-state gradient are never formed."""
+    torch.manual_seed(3)
+    leaves, cu = make_inputs(case, with_initial=False)
+    dy = torch.randn(sum(case.doc_lens), case.heads, case.head_dim, device=DEVICE)
+    dfinal = torch.zeros(len(case.doc_lens), case.heads, case.head_dim, case.state_dim, device=DEVICE)
+    y_full, _, grads_full = run_scan(ssd_scan, leaves, cu, case.chunk_size, False, dy, dfinal)
+    args = {k: None if v is None else v.detach().requires_grad_() for k, v in leaves.items()}
+    y = ssd_scan(
+        args["x"], args["dt"], args["A"], args["B"], args["C"], D=args["D"], cu_seqlens=cu, chunk_size=case.chunk_size
+    )
+    grads = torch.autograd.grad((y.float() * dy).sum(), [args[name] for name in grads_full])
+    assert torch.equal(y, y_full)
+    for name, grad in zip(grads_full, grads):
+        assert_close("d" + name, grad, grads_full[name], 1e-3)  # atomics may add in another order
+
+
+@pytest.mark.parametrize("case", CASES[1:2] + CASES[4:5])
 def test_ssd_scan_reads_column_slices_in_place(case: Case) -> None:
     """x, B and C as column slices of one wide tensor (rows far apart) give what their contiguous copies give."""
     torch.manual_seed(3)
