@@ -31,6 +31,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from gristmill.pipeline.errors import UserError
+
 _PREFIX = "step-"
 _TEMPORARY = ".partial-"
 
@@ -117,6 +119,8 @@ class Checkpointer:
         if not completed:
             return None
         newest = completed[-1]
+        if "model" in tensors:
+            _check_model_fits(newest, tensors["model"])
         with _one_process_is_intended():
             dcp.load(tensors, checkpoint_id=newest, no_dist=not dist.is_initialized())
         shared = torch.load(newest / "trainer.pt", map_location="cpu", weights_only=True)
@@ -127,6 +131,32 @@ class Checkpointer:
     def _barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+
+def _check_model_fits(checkpoint: Path, model_state: dict[str, Any]) -> None:
+    """Compares parameter names and shapes with the checkpoint's metadata before loading, so resuming with
+    another model config (or a checkpoint from an older layout) names what differs instead of failing deep
+    inside torch.distributed.checkpoint."""
+    metadata = dcp.FileSystemReader(checkpoint).read_metadata().state_dict_metadata
+    saved = {
+        key.removeprefix("model."): tuple(entry.size)
+        for key, entry in metadata.items()
+        if key.startswith("model.") and hasattr(entry, "size")
+    }
+    current = {key: tuple(value.shape) for key, value in model_state.items()}
+    problems = [f"{key} missing" for key in sorted(current.keys() - saved.keys())]
+    problems += [f"{key} not in this model" for key in sorted(saved.keys() - current.keys())]
+    problems += [
+        f"{key} {saved[key]} saved, {current[key]} now"
+        for key in sorted(current.keys() & saved.keys())
+        if saved[key] != current[key]
+    ]
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise UserError(
+            f"checkpoint {checkpoint} was written by another model ({shown}): resume with the model config it "
+            f"was trained with, or start a new out_dir"
+        )
 
 
 @contextlib.contextmanager

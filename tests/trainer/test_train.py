@@ -91,3 +91,11 @@ def test_cli_prints_one_line_for_a_setup_mistake(tiny_run: TrainConfig) -> None:
     )
     assert result.exit_code == 2, result.output
     assert result.output.strip().count("\n") == 0 and "cuda_graphs = true needs a CUDA device" in result.output
+
+
+def test_resume_with_another_model_names_what_differs(tiny_run: TrainConfig) -> None:
+    tiny_run.steps, tiny_run.eval_every, tiny_run.checkpoint.every_steps = 2, 0, 2
+    run(tiny_run)
+    tiny_run.model.d_model = 96
+    with pytest.raises(UserError, match=r"written by another model \(.*embed\.weight \(256, 64\) saved, \(256, 96\) now"):
+        Trainer(tiny_run, resume=True)
