@@ -39,6 +39,8 @@ from gristmill.trainer.presets import transformer_350m_2k
 from gristmill.trainer.train import Trainer
 
 MODELS = ("transformer_350m", "hybrid_350m")
+
+
 class Variant(NamedTuple):
     kernels: bool
     compiled: bool
