@@ -23,21 +23,25 @@ from gristmill.kernels.ssd.tuning import candidates
 
 
 def _head_dim_blocks_within_lanes(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
-    """A head-dim block wider than the padded head dim would only compute masked lanes."""
+    """A head-dim block wider than the padded head dim would only compute masked lanes: narrow it to them."""
     lanes = lane_width(kwargs.get("P", named_args.get("P")))
-    fitting = [config for config in configs if config.kwargs["BLOCK_P"] <= lanes]
-    return fitting or [triton.Config({**configs[0].kwargs, "BLOCK_P": lanes}, num_warps=4)]
+    return [
+        triton.Config(
+            {**config.kwargs, "BLOCK_P": min(config.kwargs["BLOCK_P"], lanes)},
+            num_warps=config.num_warps,
+            num_stages=config.num_stages,
+        )
+        for config in configs
+    ]
 
 
+# H100 triton 3.6 (bench/results/ssd.md run 10): BLOCK_M 64 wins at head dims 64 and 128; 8 warps, BLOCK_P 32,
+# and a whole head dim of 128 per program were 1.5-2x slower
 @triton.autotune(
     candidates(
-        ({"BLOCK_M": 32, "BLOCK_P": 64}, 4, 3),
-        ({"BLOCK_M": 32, "BLOCK_P": 64}, 8, 2),
-        ({"BLOCK_M": 32, "BLOCK_P": 64}, 8, 3),
         ({"BLOCK_M": 64, "BLOCK_P": 64}, 4, 2),
+        ({"BLOCK_M": 32, "BLOCK_P": 64}, 4, 3),
         ({"BLOCK_M": 16, "BLOCK_P": 64}, 4, 3),
-        ({"BLOCK_M": 32, "BLOCK_P": 32}, 4, 3),
-        ({"BLOCK_M": 64, "BLOCK_P": 128}, 8, 2),
     ),
     key=["P", "N", "CHUNK"],
     prune_configs_by={"early_config_prune": _head_dim_blocks_within_lanes},
