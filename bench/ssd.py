@@ -243,6 +243,8 @@ def main() -> None:
             markdown_table(HEADER, rows),
         ], args.out)  # fmt: skip
         print(markdown_table(HEADER, rows[-1:]), flush=True)
+    if args.profile:  # the tuning timings of the last shape, which the profile's listing (main shape) does not show
+        print("\n".join(f"{name} at {args.shapes[-1]}: {config}" for name, config in tuned_configs().items()))
     print(report)
 
 

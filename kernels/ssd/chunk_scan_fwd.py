@@ -1,4 +1,4 @@
-"""SSD output, one chunk and head per program, walking the chunk in blocks of BLOCK_M tokens.
+"""SSD output, one chunk, head and BLOCK_P head-dim lanes per program, walking the chunk in blocks of BLOCK_M tokens.
 
 y_l = exp(a_l) C_l S_in + sum_{s<=l} (C_l.B_s) exp(a_l - a_s) dt_s x_s + D x_l. Before block m0 the
 program holds the state after the tokens before it, S(m0) = exp(a_{m0-1}) S_in + sum_{s<m0}
@@ -6,6 +6,9 @@ exp(a_{m0-1} - a_s) dt_s x_s B_s^T (fp32, on chip), so every earlier block reach
 N-deep product C_m S(m0) scaled by exp(a_l - a_{m0-1}); only the diagonal BLOCK_M x BLOCK_M scores need the
 pairwise exp. Against scoring every earlier block, that is a third fewer tensor-core flops and a quarter of the
 exps, and no program waits on a short causal loop. Every exponent is <= 0: the carry never overflows.
+The carry's fp32 [N, BLOCK_P] tile dominates the registers: a whole head dim of 128 spills on sm_90 (triton
+3.6), so wide heads are split over programs that each recompute the C.B scores; the carry's update scales
+x's [tokens, BLOCK_P] rows rather than B's wider [tokens, N] ones, which halved the spills at head dim 64.
 dt and `a` are head-major `[H, T]`; S_in comes in the matrix-product dtype. x, B and C may be column slices
 of a wider tensor (each token row addressed through its own stride); y is contiguous.
 """
@@ -14,20 +17,34 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import chunk_head_state, head_chunk_program, head_state_lanes, lane_width
+from gristmill.kernels.ssd.blocks import chunk_head_state, lane_width
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
 
+def _head_dim_blocks_within_lanes(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
+    """A head-dim block wider than the padded head dim would only compute masked lanes: narrow it to them."""
+    lanes = lane_width(kwargs.get("P", named_args.get("P")))
+    return [
+        triton.Config(
+            {**config.kwargs, "BLOCK_P": min(config.kwargs["BLOCK_P"], lanes)},
+            num_warps=config.num_warps,
+            num_stages=config.num_stages,
+        )
+        for config in configs
+    ]
+
+
+# H100 triton 3.6 (bench/results/ssd.md run 10): BLOCK_M 64 wins at head dims 64 and 128; 8 warps, BLOCK_P 32,
+# and a whole head dim of 128 per program were 1.5-2x slower
 @triton.autotune(
     candidates(
-        ({"BLOCK_M": 64}, 4, 2),
-        ({"BLOCK_M": 64}, 4, 3),
-        ({"BLOCK_M": 64}, 8, 2),
-        ({"BLOCK_M": 128}, 8, 2),
-        ({"BLOCK_M": 32}, 4, 3),
+        ({"BLOCK_M": 64, "BLOCK_P": 64}, 4, 2),
+        ({"BLOCK_M": 32, "BLOCK_P": 64}, 4, 3),
+        ({"BLOCK_M": 16, "BLOCK_P": 64}, 4, 3),
     ),
-    key=["BLOCK_P", "BLOCK_N", "CHUNK"],
+    key=["P", "N", "CHUNK"],
+    prune_configs_by={"early_config_prune": _head_dim_blocks_within_lanes},
 )
 @triton.jit(do_not_specialize=["T"])
 def _ssd_fwd_kernel_output(
@@ -56,12 +73,17 @@ def _ssd_fwd_kernel_output(
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    h, c, length = head_chunk_program(chunk_len)
+    h = tl.program_id(1)
+    c = tl.program_id(2)
+    length = tl.load(chunk_len + c)
     if length <= 0:
         return
     start = tl.load(chunk_start + c).to(tl.int64)
     g = h // (H // G)
-    offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
+    offs_p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    mask_p = offs_p < P
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_n = offs_n < N
     d = tl.load(D + h).to(tl.float32) if HAS_D else 0.0
     state = chunk_head_state(entering, c, h, offs_p, mask_p, offs_n, mask_n, H, P, N)
     a_before = 0.0  # a just before the block: the state is exp(-a_before)-scaled from there
@@ -91,7 +113,7 @@ def _ssd_fwd_kernel_output(
         tl.store(y + t_m[:, None] * stride_y + head_cols, acc.to(y.dtype.element_ty), mask=mask_mp)
         a_after = tl.load(a + h * T + start + tl.minimum(m0 + BLOCK_M, length) - 1)
         to_after = tl.where(mask_m, tl.exp(a_after - a_m) * dt_m, 0.0)
-        state = state * tl.exp(a_after - a_before) + tl.dot(tl.trans((b_m * to_after[:, None]).to(x_m.dtype)), x_m)
+        state = state * tl.exp(a_after - a_before) + tl.dot(tl.trans(b_m), (x_m * to_after[:, None]).to(x_m.dtype))
         a_before = a_after
 
 
@@ -109,11 +131,14 @@ def chunk_scan_fwd(
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     y = torch.empty(T, H, P, device=x.device, dtype=x.dtype)
-    _ssd_fwd_kernel_output[(H, plan.num_chunks)](
+
+    def grid(meta: dict) -> tuple[int, int, int]:
+        return (triton.cdiv(P, meta["BLOCK_P"]), H, plan.num_chunks)
+
+    _ssd_fwd_kernel_output[grid](
         x, dt, a, B, C, D, entering, y, plan.chunk_start, plan.chunk_len, T,
         x.stride(0), B.stride(0), C.stride(0), y.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
-        BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
     return y

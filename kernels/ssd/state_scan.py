@@ -98,10 +98,10 @@ def _ssd_kernel_state_scan(
             a_last = tl.load(a + h * T + doc_start + tl.minimum((j + 1) * CHUNK, doc_len) - 1)
             weight = tl.exp(a_last - a_s) * tl.load(dt + h * T + t, mask=mask_s, other=0.0)
         weight = tl.where(mask_s, weight, 0.0)
-        # [BLOCK_P, BLOCK_S], [BLOCK_S, BLOCK_N]
-        v_s = tl.load(v + t[None, :] * stride_v + h * P + offs_p[:, None], mask=mask_s[None, :] & (offs_p[:, None] < P), other=0.0)
+        # [BLOCK_S, BLOCK_P], [BLOCK_S, BLOCK_N]
+        v_s = tl.load(v + t[:, None] * stride_v + h * P + offs_p[None, :], mask=mask_s[:, None] & (offs_p[None, :] < P), other=0.0)
         k_s = tl.load(k + t[:, None] * stride_k + g * N + offs_n[None, :], mask=mask_s[:, None] & (offs_n[None, :] < N), other=0.0)
-        carry += tl.dot(v_s, (k_s * weight[:, None]).to(v_s.dtype))
+        carry += tl.dot(tl.trans((v_s * weight[:, None]).to(v_s.dtype)), k_s)
     if HAS_LAST:
         tl.store(last + (d * H + h).to(tl.int64) * P * N + pn, carry, mask=mask_pn)
 
