@@ -35,7 +35,7 @@ def _head_dim_blocks_within_lanes(configs: list[triton.Config], named_args: dict
     ]
 
 
-# H100 triton 3.6 (bench/results/ssd.md run 10): BLOCK_M 64 wins at head dims 64 and 128; 8 warps, BLOCK_P 32,
+# H100 triton 3.6 (bench/results/ssd.md run 11): BLOCK_M 64 wins at head dims 64 and 128; 8 warps, BLOCK_P 32,
 # and a whole head dim of 128 per program were 1.5-2x slower
 @triton.autotune(
     candidates(
