@@ -13,7 +13,7 @@ import triton.language as tl
 
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import stream_doc_start
-from gristmill.kernels.ssd.layout import rows_in_place
+from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
 
 
 @triton.jit
@@ -218,7 +218,7 @@ class CausalConv1dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight, bias, doc_start = ctx.saved_tensors
-        dx = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+        dx = empty_rows_like(x)
         dweight, dbias = conv1d_bwd(x, weight, bias, doc_start, dy.contiguous(), ctx.silu, dx)
         return dx, dweight, dbias, None, None
 

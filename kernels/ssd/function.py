@@ -14,7 +14,7 @@ from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
 from gristmill.kernels.ssd.documents import ChunkPlan, stream_chunk_plan
 from gristmill.kernels.ssd.group_gradient import group_gradient
-from gristmill.kernels.ssd.layout import rows_in_place
+from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
 from gristmill.kernels.ssd.reference import ScanOutput
 from gristmill.kernels.ssd.score_gradient import score_gradient
 from gristmill.kernels.ssd.state_scan import state_scan_bwd, state_scan_fwd
@@ -89,11 +89,6 @@ def ssd_backward(
     return ScanGradients(ddt, dA, None if dD is None else dD.to(D.dtype), dfirst)
 
 
-def _empty_rows_like(tensor: torch.Tensor) -> torch.Tensor:
-    """A contiguous gradient buffer for `tensor`, which may be a strided view (empty_like would keep no layout)."""
-    return torch.empty(tensor.shape, device=tensor.device, dtype=tensor.dtype)
-
-
 class SSDScanFunction(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -125,7 +120,7 @@ class SSDScanFunction(torch.autograd.Function):
         saved = ScanIntermediates(*ctx.saved_tensors[len(ScanInputs._fields) :])
         x, B, C = inputs.x, inputs.B, inputs.C
         dy = torch.zeros(x.shape, device=x.device, dtype=x.dtype) if dy is None else rows_in_place(dy)
-        dx, dB, dC = _empty_rows_like(x), _empty_rows_like(B), _empty_rows_like(C)
+        dx, dB, dC = empty_rows_like(x), empty_rows_like(B), empty_rows_like(C)
         dfinal_state = None if dfinal_state is None else dfinal_state.contiguous()
         ddt, dA, dD, dfirst = ssd_backward(
             inputs, saved, dy, dfinal_state, ctx.plan, (dx, dB, dC), keep_initial_gradient=ctx.has_initial_state

@@ -13,3 +13,9 @@ def rows_in_place(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.contiguous()
         expected *= size
     return tensor
+
+
+def empty_rows_like(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous buffer of `tensor`'s shape, dtype and device: the gradient buffer of a possibly row-strided
+    view (`torch.empty_like` would copy the view's strides)."""
+    return torch.empty(tensor.shape, device=tensor.device, dtype=tensor.dtype)

@@ -15,7 +15,7 @@ from gristmill.kernels.ssd.conv1d import conv1d_bwd, conv1d_fwd
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import ChunkPlan, stream_chunk_plan, stream_doc_start
 from gristmill.kernels.ssd.function import ScanInputs, ScanIntermediates, ssd_backward, ssd_forward
-from gristmill.kernels.ssd.layout import rows_in_place
+from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
 from gristmill.kernels.ssd.mixer_reference import MixerLayout, discretization, mixer_layout
 from gristmill.kernels.ssd.validation import check_ssd_inputs
 
@@ -48,7 +48,7 @@ class MambaMixerCoreFunction(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, dgated: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, doc_start, conv_out, dt, A, y, *saved = ctx.saved_tensors
         layout: MixerLayout = ctx.layout
-        grad = torch.empty(zxbcdt.shape, device=zxbcdt.device, dtype=zxbcdt.dtype)
+        grad = empty_rows_like(zxbcdt)
         z, xbc, dt_raw = layout.split_projection(zxbcdt)
         dz, dxbc, ddt_raw = layout.split_projection(grad)
         dy = torch.empty_like(y)
