@@ -1,10 +1,12 @@
 """Triton causal depthwise conv1d over packed documents (the Mamba2 block's short convolution).
 
-Tokens before a document's start count as zeros, so the window never mixes documents. Backward is one kernel:
-each token tile recomputes the pre-activation and its gradient through SiLU for its rows plus the WIDTH-1 rows
-its dx reaches past them (so that gradient never goes to memory), and writes dx with per-tile partial weight and
-bias grads. x and dx are addressed through their row stride, so the input can be a column slice of the Mamba2
-projection and its gradient a slice of that projection's gradient; y and dy are contiguous `[T, C]`.
+Tokens before a document's start count as zeros, so the window never mixes documents. The forward works on
+token x channel tiles. The backward is one kernel that walks tokens in order per block of channels, carrying the
+window in registers: it recomputes the pre-activation, forms its gradient through SiLU and emits dx a window
+behind, so that gradient never goes to memory, and each thread sums the weight and bias gradients of its own
+channels (no cross-thread reductions). x and dx are addressed through their row stride, so the input can be a
+column slice of the Mamba2 projection and its gradient a slice of that projection's gradient; y and dy are
+contiguous `[T, C]`.
 """
 
 import torch
@@ -53,11 +55,11 @@ def _forward_candidates() -> list[triton.Config]:
 
 def _backward_candidates() -> list[triton.Config]:
     return candidates(
-        ({"BLOCK_C": 32}, 4, 1),
-        ({"BLOCK_C": 32}, 8, 1),
-        ({"BLOCK_C": 64}, 8, 1),
-        ({"BLOCK_C": 16}, 4, 1),
-        ({"BLOCK_C": 16}, 2, 1),
+        ({"BLOCK_C": 256}, 1, 1),
+        ({"BLOCK_C": 512}, 2, 1),
+        ({"BLOCK_C": 128}, 1, 1),
+        ({"BLOCK_C": 1024}, 4, 1),
+        ({"BLOCK_C": 256}, 2, 1),
     )
 
 
@@ -90,6 +92,34 @@ def _conv1d_fwd_kernel(
     tl.store(y + ptrs, acc.to(y.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
 
 
+MAX_WIDTH = tl.constexpr(4)
+"""The backward keeps the window as MAX_WIDTH - 1 carried rows, so it takes up to this many taps (as Mamba2's
+d_conv and the causal-conv1d CUDA kernels do)."""
+
+
+@triton.jit
+def _tap(weight, offs_c, mask_c, WIDTH: tl.constexpr, SHIFT: tl.constexpr):
+    """The weight on the token SHIFT steps back, in float32; zero past the kernel's width."""
+    if SHIFT < WIDTH:
+        return tl.load(weight + offs_c * WIDTH + (WIDTH - 1 - SHIFT), mask=mask_c, other=0.0).to(tl.float32)
+    return tl.zeros(offs_c.shape, dtype=tl.float32)
+
+
+@triton.jit
+def _row_mask(token, lowest, T, mask_c):
+    """The channels of token `token` when lowest <= token < T (a per-channel vector: the interpreter rejects a
+    block mask and-ed with a scalar one)."""
+    tokens = token + tl.zeros_like(mask_c.to(tl.int32))
+    return mask_c & (tokens >= lowest) & (tokens < T)
+
+
+@triton.jit
+def _row(ptr, token, stride, offs_c, mask_c, T):
+    """Token `token`'s row of channels in float32; zeros outside [0, T)."""
+    mask = _row_mask(token, 0, T, mask_c)
+    return tl.load(ptr + tl.cast(token, tl.int64) * stride + offs_c, mask=mask, other=0.0).to(tl.float32)
+
+
 @triton.autotune(configs=_backward_candidates(), key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
 @triton.jit(do_not_specialize=["T"])
 def _conv1d_bwd_kernel(
@@ -111,63 +141,96 @@ def _conv1d_bwd_kernel(
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    """The whole backward in one pass. dx_t needs the pre-activation gradient of tokens t..t+WIDTH-1, so a
-    tile of BLOCK_T rows recomputes that gradient for all its rows but owns (writes dx and column sums for) only
-    the first BLOCK_T - WIDTH + 1: the rest is the halo its dx reaches, owned by the next tile. The gradient
-    then never goes to memory; the taps read it shifted through `tl.gather` along the token axis."""
-    owned = BLOCK_T - (WIDTH - 1)
-    block_t = tl.program_id(0)
-    rows = tl.arange(0, BLOCK_T)
-    offs_t = block_t * owned + rows
+    """The whole backward in one pass: a program walks its BLOCK_T tokens in order for a block of channels,
+    carrying the last three x rows and pre-activation gradients in registers. At token u it forms that
+    gradient (recomputing the pre-activation for SiLU) and emits dx for token u - 3, which needs the gradients
+    of u - 3 .. u; it walks three tokens past its block for them. Each thread owns whole channels, so the
+    weight and bias gradients add up in registers with no cross-thread sum, one partial row per program."""
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_t, mask_c = offs_t < T, offs_c < CHANNELS
-    own = mask_t & (rows < owned)
-    grad = tl.load(dy + _tile_offsets(offs_t, offs_c, CHANNELS), mask=mask_t[:, None] & mask_c[None, :], other=0.0)
-    grad = grad.to(tl.float32)  # [BLOCK_T, BLOCK_C]
-    first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
-    if SILU:
-        pre = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_x,
-                           WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
-        gate = tl.sigmoid(pre)
-        grad = grad * gate * (1 + pre * (1 - gate))
+    mask_c = offs_c < CHANNELS
+    block_start = tl.program_id(0) * BLOCK_T
+    block_end = tl.minimum(block_start + BLOCK_T, T)
+    w0 = _tap(weight, offs_c, mask_c, WIDTH, 0)
+    w1 = _tap(weight, offs_c, mask_c, WIDTH, 1)
+    w2 = _tap(weight, offs_c, mask_c, WIDTH, 2)
+    w3 = _tap(weight, offs_c, mask_c, WIDTH, 3)
+    pre_init = tl.zeros([BLOCK_C], dtype=tl.float32)
     if HAS_BIAS:
-        dbias = tl.sum(tl.where(own[:, None], grad, 0.0), axis=0)
-        tl.store(dbias_partial + block_t * CHANNELS + offs_c, dbias, mask=mask_c)
-    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
-    for k in tl.static_range(WIDTH):
-        shift = WIDTH - 1 - k
-        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
-        # dx_t takes grad_{t+shift} when t+shift is in t's document
-        dst = offs_t + shift
-        dst_ok = own & (dst < T)
-        dst_ok &= tl.load(doc_start + dst, mask=dst_ok, other=0) <= offs_t
-        shifted = grad
-        if shift > 0:
-            source_row = tl.broadcast_to(tl.minimum(rows + shift, BLOCK_T - 1)[:, None], (BLOCK_T, BLOCK_C))
-            shifted = tl.gather(grad, source_row, axis=0)
-        acc += tl.where(dst_ok[:, None], shifted, 0.0) * w_k[None, :]
-        # dweight_k sums grad_t * x_{t-shift} over owned tokens whose window reaches t-shift
-        src = offs_t - shift
-        src_ok = own & (src >= first)
-        x_k = tl.load(x + _tile_offsets(src, offs_c, stride_x), mask=src_ok[:, None] & mask_c[None, :], other=0.0)
-        dweight_k = tl.sum(grad * x_k.to(tl.float32), axis=0)
-        tl.store(dweight_partial + (block_t * CHANNELS + offs_c) * WIDTH + k, dweight_k, mask=mask_c)
-    tl.store(dx + _tile_offsets(offs_t, offs_c, stride_dx), acc.to(dx.dtype.element_ty), mask=own[:, None] & mask_c[None, :])
+        pre_init += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    # x of tokens u-1, u-2, u-3 and the pre-activation gradient of u-1, u-2, u-3 (zero before the block: the
+    # dx rows they would feed belong to the previous program); doc starts of u-1, u-2
+    x1 = _row(x, block_start - 1, stride_x, offs_c, mask_c, T)
+    x2 = _row(x, block_start - 2, stride_x, offs_c, mask_c, T)
+    x3 = _row(x, block_start - 3, stride_x, offs_c, mask_c, T)
+    g1 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    g2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    g3 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    first1 = tl.load(doc_start + block_start - 1, mask=block_start >= 1, other=0)
+    first2 = tl.load(doc_start + block_start - 2, mask=block_start >= 2, other=0)
+    dw0 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    dw1 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    dw2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    dw3 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    db = tl.zeros([BLOCK_C], dtype=tl.float32)
+    # loads run one token ahead of the arithmetic
+    next_x = _row(x, block_start, stride_x, offs_c, mask_c, T)
+    next_dy = _row(dy, block_start, CHANNELS, offs_c, mask_c, T)
+    for u in range(block_start, block_end + MAX_WIDTH - 1):
+        x0, grad = next_x, next_dy
+        next_x = _row(x, u + 1, stride_x, offs_c, mask_c, T)
+        next_dy = _row(dy, u + 1, CHANNELS, offs_c, mask_c, T)
+        first = tl.load(doc_start + u, mask=u < T, other=u)
+        # the window of u stops at its document's start
+        x1 = tl.where(u - 1 >= first, x1, 0.0)
+        x2 = tl.where(u - 2 >= first, x2, 0.0)
+        x3 = tl.where(u - 3 >= first, x3, 0.0)
+        if SILU:
+            pre = pre_init + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+            gate = tl.sigmoid(pre)
+            grad = grad * gate * (1 + pre * (1 - gate))
+        owned = tl.where(u < block_end, grad, 0.0)
+        dw0 += owned * x0
+        dw1 += owned * x1
+        dw2 += owned * x2
+        dw3 += owned * x3
+        db += owned
+        # dx_t takes the gradient of t + s when t + s is in t's document
+        t = u - (MAX_WIDTH - 1)
+        dx_t = w0 * g3 + tl.where(first2 <= t, w1 * g2, 0.0)
+        dx_t += tl.where(first1 <= t, w2 * g1, 0.0) + tl.where(first <= t, w3 * grad, 0.0)
+        dx_ptrs = dx + tl.cast(t, tl.int64) * stride_dx + offs_c
+        tl.store(dx_ptrs, dx_t.to(dx.dtype.element_ty), mask=_row_mask(t, block_start, T, mask_c))
+        x3, x2, x1 = x2, x1, x0
+        g3, g2, g1 = g2, g1, grad
+        first2, first1 = first1, first
+    partial = (tl.program_id(0) * CHANNELS + offs_c) * WIDTH + WIDTH - 1
+    tl.store(dweight_partial + partial, dw0, mask=mask_c)
+    if WIDTH > 1:
+        tl.store(dweight_partial + partial - 1, dw1, mask=mask_c)
+    if WIDTH > 2:
+        tl.store(dweight_partial + partial - 2, dw2, mask=mask_c)
+    if WIDTH > 3:
+        tl.store(dweight_partial + partial - 3, dw3, mask=mask_c)
+    if HAS_BIAS:
+        tl.store(dbias_partial + tl.program_id(0) * CHANNELS + offs_c, db, mask=mask_c)
 
 
 _BACKWARD_BLOCK_T = 128
 
 
 def _backward_block_t() -> int:
-    """Rows per backward tile: fixed rather than tuned, since it sets how many partial sums the host adds up."""
+    """Tokens per backward program: fixed rather than tuned, since it sets how many partial sums the host adds."""
     return INTERPRETER_BLOCK if interpreting() else _BACKWARD_BLOCK_T
 
 
 def conv1d_fwd(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, doc_start: torch.Tensor, silu: bool
 ) -> torch.Tensor:
-    """y `[T, C]` contiguous in x's dtype, from x `[T, C]` with contiguous rows (any row stride)."""
+    """y `[T, C]` contiguous in x's dtype, from x `[T, C]` with contiguous rows (any row stride). Rejects a
+    kernel wider than the backward takes here, before any work."""
     T, channels = x.shape
+    if weight.shape[1] > MAX_WIDTH.value:
+        raise ValueError(f"conv1d width {weight.shape[1]} is above the {MAX_WIDTH.value} taps the backward carries")
     y = torch.empty(T, channels, device=x.device, dtype=x.dtype)
 
     def grid(meta: dict) -> tuple[int, int]:
@@ -194,9 +257,7 @@ def conv1d_bwd(
     T, channels = x.shape
     width = weight.shape[1]
     block_t = _backward_block_t()
-    if width >= block_t:
-        raise ValueError(f"conv1d width {width} must be below the backward tile of {block_t} tokens")
-    n_tiles = triton.cdiv(T, block_t - (width - 1))
+    n_tiles = triton.cdiv(T, block_t)
     dweight_partial = torch.empty(n_tiles, channels, width, device=x.device, dtype=torch.float32)
     dbias_partial = None if bias is None else torch.empty(n_tiles, channels, device=x.device, dtype=torch.float32)
 

@@ -17,20 +17,18 @@ CASES = [
     pytest.param((1, 2, 0, 3, 30, 14), 24, torch.float32, 1e-5, id="f32-ragged-T50-C24"),
     pytest.param((70,), 80, torch.float32, 1e-5, id="f32-one-doc-T70-C80"),
     pytest.param((5, 9, 1, 2, 9, 1, 1, 12, 15), 40, torch.float32, 1e-5, id="f32-starts-in-halo-T55-C40"),
-    pytest.param((14, 12, 2, 11, 1), 17, torch.float32, 1e-5, id="f32-starts-at-tile-edges-T40-C17"),
+    pytest.param((16, 2, 14, 1, 7), 17, torch.float32, 1e-5, id="f32-starts-at-block-edges-T40-C17"),
     pytest.param((1, 900, 3, 0, 2000, 1), 512, torch.bfloat16, 1e-2, id="bf16-ragged-T2905-C512", marks=ON_GPU),
 ]
 
 
-@pytest.mark.parametrize("doc_lens, channels, dtype, tol", CASES)
-@pytest.mark.parametrize("activation", ["silu", None], ids=["silu", "linear"])
-@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
-def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, activation, with_bias: bool) -> None:
-    torch.manual_seed(0)
+def check_against_reference(doc_lens, channels: int, width: int, dtype: torch.dtype, tol: float, activation,
+                            with_bias: bool) -> None:
+    """Output and every gradient of the Triton conv1d against the fp32 reference on fresh random inputs."""
     T = sum(doc_lens)
     cu = torch.tensor([0, *torch.tensor(doc_lens).cumsum(0).tolist()], dtype=torch.int32, device=DEVICE)
     x = torch.randn(T, channels, device=DEVICE, dtype=dtype)
-    weight = torch.randn(channels, 4, device=DEVICE, dtype=dtype) / 2
+    weight = torch.randn(channels, width, device=DEVICE, dtype=dtype) / 2
     bias = torch.randn(channels, device=DEVICE, dtype=dtype) if with_bias else None
     dy = torch.randn(T, channels, device=DEVICE)
 
@@ -45,6 +43,21 @@ def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, 
     assert_close("y", y, y_ref, tol)
     for name, grad, ref in zip(["dx", "dweight", "dbias"], grads, grads_ref):
         assert_close(name, grad, ref, tol)
+
+
+@pytest.mark.parametrize("doc_lens, channels, dtype, tol", CASES)
+@pytest.mark.parametrize("activation", ["silu", None], ids=["silu", "linear"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, activation, with_bias: bool) -> None:
+    torch.manual_seed(0)
+    check_against_reference(doc_lens, channels, 4, dtype, tol, activation, with_bias)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_causal_conv1d_narrower_windows(width: int) -> None:
+    """The backward carries a window of four taps; narrower kernels leave its extra taps at zero."""
+    torch.manual_seed(3)
+    check_against_reference((16, 2, 14, 1, 7), 17, width, torch.float32, 1e-5, "silu", True)
 
 
 def test_causal_conv1d_reads_a_column_slice_in_place() -> None:
@@ -79,9 +92,10 @@ def test_causal_conv1d_never_reads_across_documents() -> None:
         ({"weight": torch.randn(7, 4)}, "weight"),
         ({"bias": torch.randn(3)}, "bias"),
         ({"activation": "gelu"}, "activation"),
+        ({"weight": torch.randn(8, 5)}, "width 5"),
         ({"cu_seqlens": torch.tensor([0, 4], dtype=torch.int32)}, "cu_seqlens"),
     ],
-    ids=["weight", "bias", "activation", "cu-end"],
+    ids=["weight", "bias", "activation", "width", "cu-end"],
 )
 def test_causal_conv1d_rejects_bad_arguments(kwargs: dict, message: str) -> None:
     args = {"weight": torch.randn(8, 4), "bias": None, "activation": "silu", "cu_seqlens": None}
