@@ -54,13 +54,12 @@ def _forward_candidates() -> list[triton.Config]:
 
 
 def _backward_candidates() -> list[triton.Config]:
-    return candidates(
-        ({"BLOCK_C": 256}, 1, 1),
-        ({"BLOCK_C": 512}, 2, 1),
-        ({"BLOCK_C": 128}, 1, 1),
-        ({"BLOCK_C": 1024}, 4, 1),
-        ({"BLOCK_C": 256}, 2, 1),
-    )
+    """Channels per program and how many tokens the walk unrolls (a multiple of 3 turns the window's register
+    rotation into renaming); one config of small blocks under the interpreter."""
+    if interpreting():
+        return [triton.Config({"BLOCK_C": INTERPRETER_BLOCK, "UNROLL": 1}, num_warps=1, num_stages=1)]
+    options = ((256, 3, 1), (256, 1, 1), (128, 3, 1), (256, 3, 2), (512, 3, 2))
+    return [triton.Config({"BLOCK_C": c, "UNROLL": u}, num_warps=w, num_stages=1) for c, u, w in options]
 
 
 @triton.autotune(configs=_forward_candidates(), key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
@@ -115,9 +114,9 @@ def _row_mask(token, lowest, T, mask_c):
 
 @triton.jit
 def _row(ptr, token, stride, offs_c, mask_c, T):
-    """Token `token`'s row of channels in float32; zeros outside [0, T)."""
+    """Token `token`'s row of channels in the tensor's dtype; zeros outside [0, T)."""
     mask = _row_mask(token, 0, T, mask_c)
-    return tl.load(ptr + tl.cast(token, tl.int64) * stride + offs_c, mask=mask, other=0.0).to(tl.float32)
+    return tl.load(ptr + tl.cast(token, tl.int64) * stride + offs_c, mask=mask, other=0.0)
 
 
 @triton.autotune(configs=_backward_candidates(), key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
@@ -140,6 +139,7 @@ def _conv1d_bwd_kernel(
     SILU: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
     """The whole backward in one pass: a program walks its BLOCK_T tokens in order for a block of channels,
     carrying the last three x rows and pre-activation gradients in registers. At token u it forms that
@@ -159,9 +159,9 @@ def _conv1d_bwd_kernel(
         pre_init += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)
     # x of tokens u-1, u-2, u-3 and the pre-activation gradient of u-1, u-2, u-3 (zero before the block: the
     # dx rows they would feed belong to the previous program); doc starts of u-1, u-2
-    x1 = _row(x, block_start - 1, stride_x, offs_c, mask_c, T)
-    x2 = _row(x, block_start - 2, stride_x, offs_c, mask_c, T)
-    x3 = _row(x, block_start - 3, stride_x, offs_c, mask_c, T)
+    x1 = _row(x, block_start - 1, stride_x, offs_c, mask_c, T).to(tl.float32)
+    x2 = _row(x, block_start - 2, stride_x, offs_c, mask_c, T).to(tl.float32)
+    x3 = _row(x, block_start - 3, stride_x, offs_c, mask_c, T).to(tl.float32)
     g1 = tl.zeros([BLOCK_C], dtype=tl.float32)
     g2 = tl.zeros([BLOCK_C], dtype=tl.float32)
     g3 = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -172,32 +172,40 @@ def _conv1d_bwd_kernel(
     dw2 = tl.zeros([BLOCK_C], dtype=tl.float32)
     dw3 = tl.zeros([BLOCK_C], dtype=tl.float32)
     db = tl.zeros([BLOCK_C], dtype=tl.float32)
-    # loads run one token ahead of the arithmetic
-    next_x = _row(x, block_start, stride_x, offs_c, mask_c, T)
-    next_dy = _row(dy, block_start, CHANNELS, offs_c, mask_c, T)
-    for u in range(block_start, block_end + MAX_WIDTH - 1):
-        x0, grad = next_x, next_dy
-        next_x = _row(x, u + 1, stride_x, offs_c, mask_c, T)
-        next_dy = _row(dy, u + 1, CHANNELS, offs_c, mask_c, T)
+    # loads run two tokens ahead of the arithmetic (the compiler does not pipeline loads outside dots)
+    x_ahead1 = _row(x, block_start, stride_x, offs_c, mask_c, T)
+    dy_ahead1 = _row(dy, block_start, CHANNELS, offs_c, mask_c, T)
+    x_ahead2 = _row(x, block_start + 1, stride_x, offs_c, mask_c, T)
+    dy_ahead2 = _row(dy, block_start + 1, CHANNELS, offs_c, mask_c, T)
+    for u in tl.range(block_start, block_end + MAX_WIDTH - 1, loop_unroll_factor=UNROLL):
+        x0, grad = x_ahead1.to(tl.float32), dy_ahead1.to(tl.float32)
+        x_ahead1, dy_ahead1 = x_ahead2, dy_ahead2
+        x_ahead2 = _row(x, u + 2, stride_x, offs_c, mask_c, T)
+        dy_ahead2 = _row(dy, u + 2, CHANNELS, offs_c, mask_c, T)
         first = tl.load(doc_start + u, mask=u < T, other=u)
-        # the window of u stops at its document's start
-        x1 = tl.where(u - 1 >= first, x1, 0.0)
-        x2 = tl.where(u - 2 >= first, x2, 0.0)
-        x3 = tl.where(u - 3 >= first, x3, 0.0)
+        t = u - (MAX_WIDTH - 1)
+        # dx_t takes the gradient of t + s when t + s is in t's document
+        near1, near2 = g1, g2
+        if first > t:  # a document starts inside the window: rare, so the common path runs without masks
+            # the window of u stops at its document's start
+            x1 = tl.where(u - 1 >= first, x1, 0.0)
+            x2 = tl.where(u - 2 >= first, x2, 0.0)
+            x3 = tl.where(u - 3 >= first, x3, 0.0)
+            near1 = tl.where(first1 <= t, g1, 0.0)
+            near2 = tl.where(first2 <= t, g2, 0.0)
         if SILU:
             pre = pre_init + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
             gate = tl.sigmoid(pre)
             grad = grad * gate * (1 + pre * (1 - gate))
-        owned = tl.where(u < block_end, grad, 0.0)
-        dw0 += owned * x0
-        dw1 += owned * x1
-        dw2 += owned * x2
-        dw3 += owned * x3
-        db += owned
-        # dx_t takes the gradient of t + s when t + s is in t's document
-        t = u - (MAX_WIDTH - 1)
-        dx_t = w0 * g3 + tl.where(first2 <= t, w1 * g2, 0.0)
-        dx_t += tl.where(first1 <= t, w2 * g1, 0.0) + tl.where(first <= t, w3 * grad, 0.0)
+        if u < block_end:  # the last three tokens belong to the next program's sums
+            dw0 += grad * x0
+            dw1 += grad * x1
+            dw2 += grad * x2
+            dw3 += grad * x3
+            db += grad
+        dx_t = w0 * g3 + w1 * near2 + w2 * near1
+        if first <= t:
+            dx_t += w3 * grad
         dx_ptrs = dx + tl.cast(t, tl.int64) * stride_dx + offs_c
         tl.store(dx_ptrs, dx_t.to(dx.dtype.element_ty), mask=_row_mask(t, block_start, T, mask_c))
         x3, x2, x1 = x2, x1, x0
