@@ -12,12 +12,25 @@ contiguous `[T, C]`.
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from gristmill.kernels.interpreter import interpreting
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import stream_doc_start
 from gristmill.kernels.ssd.layout import rows_in_place
 from gristmill.kernels.ssd.tuning import INTERPRETER_BLOCK, candidates
+
+
+_FAST_SIGMOID = tl.constexpr(not interpreting())
+"""On the GPU SiLU's gate takes the approximate exp and divide: half the instructions of tl.sigmoid's
+range-checked ones, a few ulp apart. The interpreter has no libdevice, so it keeps tl.sigmoid."""
+
+
+@triton.jit
+def _sigmoid(x):
+    if _FAST_SIGMOID:
+        return libdevice.fast_dividef(1.0, 1.0 + libdevice.fast_expf(-x))
+    return tl.sigmoid(x)
 
 
 @triton.jit
@@ -86,7 +99,7 @@ def _conv1d_fwd_kernel(
     acc = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_x,
                        WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
     if SILU:
-        acc = acc * tl.sigmoid(acc)
+        acc = acc * _sigmoid(acc)
     ptrs = _tile_offsets(offs_t, offs_c, CHANNELS)
     tl.store(y + ptrs, acc.to(y.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
 
@@ -195,7 +208,7 @@ def _conv1d_bwd_kernel(
             near2 = tl.where(first2 <= t, g2, 0.0)
         if SILU:
             pre = pre_init + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
-            gate = tl.sigmoid(pre)
+            gate = _sigmoid(pre)
             grad = grad * gate * (1 + pre * (1 - gate))
         if u < block_end:  # the last three tokens belong to the next program's sums
             dw0 += grad * x0
