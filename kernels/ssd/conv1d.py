@@ -9,6 +9,8 @@ column slice of the Mamba2 projection and its gradient a slice of that projectio
 contiguous `[T, C]`.
 """
 
+from collections.abc import Callable
+
 import torch
 import triton
 import triton.language as tl
@@ -57,6 +59,7 @@ def _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_
 
 
 def _forward_candidates() -> list[triton.Config]:
+    """Token x channel tiles; the forward writes no partial sums, so any tile shape may win."""
     return candidates(
         ({"BLOCK_T": 64, "BLOCK_C": 64}, 4, 1),
         ({"BLOCK_T": 128, "BLOCK_C": 64}, 8, 1),
@@ -67,12 +70,19 @@ def _forward_candidates() -> list[triton.Config]:
 
 
 def _backward_candidates() -> list[triton.Config]:
-    """Channels per program and how many tokens the walk unrolls (a multiple of 3 turns the window's register
-    rotation into renaming); one config of small blocks under the interpreter."""
+    """Tokens and channels per program and how many tokens the walk unrolls (a multiple of 3 turns the window's
+    register rotation into renaming); one config of small blocks under the interpreter."""
     if interpreting():
-        return [triton.Config({"BLOCK_C": INTERPRETER_BLOCK, "UNROLL": 1}, num_warps=1, num_stages=1)]
-    options = ((256, 3, 1), (256, 1, 1), (128, 3, 1), (256, 3, 2), (512, 3, 2))
-    return [triton.Config({"BLOCK_C": c, "UNROLL": u}, num_warps=w, num_stages=1) for c, u, w in options]
+        small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": INTERPRETER_BLOCK, "UNROLL": 1}
+        return [triton.Config(small, num_warps=1, num_stages=1)]
+    options = ((128, 256, 3, 1), (64, 256, 3, 1), (32, 256, 3, 1), (128, 128, 3, 1), (64, 128, 3, 1), (128, 256, 1, 1))
+    return [
+        triton.Config({"BLOCK_T": t, "BLOCK_C": c, "UNROLL": u}, num_warps=w, num_stages=1) for t, c, u, w in options
+    ]
+
+
+_BACKWARD_CANDIDATES = _backward_candidates()
+_SHORTEST_BACKWARD_BLOCK = min(config.kwargs["BLOCK_T"] for config in _BACKWARD_CANDIDATES)
 
 
 @triton.autotune(configs=_forward_candidates(), key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
@@ -132,7 +142,7 @@ def _row(ptr, token, stride, offs_c, mask_c, T):
     return tl.load(ptr + tl.cast(token, tl.int64) * stride + offs_c, mask=mask, other=0.0)
 
 
-@triton.autotune(configs=_backward_candidates(), key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
+@triton.autotune(configs=_BACKWARD_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
 @triton.jit(do_not_specialize=["T"])
 def _conv1d_bwd_kernel(
     x,
@@ -236,12 +246,9 @@ def _conv1d_bwd_kernel(
         tl.store(dbias_partial + tl.program_id(0) * CHANNELS + offs_c, db, mask=mask_c)
 
 
-_BACKWARD_BLOCK_T = 128
-
-
-def _backward_block_t() -> int:
-    """Tokens per backward program: fixed rather than tuned, since it sets how many partial sums the host adds."""
-    return INTERPRETER_BLOCK if interpreting() else _BACKWARD_BLOCK_T
+def _blocks_grid(T: int, channels: int) -> Callable[[dict], tuple[int, int]]:
+    """The launch grid of (token block, channel block) programs for whichever config the autotuner runs."""
+    return lambda meta: (triton.cdiv(T, meta["BLOCK_T"]), triton.cdiv(channels, meta["BLOCK_C"]))
 
 
 def conv1d_fwd(
@@ -254,10 +261,7 @@ def conv1d_fwd(
         raise ValueError(f"conv1d width {weight.shape[1]} is above the {MAX_WIDTH.value} taps the backward carries")
     y = torch.empty(T, channels, device=x.device, dtype=x.dtype)
 
-    def grid(meta: dict) -> tuple[int, int]:
-        return triton.cdiv(T, meta["BLOCK_T"]), triton.cdiv(channels, meta["BLOCK_C"])
-
-    _conv1d_fwd_kernel[grid](
+    _conv1d_fwd_kernel[_blocks_grid(T, channels)](
         x, weight, bias, doc_start, y, T, x.stride(0), CHANNELS=channels, WIDTH=weight.shape[1],
         HAS_BIAS=bias is not None, SILU=silu,
     )  # fmt: skip
@@ -277,20 +281,18 @@ def conv1d_bwd(
     gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients."""
     T, channels = x.shape
     width = weight.shape[1]
-    block_t = _backward_block_t()
-    n_tiles = triton.cdiv(T, block_t)
-    dweight_partial = torch.empty(n_tiles, channels, width, device=x.device, dtype=torch.float32)
-    dbias_partial = None if bias is None else torch.empty(n_tiles, channels, device=x.device, dtype=torch.float32)
+    most_blocks = triton.cdiv(T, _SHORTEST_BACKWARD_BLOCK)
+    dweight_partial = torch.empty(most_blocks, channels, width, device=x.device, dtype=torch.float32)
+    dbias_partial = None if bias is None else torch.empty(most_blocks, channels, device=x.device, dtype=torch.float32)
 
-    def grid(meta: dict) -> tuple[int, int]:
-        return n_tiles, triton.cdiv(channels, meta["BLOCK_C"])
-
-    _conv1d_bwd_kernel[grid](
+    _conv1d_bwd_kernel[_blocks_grid(T, channels)](
         x, weight, bias, doc_start, dy, dx, dweight_partial, dbias_partial, T, x.stride(0), dx.stride(0),
-        CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, BLOCK_T=block_t,
+        CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu,
     )  # fmt: skip
-    dweight = dweight_partial.sum(0).to(weight.dtype)
-    dbias = None if bias is None else dbias_partial.sum(0).to(bias.dtype)
+    # one partial row per token block of the config the autotuner ran; rows past them were never written
+    blocks = triton.cdiv(T, _conv1d_bwd_kernel.best_config.kwargs["BLOCK_T"])
+    dweight = dweight_partial[:blocks].sum(0).to(weight.dtype)
+    dbias = None if bias is None else dbias_partial[:blocks].sum(0).to(bias.dtype)
     return dweight, dbias
 
 
