@@ -1,12 +1,12 @@
 """Triton causal depthwise conv1d over packed documents (the Mamba2 block's short convolution).
 
-Tokens before a document's start count as zeros, so the window never mixes documents. The forward works on
-token x channel tiles. The backward is one kernel that walks tokens in order per block of channels, carrying the
-window in registers: it recomputes the pre-activation, forms its gradient through SiLU and emits dx a window
-behind, so that gradient never goes to memory, and each thread sums the weight and bias gradients of its own
-channels (no cross-thread reductions). x and dx are addressed through their row stride, so the input can be a
-column slice of the Mamba2 projection and its gradient a slice of that projection's gradient; y and dy are
-contiguous `[T, C]`.
+Tokens before a document's start count as zeros, so the window never mixes documents. Both kernels walk tokens in
+order, one program per (token block, channel block), with the window's last three x rows carried in registers:
+each row of x is read once and every thread owns whole channels. The backward recomputes the pre-activation,
+forms its gradient through SiLU and emits dx three tokens behind, so that gradient never goes to memory, and sums
+the weight and bias gradients of its channels in registers (no cross-thread reductions, one partial row per
+program). x and dx are addressed through their row stride, so the input can be a column slice of the Mamba2
+projection and its gradient a slice of that projection's gradient; y and dy are contiguous `[T, C]`.
 """
 
 from collections.abc import Callable
@@ -20,60 +20,23 @@ from gristmill.kernels.interpreter import interpreting
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import stream_doc_start
 from gristmill.kernels.ssd.layout import rows_in_place
-from gristmill.kernels.ssd.tuning import INTERPRETER_BLOCK, candidates
+from gristmill.kernels.ssd.tuning import INTERPRETER_BLOCK
 
+MAX_WIDTH = tl.constexpr(4)
+"""The walks carry the window as MAX_WIDTH - 1 rows, so they take up to this many taps (as Mamba2's d_conv and
+the causal-conv1d CUDA kernels do)."""
 
 _FAST_SIGMOID = tl.constexpr(not interpreting())
 """On the GPU SiLU's gate takes the approximate exp and divide: half the instructions of tl.sigmoid's
 range-checked ones, a few ulp apart. The interpreter has no libdevice, so it keeps tl.sigmoid."""
 
 
-@triton.jit
-def _sigmoid(x):
-    if _FAST_SIGMOID:
-        return libdevice.fast_dividef(1.0, 1.0 + libdevice.fast_expf(-x))
-    return tl.sigmoid(x)
-
-
-@triton.jit
-def _tile_offsets(offs_t, offs_c, stride_t):
-    """Element offsets of a [BLOCK_T, BLOCK_C] tile of a `[T, C]` tensor whose rows lie `stride_t` apart."""
-    return offs_t.to(tl.int64)[:, None] * stride_t + offs_c[None, :]
-
-
-@triton.jit
-def _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_x,
-                 WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The pre-activation of a [BLOCK_T, BLOCK_C] tile in float32; taps before `first` (the document's
-    first token) read as zeros."""
-    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
-    if HAS_BIAS:
-        acc += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
-    for k in tl.static_range(WIDTH):
-        src = offs_t - (WIDTH - 1 - k)
-        inside = mask_t & (src >= first)
-        x_k = tl.load(x + _tile_offsets(src, offs_c, stride_x), mask=inside[:, None] & mask_c[None, :], other=0.0)
-        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
-        acc += x_k.to(tl.float32) * w_k[None, :]
-    return acc
-
-
-def _forward_candidates() -> list[triton.Config]:
-    """Token x channel tiles; the forward writes no partial sums, so any tile shape may win."""
-    return candidates(
-        ({"BLOCK_T": 64, "BLOCK_C": 64}, 4, 1),
-        ({"BLOCK_T": 128, "BLOCK_C": 64}, 8, 1),
-        ({"BLOCK_T": 64, "BLOCK_C": 128}, 8, 1),
-        ({"BLOCK_T": 128, "BLOCK_C": 32}, 4, 1),
-        ({"BLOCK_T": 32, "BLOCK_C": 128}, 4, 1),
-    )
-
-
-def _backward_candidates() -> list[triton.Config]:
+def _walk_candidates() -> list[triton.Config]:
     """Tokens and channels per program and how many tokens the walk unrolls (a multiple of 3 turns the window's
-    register rotation into renaming); one config of small blocks under the interpreter."""
+    register rotation into renaming). Under the interpreter one config: blocks of 16 tokens, so the tests' short
+    documents cross block edges, and 32 channels, since its time goes per token and channel block."""
     if interpreting():
-        small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": INTERPRETER_BLOCK, "UNROLL": 1}
+        small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": 2 * INTERPRETER_BLOCK, "UNROLL": 1}
         return [triton.Config(small, num_warps=1, num_stages=1)]
     options = ((128, 256, 3, 1), (64, 256, 3, 1), (32, 256, 3, 1), (128, 128, 3, 1), (64, 128, 3, 1), (128, 256, 1, 1))
     return [
@@ -81,42 +44,15 @@ def _backward_candidates() -> list[triton.Config]:
     ]
 
 
-_BACKWARD_CANDIDATES = _backward_candidates()
-_SHORTEST_BACKWARD_BLOCK = min(config.kwargs["BLOCK_T"] for config in _BACKWARD_CANDIDATES)
+_WALK_CANDIDATES = _walk_candidates()
+_SHORTEST_BLOCK = min(config.kwargs["BLOCK_T"] for config in _WALK_CANDIDATES)
 
 
-@triton.autotune(configs=_forward_candidates(), key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
-@triton.jit(do_not_specialize=["T"])
-def _conv1d_fwd_kernel(
-    x,
-    weight,
-    bias,
-    doc_start,
-    y,
-    T,
-    stride_x,
-    CHANNELS: tl.constexpr,
-    WIDTH: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    SILU: tl.constexpr,
-    BLOCK_T: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-):
-    offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_t, mask_c = offs_t < T, offs_c < CHANNELS
-    first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
-    acc = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_x,
-                       WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
-    if SILU:
-        acc = acc * _sigmoid(acc)
-    ptrs = _tile_offsets(offs_t, offs_c, CHANNELS)
-    tl.store(y + ptrs, acc.to(y.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
-
-
-MAX_WIDTH = tl.constexpr(4)
-"""The backward keeps the window as MAX_WIDTH - 1 carried rows, so it takes up to this many taps (as Mamba2's
-d_conv and the causal-conv1d CUDA kernels do)."""
+@triton.jit
+def _sigmoid(x):
+    if _FAST_SIGMOID:
+        return libdevice.fast_dividef(1.0, 1.0 + libdevice.fast_expf(-x))
+    return tl.sigmoid(x)
 
 
 @triton.jit
@@ -142,7 +78,74 @@ def _row(ptr, token, stride, offs_c, mask_c, T):
     return tl.load(ptr + tl.cast(token, tl.int64) * stride + offs_c, mask=mask, other=0.0)
 
 
-@triton.autotune(configs=_BACKWARD_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
+@triton.jit
+def _walk_start(x, weight, bias, T, stride_x, CHANNELS: tl.constexpr, WIDTH: tl.constexpr,
+                HAS_BIAS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's channels, token range, taps (shift 0 to 3) and bias, and x of the three tokens before its
+    first one, all in float32."""
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < CHANNELS
+    block_start = tl.program_id(0) * BLOCK_T
+    block_end = tl.minimum(block_start + BLOCK_T, T)
+    w0 = _tap(weight, offs_c, mask_c, WIDTH, 0)
+    w1 = _tap(weight, offs_c, mask_c, WIDTH, 1)
+    w2 = _tap(weight, offs_c, mask_c, WIDTH, 2)
+    w3 = _tap(weight, offs_c, mask_c, WIDTH, 3)
+    pre_init = tl.zeros([BLOCK_C], dtype=tl.float32)
+    if HAS_BIAS:
+        pre_init += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    x1 = _row(x, block_start - 1, stride_x, offs_c, mask_c, T).to(tl.float32)
+    x2 = _row(x, block_start - 2, stride_x, offs_c, mask_c, T).to(tl.float32)
+    x3 = _row(x, block_start - 3, stride_x, offs_c, mask_c, T).to(tl.float32)
+    return offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3
+
+
+@triton.jit
+def _clip_window(x1, x2, x3, u, first):
+    """x of tokens u-1 .. u-3 with those before u's document start (`first`) zeroed; since starts only grow along
+    the walk, a zeroed row stays zero for every later token."""
+    return tl.where(u - 1 >= first, x1, 0.0), tl.where(u - 2 >= first, x2, 0.0), tl.where(u - 3 >= first, x3, 0.0)
+
+
+@triton.autotune(configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
+@triton.jit(do_not_specialize=["T"])
+def _conv1d_fwd_kernel(
+    x,
+    weight,
+    bias,
+    doc_start,
+    y,
+    T,
+    stride_x,
+    CHANNELS: tl.constexpr,
+    WIDTH: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    SILU: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    UNROLL: tl.constexpr,
+):
+    offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3 = _walk_start(
+        x, weight, bias, T, stride_x, CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C
+    )
+    # loads run two tokens ahead of the arithmetic (the compiler does not pipeline loads outside dots)
+    x_ahead1 = _row(x, block_start, stride_x, offs_c, mask_c, T)
+    x_ahead2 = _row(x, block_start + 1, stride_x, offs_c, mask_c, T)
+    for u in tl.range(block_start, block_end, loop_unroll_factor=UNROLL):
+        x0 = x_ahead1.to(tl.float32)
+        x_ahead1 = x_ahead2
+        x_ahead2 = _row(x, u + 2, stride_x, offs_c, mask_c, T)
+        first = tl.load(doc_start + u)
+        if first > u - (MAX_WIDTH - 1):  # a document starts inside the window: rare
+            x1, x2, x3 = _clip_window(x1, x2, x3, u, first)
+        out = pre_init + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+        if SILU:
+            out = out * _sigmoid(out)
+        tl.store(y + tl.cast(u, tl.int64) * CHANNELS + offs_c, out.to(y.dtype.element_ty), mask=mask_c)
+        x3, x2, x1 = x2, x1, x0
+
+
+@triton.autotune(configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
 @triton.jit(do_not_specialize=["T"])
 def _conv1d_bwd_kernel(
     x,
@@ -164,27 +167,13 @@ def _conv1d_bwd_kernel(
     BLOCK_C: tl.constexpr,
     UNROLL: tl.constexpr,
 ):
-    """The whole backward in one pass: a program walks its BLOCK_T tokens in order for a block of channels,
-    carrying the last three x rows and pre-activation gradients in registers. At token u it forms that
-    gradient (recomputing the pre-activation for SiLU) and emits dx for token u - 3, which needs the gradients
-    of u - 3 .. u; it walks three tokens past its block for them. Each thread owns whole channels, so the
-    weight and bias gradients add up in registers with no cross-thread sum, one partial row per program."""
-    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask_c = offs_c < CHANNELS
-    block_start = tl.program_id(0) * BLOCK_T
-    block_end = tl.minimum(block_start + BLOCK_T, T)
-    w0 = _tap(weight, offs_c, mask_c, WIDTH, 0)
-    w1 = _tap(weight, offs_c, mask_c, WIDTH, 1)
-    w2 = _tap(weight, offs_c, mask_c, WIDTH, 2)
-    w3 = _tap(weight, offs_c, mask_c, WIDTH, 3)
-    pre_init = tl.zeros([BLOCK_C], dtype=tl.float32)
-    if HAS_BIAS:
-        pre_init += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)
-    # x of tokens u-1, u-2, u-3 and the pre-activation gradient of u-1, u-2, u-3 (zero before the block: the
-    # dx rows they would feed belong to the previous program); doc starts of u-1, u-2
-    x1 = _row(x, block_start - 1, stride_x, offs_c, mask_c, T).to(tl.float32)
-    x2 = _row(x, block_start - 2, stride_x, offs_c, mask_c, T).to(tl.float32)
-    x3 = _row(x, block_start - 3, stride_x, offs_c, mask_c, T).to(tl.float32)
+    """At token u the walk forms the pre-activation gradient of u and emits dx for t = u - 3, which needs the
+    gradients of t .. t + 3 (carried for u-1 .. u-3); it walks three tokens past its block for them, and those
+    tokens stay out of its weight and bias sums."""
+    offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3 = _walk_start(
+        x, weight, bias, T, stride_x, CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C
+    )
+    # gradients of u-1 .. u-3: zero before the block, whose dx rows belong to the previous program
     g1 = tl.zeros([BLOCK_C], dtype=tl.float32)
     g2 = tl.zeros([BLOCK_C], dtype=tl.float32)
     g3 = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -195,7 +184,6 @@ def _conv1d_bwd_kernel(
     dw2 = tl.zeros([BLOCK_C], dtype=tl.float32)
     dw3 = tl.zeros([BLOCK_C], dtype=tl.float32)
     db = tl.zeros([BLOCK_C], dtype=tl.float32)
-    # loads run two tokens ahead of the arithmetic (the compiler does not pipeline loads outside dots)
     x_ahead1 = _row(x, block_start, stride_x, offs_c, mask_c, T)
     dy_ahead1 = _row(dy, block_start, CHANNELS, offs_c, mask_c, T)
     x_ahead2 = _row(x, block_start + 1, stride_x, offs_c, mask_c, T)
@@ -210,17 +198,14 @@ def _conv1d_bwd_kernel(
         # dx_t takes the gradient of t + s when t + s is in t's document
         near1, near2 = g1, g2
         if first > t:  # a document starts inside the window: rare, so the common path runs without masks
-            # the window of u stops at its document's start
-            x1 = tl.where(u - 1 >= first, x1, 0.0)
-            x2 = tl.where(u - 2 >= first, x2, 0.0)
-            x3 = tl.where(u - 3 >= first, x3, 0.0)
+            x1, x2, x3 = _clip_window(x1, x2, x3, u, first)
             near1 = tl.where(first1 <= t, g1, 0.0)
             near2 = tl.where(first2 <= t, g2, 0.0)
         if SILU:
             pre = pre_init + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
             gate = _sigmoid(pre)
             grad = grad * gate * (1 + pre * (1 - gate))
-        if u < block_end:  # the last three tokens belong to the next program's sums
+        if u < block_end:
             dw0 += grad * x0
             dw1 += grad * x1
             dw2 += grad * x2
@@ -254,11 +239,10 @@ def _blocks_grid(T: int, channels: int) -> Callable[[dict], tuple[int, int]]:
 def conv1d_fwd(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, doc_start: torch.Tensor, silu: bool
 ) -> torch.Tensor:
-    """y `[T, C]` contiguous in x's dtype, from x `[T, C]` with contiguous rows (any row stride). Rejects a
-    kernel wider than the backward takes here, before any work."""
+    """y `[T, C]` contiguous in x's dtype, from x `[T, C]` with contiguous rows (any row stride)."""
     T, channels = x.shape
     if weight.shape[1] > MAX_WIDTH.value:
-        raise ValueError(f"conv1d width {weight.shape[1]} is above the {MAX_WIDTH.value} taps the backward carries")
+        raise ValueError(f"conv1d width {weight.shape[1]} is above the {MAX_WIDTH.value} taps the kernels carry")
     y = torch.empty(T, channels, device=x.device, dtype=x.dtype)
 
     _conv1d_fwd_kernel[_blocks_grid(T, channels)](
@@ -281,7 +265,7 @@ def conv1d_bwd(
     gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients."""
     T, channels = x.shape
     width = weight.shape[1]
-    most_blocks = triton.cdiv(T, _SHORTEST_BACKWARD_BLOCK)
+    most_blocks = triton.cdiv(T, _SHORTEST_BLOCK)
     dweight_partial = torch.empty(most_blocks, channels, width, device=x.device, dtype=torch.float32)
     dbias_partial = None if bias is None else torch.empty(most_blocks, channels, device=x.device, dtype=torch.float32)
 
