@@ -1,8 +1,9 @@
 """Triton causal depthwise conv1d against its per-document PyTorch reference, forward and backward, with
 document starts inside the window (length-1 and empty documents, one document spanning the row).
 
-Under the interpreter the backward's tiles are 16 tokens, of which the first 13 are owned and the last 3 are the
-halo shared with the next tile: the halo cases put document starts and documents shorter than the window in it."""
+Under the interpreter each program walks a block of 16 tokens and 32 channels; the backward walks on over the
+next block's first 3 tokens (whose gradients its last dx rows need), and both kernels start from the 3 tokens
+before their block. The block-edge cases put document starts, and documents shorter than the window, there."""
 
 import pytest
 import torch
@@ -16,8 +17,8 @@ ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA 
 CASES = [
     pytest.param((1, 2, 0, 3, 30, 14), 24, torch.float32, 1e-5, id="f32-ragged-T50-C24"),
     pytest.param((70,), 80, torch.float32, 1e-5, id="f32-one-doc-T70-C80"),
-    pytest.param((5, 9, 1, 2, 9, 1, 1, 12, 15), 40, torch.float32, 1e-5, id="f32-starts-in-halo-T55-C40"),
-    pytest.param((16, 2, 14, 1, 7), 17, torch.float32, 1e-5, id="f32-starts-at-block-edges-T40-C17"),
+    pytest.param((16, 1, 1, 14, 2, 1, 20), 40, torch.float32, 1e-5, id="f32-starts-after-block-edges-T55-C40"),
+    pytest.param((13, 2, 1, 13, 11), 17, torch.float32, 1e-5, id="f32-starts-before-block-edges-T40-C17"),
     pytest.param((1, 900, 3, 0, 2000, 1), 512, torch.bfloat16, 1e-2, id="bf16-ragged-T2905-C512", marks=ON_GPU),
 ]
 
