@@ -1,53 +1,114 @@
 """Triton causal depthwise conv1d over packed documents (the Mamba2 block's short convolution).
 
-Tokens before a document's start count as zeros, so the window never mixes documents. Backward runs two
-kernels: one recomputes the pre-activation in registers and writes the gradient through SiLU (with per-block
-partial bias grads), the next gives dx and per-block partial weight grads. x and dx are addressed through
-their row stride, so the input can be a column slice of the Mamba2 projection and its gradient a slice of
-that projection's gradient; y, dy and the pre-activation gradient are contiguous `[T, C]`.
+Tokens before a document's start count as zeros, so the window never mixes documents. Both kernels walk tokens in
+order, one program per (token block, channel block), with the window's last three x rows carried in registers:
+each row of x is read once and every thread owns whole channels. The backward recomputes the pre-activation,
+forms its gradient through SiLU and emits dx three tokens behind, so that gradient never goes to memory, and sums
+the weight and bias gradients of its channels in registers (no cross-thread reductions, one partial row per
+program). x and dx are addressed through their row stride, so the input can be a column slice of the Mamba2
+projection and its gradient a slice of that projection's gradient; y and dy are contiguous `[T, C]`.
 """
+
+from collections.abc import Callable
 
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
+from gristmill.kernels.interpreter import interpreting
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import stream_doc_start
 from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
+from gristmill.kernels.ssd.tuning import INTERPRETER_BLOCK
+
+MAX_CONV_WIDTH = 4
+"""The walks carry the window as MAX_CONV_WIDTH - 1 rows, so they take up to this many taps (as Mamba2's d_conv
+and the causal-conv1d CUDA kernels do)."""
+MAX_WIDTH = tl.constexpr(MAX_CONV_WIDTH)
+
+_FAST_SIGMOID = tl.constexpr(not interpreting())
+"""On the GPU SiLU's gate takes the approximate exp and divide: half the instructions of tl.sigmoid's
+range-checked ones, a few ulp apart. The interpreter has no libdevice, so it keeps tl.sigmoid."""
+
+
+def _walk_candidates() -> list[triton.Config]:
+    """Tokens and channels per program and how many tokens the walk unrolls (a multiple of 3 turns the window's
+    register rotation into renaming). Under the interpreter one config: blocks of 16 tokens, so the tests' short
+    documents cross block edges, and 32 channels, since its time goes per token and channel block."""
+    if interpreting():
+        small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": 2 * INTERPRETER_BLOCK, "UNROLL": 1}
+        return [triton.Config(small, num_warps=1, num_stages=1)]
+    options = ((128, 256, 3, 1), (64, 256, 3, 1), (32, 256, 3, 1), (128, 128, 3, 1), (64, 128, 3, 1), (128, 256, 1, 1))
+    return [
+        triton.Config({"BLOCK_T": t, "BLOCK_C": c, "UNROLL": u}, num_warps=w, num_stages=1) for t, c, u, w in options
+    ]
+
+
+_WALK_CANDIDATES = _walk_candidates()
+_SHORTEST_BLOCK = min(config.kwargs["BLOCK_T"] for config in _WALK_CANDIDATES)
 
 
 @triton.jit
-def _tile(T, CHANNELS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """A (token block, channel block) program's block index, tokens, channels and which of them exist."""
-    block_t = tl.program_id(0)
-    offs_t = block_t * BLOCK_T + tl.arange(0, BLOCK_T)
+def _sigmoid(x):
+    if _FAST_SIGMOID:
+        return libdevice.fast_dividef(1.0, 1.0 + libdevice.fast_expf(-x))
+    return tl.sigmoid(x)
+
+
+@triton.jit
+def _tap(weight, offs_c, mask_c, WIDTH: tl.constexpr, SHIFT: tl.constexpr):
+    """The weight on the token SHIFT steps back, in float32; zero past the kernel's width."""
+    if SHIFT < WIDTH:
+        return tl.load(weight + offs_c * WIDTH + (WIDTH - 1 - SHIFT), mask=mask_c, other=0.0).to(tl.float32)
+    return tl.zeros(offs_c.shape, dtype=tl.float32)
+
+
+@triton.jit
+def _row_mask(token, lowest, T, mask_c):
+    """The channels of token `token` when lowest <= token < T (a per-channel vector: the interpreter rejects a
+    block mask and-ed with a scalar one)."""
+    tokens = token + tl.zeros_like(mask_c.to(tl.int32))
+    return mask_c & (tokens >= lowest) & (tokens < T)
+
+
+@triton.jit
+def _row(ptr, token, stride, offs_c, mask_c, T):
+    """Token `token`'s row of channels in the tensor's dtype; zeros outside [0, T)."""
+    mask = _row_mask(token, 0, T, mask_c)
+    return tl.load(ptr + tl.cast(token, tl.int64) * stride + offs_c, mask=mask, other=0.0)
+
+
+@triton.jit
+def _walk_start(x, weight, bias, T, stride_x, CHANNELS: tl.constexpr, WIDTH: tl.constexpr,
+                HAS_BIAS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's channels, token range, taps (shift 0 to 3) and bias, and x of the three tokens before its
+    first one, all in float32."""
     offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    return block_t, offs_t, offs_c, offs_t < T, offs_c < CHANNELS
-
-
-@triton.jit
-def _tile_offsets(offs_t, offs_c, stride_t):
-    """Element offsets of a [BLOCK_T, BLOCK_C] tile of a `[T, C]` tensor whose rows lie `stride_t` apart."""
-    return offs_t.to(tl.int64)[:, None] * stride_t + offs_c[None, :]
-
-
-@triton.jit
-def _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_x,
-                 WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The pre-activation of a [BLOCK_T, BLOCK_C] tile in float32; taps before `first` (the document's
-    first token) read as zeros."""
-    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
+    mask_c = offs_c < CHANNELS
+    block_start = tl.program_id(0) * BLOCK_T
+    block_end = tl.minimum(block_start + BLOCK_T, T)
+    w0 = _tap(weight, offs_c, mask_c, WIDTH, 0)
+    w1 = _tap(weight, offs_c, mask_c, WIDTH, 1)
+    w2 = _tap(weight, offs_c, mask_c, WIDTH, 2)
+    w3 = _tap(weight, offs_c, mask_c, WIDTH, 3)
+    pre_init = tl.zeros([BLOCK_C], dtype=tl.float32)
     if HAS_BIAS:
-        acc += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
-    for k in tl.static_range(WIDTH):
-        src = offs_t - (WIDTH - 1 - k)
-        inside = mask_t & (src >= first)
-        x_k = tl.load(x + _tile_offsets(src, offs_c, stride_x), mask=inside[:, None] & mask_c[None, :], other=0.0)
-        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
-        acc += x_k.to(tl.float32) * w_k[None, :]
-    return acc
+        pre_init += tl.load(bias + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    x1 = _row(x, block_start - 1, stride_x, offs_c, mask_c, T).to(tl.float32)
+    x2 = _row(x, block_start - 2, stride_x, offs_c, mask_c, T).to(tl.float32)
+    x3 = _row(x, block_start - 3, stride_x, offs_c, mask_c, T).to(tl.float32)
+    return offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3
 
 
+@triton.jit
+def _clip_window(x1, x2, x3, u, first):
+    """x of tokens u-1 .. u-3 with those before u's document start (`first`) zeroed; since starts only grow along
+    the walk, a zeroed row stays zero for every later token."""
+    return tl.where(u - 1 >= first, x1, 0.0), tl.where(u - 2 >= first, x2, 0.0), tl.where(u - 3 >= first, x3, 0.0)
+
+
+@triton.autotune(configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
 @triton.jit(do_not_specialize=["T"])
 def _conv1d_fwd_kernel(
     x,
@@ -63,99 +124,117 @@ def _conv1d_fwd_kernel(
     SILU: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
-    _, offs_t, offs_c, mask_t, mask_c = _tile(T, CHANNELS, BLOCK_T, BLOCK_C)
-    first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
-    acc = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_x,
-                       WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
-    if SILU:
-        acc = acc * tl.sigmoid(acc)
-    ptrs = _tile_offsets(offs_t, offs_c, CHANNELS)
-    tl.store(y + ptrs, acc.to(y.dtype.element_ty), mask=mask_t[:, None] & mask_c[None, :])
+    offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3 = _walk_start(
+        x, weight, bias, T, stride_x, CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C
+    )
+    # loads run two tokens ahead of the arithmetic (the compiler does not pipeline loads outside dots)
+    x_ahead1 = _row(x, block_start, stride_x, offs_c, mask_c, T)
+    x_ahead2 = _row(x, block_start + 1, stride_x, offs_c, mask_c, T)
+    for u in tl.range(block_start, block_end, loop_unroll_factor=UNROLL):
+        x0 = x_ahead1.to(tl.float32)
+        x_ahead1 = x_ahead2
+        x_ahead2 = _row(x, u + 2, stride_x, offs_c, mask_c, T)
+        first = tl.load(doc_start + u)
+        if first > u - (MAX_WIDTH - 1):  # a document starts inside the window: rare
+            x1, x2, x3 = _clip_window(x1, x2, x3, u, first)
+        out = pre_init + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+        if SILU:
+            out = out * _sigmoid(out)
+        tl.store(y + tl.cast(u, tl.int64) * CHANNELS + offs_c, out.to(y.dtype.element_ty), mask=mask_c)
+        x3, x2, x1 = x2, x1, x0
 
 
+@triton.autotune(configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
 @triton.jit(do_not_specialize=["T"])
-def _conv1d_dpre_kernel(
+def _conv1d_bwd_kernel(
     x,
     weight,
     bias,
     doc_start,
     dy,
-    dpre,
+    dx,
+    dweight_partial,
     dbias_partial,
     T,
     stride_x,
+    stride_dx,
     CHANNELS: tl.constexpr,
     WIDTH: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     SILU: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
-    """dL/d(pre-activation) in float32, recomputing the pre-activation for SiLU's derivative in registers,
-    plus this block's partial bias gradient."""
-    block_t, offs_t, offs_c, mask_t, mask_c = _tile(T, CHANNELS, BLOCK_T, BLOCK_C)
-    mask = mask_t[:, None] & mask_c[None, :]
-    ptrs = _tile_offsets(offs_t, offs_c, CHANNELS)
-    grad = tl.load(dy + ptrs, mask=mask, other=0.0).to(tl.float32)
-    if SILU:
-        first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
-        pre = _conv_window(x, weight, bias, first, offs_t, offs_c, mask_t, mask_c, stride_x,
-                           WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C)  # fmt: skip
-        gate = tl.sigmoid(pre)
-        grad = grad * gate * (1 + pre * (1 - gate))
-    tl.store(dpre + ptrs, grad, mask=mask)
+    """At token u the walk forms the pre-activation gradient of u and emits dx for t = u - 3, which needs the
+    gradients of t .. t + 3 (carried for u-1 .. u-3); it walks three tokens past its block for them, and those
+    tokens stay out of its weight and bias sums."""
+    offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3 = _walk_start(
+        x, weight, bias, T, stride_x, CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C
+    )
+    # gradients of u-1 .. u-3: zero before the block, whose dx rows belong to the previous program
+    g1 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    g2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    g3 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    first1 = tl.load(doc_start + block_start - 1, mask=block_start >= 1, other=0)
+    first2 = tl.load(doc_start + block_start - 2, mask=block_start >= 2, other=0)
+    dw0 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    dw1 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    dw2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    dw3 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    db = tl.zeros([BLOCK_C], dtype=tl.float32)
+    x_ahead1 = _row(x, block_start, stride_x, offs_c, mask_c, T)
+    dy_ahead1 = _row(dy, block_start, CHANNELS, offs_c, mask_c, T)
+    x_ahead2 = _row(x, block_start + 1, stride_x, offs_c, mask_c, T)
+    dy_ahead2 = _row(dy, block_start + 1, CHANNELS, offs_c, mask_c, T)
+    for u in tl.range(block_start, block_end + MAX_WIDTH - 1, loop_unroll_factor=UNROLL):
+        x0, grad = x_ahead1.to(tl.float32), dy_ahead1.to(tl.float32)
+        x_ahead1, dy_ahead1 = x_ahead2, dy_ahead2
+        x_ahead2 = _row(x, u + 2, stride_x, offs_c, mask_c, T)
+        dy_ahead2 = _row(dy, u + 2, CHANNELS, offs_c, mask_c, T)
+        first = tl.load(doc_start + u, mask=u < T, other=u)
+        t = u - (MAX_WIDTH - 1)
+        # dx_t takes the gradient of t + s when t + s is in t's document
+        near1, near2 = g1, g2
+        if first > t:  # a document starts inside the window: rare, so the common path runs without masks
+            x1, x2, x3 = _clip_window(x1, x2, x3, u, first)
+            near1 = tl.where(first1 <= t, g1, 0.0)
+            near2 = tl.where(first2 <= t, g2, 0.0)
+        if SILU:
+            pre = pre_init + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3
+            gate = _sigmoid(pre)
+            grad = grad * gate * (1 + pre * (1 - gate))
+        if u < block_end:
+            dw0 += grad * x0
+            dw1 += grad * x1
+            dw2 += grad * x2
+            dw3 += grad * x3
+            db += grad
+        dx_t = w0 * g3 + w1 * near2 + w2 * near1
+        if first <= t:
+            dx_t += w3 * grad
+        dx_ptrs = dx + tl.cast(t, tl.int64) * stride_dx + offs_c
+        tl.store(dx_ptrs, dx_t.to(dx.dtype.element_ty), mask=_row_mask(t, block_start, T, mask_c))
+        x3, x2, x1 = x2, x1, x0
+        g3, g2, g1 = g2, g1, grad
+        first2, first1 = first1, first
+    partial = (tl.program_id(0) * CHANNELS + offs_c) * WIDTH + WIDTH - 1
+    tl.store(dweight_partial + partial, dw0, mask=mask_c)
+    if WIDTH > 1:
+        tl.store(dweight_partial + partial - 1, dw1, mask=mask_c)
+    if WIDTH > 2:
+        tl.store(dweight_partial + partial - 2, dw2, mask=mask_c)
+    if WIDTH > 3:
+        tl.store(dweight_partial + partial - 3, dw3, mask=mask_c)
     if HAS_BIAS:
-        tl.store(dbias_partial + block_t * CHANNELS + offs_c, tl.sum(grad, axis=0), mask=mask_c)
+        tl.store(dbias_partial + tl.program_id(0) * CHANNELS + offs_c, db, mask=mask_c)
 
 
-@triton.jit(do_not_specialize=["T"])
-def _conv1d_bwd_kernel(
-    x,
-    weight,
-    dpre,
-    doc_start,
-    dx,
-    dweight_partial,
-    T,
-    stride_x,
-    stride_dx,
-    CHANNELS: tl.constexpr,
-    WIDTH: tl.constexpr,
-    BLOCK_T: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-):
-    block_t, offs_t, offs_c, mask_t, mask_c = _tile(T, CHANNELS, BLOCK_T, BLOCK_C)
-    first = tl.load(doc_start + offs_t, mask=mask_t, other=0)
-    mask = mask_t[:, None] & mask_c[None, :]
-    grad = tl.load(dpre + _tile_offsets(offs_t, offs_c, CHANNELS), mask=mask, other=0.0)
-    acc = tl.zeros([BLOCK_T, BLOCK_C], dtype=tl.float32)
-    for k in tl.static_range(WIDTH):
-        shift = WIDTH - 1 - k
-        w_k = tl.load(weight + offs_c * WIDTH + k, mask=mask_c, other=0.0).to(tl.float32)
-        # dx_t takes dpre_{t+shift} when t+shift is in t's document
-        dst = offs_t + shift
-        dst_ok = (dst < T) & (tl.load(doc_start + dst, mask=dst < T, other=T) <= offs_t)
-        g = tl.load(dpre + _tile_offsets(dst, offs_c, CHANNELS), mask=dst_ok[:, None] & mask_c[None, :], other=0.0)
-        acc += g.to(tl.float32) * w_k[None, :]
-        # dweight_k sums dpre_t * x_{t-shift} over tokens whose window reaches t-shift
-        src = offs_t - shift
-        src_ok = mask_t & (src >= first)
-        x_k = tl.load(x + _tile_offsets(src, offs_c, stride_x), mask=src_ok[:, None] & mask_c[None, :], other=0.0)
-        tl.store(
-            dweight_partial + (block_t * CHANNELS + offs_c) * WIDTH + k,
-            tl.sum(grad.to(tl.float32) * x_k.to(tl.float32), axis=0),
-            mask=mask_c,
-        )
-    tl.store(dx + _tile_offsets(offs_t, offs_c, stride_dx), acc.to(dx.dtype.element_ty), mask=mask)
-
-
-_BLOCK_T = 64
-_BLOCK_C = 64
-
-
-def _grid(T: int, channels: int) -> tuple[int, int]:
-    return triton.cdiv(T, _BLOCK_T), triton.cdiv(channels, _BLOCK_C)
+def _blocks_grid(T: int, channels: int) -> Callable[[dict], tuple[int, int]]:
+    """The launch grid of (token block, channel block) programs for whichever config the autotuner runs."""
+    return lambda meta: (triton.cdiv(T, meta["BLOCK_T"]), triton.cdiv(channels, meta["BLOCK_C"]))
 
 
 def conv1d_fwd(
@@ -163,10 +242,13 @@ def conv1d_fwd(
 ) -> torch.Tensor:
     """y `[T, C]` contiguous in x's dtype, from x `[T, C]` with contiguous rows (any row stride)."""
     T, channels = x.shape
+    if weight.shape[1] > MAX_CONV_WIDTH:
+        raise ValueError(f"conv1d width {weight.shape[1]} is above the {MAX_CONV_WIDTH} taps the kernels carry")
     y = torch.empty(T, channels, device=x.device, dtype=x.dtype)
-    _conv1d_fwd_kernel[_grid(T, channels)](
+
+    _conv1d_fwd_kernel[_blocks_grid(T, channels)](
         x, weight, bias, doc_start, y, T, x.stride(0), CHANNELS=channels, WIDTH=weight.shape[1],
-        HAS_BIAS=bias is not None, SILU=silu, BLOCK_T=_BLOCK_T, BLOCK_C=_BLOCK_C,
+        HAS_BIAS=bias is not None, SILU=silu,
     )  # fmt: skip
     return y
 
@@ -183,21 +265,19 @@ def conv1d_bwd(
     """Writes x's gradient into `dx` (`[T, C]`, contiguous rows, any row stride: it may be a slice of a wider
     gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients."""
     T, channels = x.shape
-    grid = _grid(T, channels)
-    n_blocks = grid[0]
-    dpre = torch.empty(T, channels, device=x.device, dtype=torch.float32)
-    dbias_partial = None if bias is None else torch.empty(n_blocks, channels, device=x.device, dtype=torch.float32)
-    _conv1d_dpre_kernel[grid](
-        x, weight, bias, doc_start, dy, dpre, dbias_partial, T, x.stride(0), CHANNELS=channels,
-        WIDTH=weight.shape[1], HAS_BIAS=bias is not None, SILU=silu, BLOCK_T=_BLOCK_T, BLOCK_C=_BLOCK_C,
+    width = weight.shape[1]
+    most_blocks = triton.cdiv(T, _SHORTEST_BLOCK)
+    dweight_partial = torch.empty(most_blocks, channels, width, device=x.device, dtype=torch.float32)
+    dbias_partial = None if bias is None else torch.empty(most_blocks, channels, device=x.device, dtype=torch.float32)
+
+    _conv1d_bwd_kernel[_blocks_grid(T, channels)](
+        x, weight, bias, doc_start, dy, dx, dweight_partial, dbias_partial, T, x.stride(0), dx.stride(0),
+        CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu,
     )  # fmt: skip
-    dweight_partial = torch.empty(n_blocks, channels, weight.shape[1], device=x.device, dtype=torch.float32)
-    _conv1d_bwd_kernel[grid](
-        x, weight, dpre, doc_start, dx, dweight_partial, T, x.stride(0), dx.stride(0), CHANNELS=channels,
-        WIDTH=weight.shape[1], BLOCK_T=_BLOCK_T, BLOCK_C=_BLOCK_C,
-    )  # fmt: skip
-    dweight = dweight_partial.sum(0).to(weight.dtype)
-    dbias = None if bias is None else dbias_partial.sum(0).to(bias.dtype)
+    # one partial row per token block of the config the autotuner ran; rows past them were never written
+    blocks = triton.cdiv(T, _conv1d_bwd_kernel.best_config.kwargs["BLOCK_T"])
+    dweight = dweight_partial[:blocks].sum(0).to(weight.dtype)
+    dbias = None if bias is None else dbias_partial[:blocks].sum(0).to(bias.dtype)
     return dweight, dbias
 
 

@@ -1,5 +1,9 @@
 """Triton causal depthwise conv1d against its per-document PyTorch reference, forward and backward, with
-document starts inside the window (length-1 and empty documents, one document spanning the row)."""
+document starts inside the window (length-1 and empty documents, one document spanning the row).
+
+Under the interpreter each program walks a block of 16 tokens and 32 channels; the backward walks on over the
+next block's first 3 tokens (whose gradients its last dx rows need), and both kernels start from the 3 tokens
+before their block. The block-edge cases put document starts, and documents shorter than the window, there."""
 
 import pytest
 import torch
@@ -13,19 +17,19 @@ ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA 
 CASES = [
     pytest.param((1, 2, 0, 3, 30, 14), 24, torch.float32, 1e-5, id="f32-ragged-T50-C24"),
     pytest.param((70,), 80, torch.float32, 1e-5, id="f32-one-doc-T70-C80"),
+    pytest.param((16, 1, 1, 14, 2, 1, 20), 40, torch.float32, 1e-5, id="f32-starts-after-block-edges-T55-C40"),
+    pytest.param((13, 2, 1, 13, 11), 17, torch.float32, 1e-5, id="f32-starts-before-block-edges-T40-C17"),
     pytest.param((1, 900, 3, 0, 2000, 1), 512, torch.bfloat16, 1e-2, id="bf16-ragged-T2905-C512", marks=ON_GPU),
 ]
 
 
-@pytest.mark.parametrize("doc_lens, channels, dtype, tol", CASES)
-@pytest.mark.parametrize("activation", ["silu", None], ids=["silu", "linear"])
-@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
-def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, activation, with_bias: bool) -> None:
-    torch.manual_seed(0)
+def check_against_reference(doc_lens, channels: int, width: int, dtype: torch.dtype, tol: float, activation,
+                            with_bias: bool) -> None:
+    """Output and every gradient of the Triton conv1d against the fp32 reference on fresh random inputs."""
     T = sum(doc_lens)
     cu = torch.tensor([0, *torch.tensor(doc_lens).cumsum(0).tolist()], dtype=torch.int32, device=DEVICE)
     x = torch.randn(T, channels, device=DEVICE, dtype=dtype)
-    weight = torch.randn(channels, 4, device=DEVICE, dtype=dtype) / 2
+    weight = torch.randn(channels, width, device=DEVICE, dtype=dtype) / 2
     bias = torch.randn(channels, device=DEVICE, dtype=dtype) if with_bias else None
     dy = torch.randn(T, channels, device=DEVICE)
 
@@ -40,6 +44,21 @@ def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, 
     assert_close("y", y, y_ref, tol)
     for name, grad, ref in zip(["dx", "dweight", "dbias"], grads, grads_ref):
         assert_close(name, grad, ref, tol)
+
+
+@pytest.mark.parametrize("doc_lens, channels, dtype, tol", CASES)
+@pytest.mark.parametrize("activation", ["silu", None], ids=["silu", "linear"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, activation, with_bias: bool) -> None:
+    torch.manual_seed(0)
+    check_against_reference(doc_lens, channels, 4, dtype, tol, activation, with_bias)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_causal_conv1d_narrower_windows(width: int) -> None:
+    """The backward carries a window of four taps; narrower kernels leave its extra taps at zero."""
+    torch.manual_seed(3)
+    check_against_reference((16, 2, 14, 1, 7), 17, width, torch.float32, 1e-5, "silu", True)
 
 
 def test_causal_conv1d_reads_a_column_slice_in_place() -> None:
@@ -74,9 +93,10 @@ def test_causal_conv1d_never_reads_across_documents() -> None:
         ({"weight": torch.randn(7, 4)}, "weight"),
         ({"bias": torch.randn(3)}, "bias"),
         ({"activation": "gelu"}, "activation"),
+        ({"weight": torch.randn(8, 5)}, "width 5"),
         ({"cu_seqlens": torch.tensor([0, 4], dtype=torch.int32)}, "cu_seqlens"),
     ],
-    ids=["weight", "bias", "activation", "cu-end"],
+    ids=["weight", "bias", "activation", "width", "cu-end"],
 )
 def test_causal_conv1d_rejects_bad_arguments(kwargs: dict, message: str) -> None:
     args = {"weight": torch.randn(8, 4), "bias": None, "activation": "silu", "cu_seqlens": None}

@@ -65,6 +65,8 @@ def test_config_mistakes_name_the_option(
         load_train_config(write_recipe(tmp_path / "a.toml", "[model]\nd_modle = 3\n"), preset="tiny_debug")
     with pytest.raises(UserError, match="model.ssm.chunk_size"):
         load_train_config(None, preset="tiny_debug", overrides=["data.seq_len=40"])
+    with pytest.raises(UserError, match=r"ssm.d_conv must be at most 4 .* got 5"):
+        load_train_config(None, preset="tiny_debug", overrides=["model.ssm.d_conv=5"])
     wide = make_dataset(learnable_documents(np.random.default_rng(), 20), vocab_size=1000)
     cfg = load_train_config(None, preset="tiny_debug", overrides=[f'data.manifests=["{wide}"]'])
     with pytest.raises(UserError, match=r"model.vocab_size \(256\) is smaller than .* vocabulary \(1000\)"):

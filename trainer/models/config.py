@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from gristmill.kernels.ssd.conv1d import MAX_CONV_WIDTH
+
 LAYER_KINDS = {"A": "attention + SwiGLU MLP", "M": "Mamba2 (SSD) mixer"}
 
 
@@ -27,6 +29,8 @@ class SSMConfig:
         for name in ("d_state", "d_conv", "expand", "head_dim", "n_groups", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ssm.{name} must be at least 1, got {getattr(self, name)}")
+        if self.d_conv > MAX_CONV_WIDTH:
+            raise ValueError(f"ssm.d_conv must be at most {MAX_CONV_WIDTH} (the conv1d kernel's window), got {self.d_conv}")
         if self.chunk_size < 16 or self.chunk_size & (self.chunk_size - 1):
             raise ValueError(f"ssm.chunk_size must be a power of two >= 16 (SSD kernel tiles), got {self.chunk_size}")
         if not 0 < self.dt_min <= self.dt_max:
