@@ -6,6 +6,8 @@ Run on the GPU from the repository root, after the attention tests pass:
 TFLOP/s count causal attention as half the full square; fwd+bwd counts 3.5x the forward (2 + 5 matmuls).
 --profile prints each kernel's share of our fwd+bwd (torch profiler); --sweep times each kernel's tile
 candidates one at a time (as the whole forward or backward call), to re-check kernels/attention/configs.py.
+--shape model runs only the gate (against the fp32 reference), the profile and the sweep, at the shape the
+trainer's 350M presets call attention with: head dim 64, 16 q and 4 kv heads, 8 packed rows of 4096 tokens.
 """
 
 import argparse
@@ -22,19 +24,36 @@ from torch.autograd import DeviceType
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bench.harness import git_revision, machine, markdown_table, time_ms, today, write_report
-from gristmill.kernels.attention import flash_attention_varlen
+from gristmill.kernels.attention import attention_reference, flash_attention_varlen
 from gristmill.kernels.attention.backward import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel, attention_backward
 from gristmill.kernels.attention.forward import _attention_fwd_kernel, attention_forward
 from gristmill.kernels.testing import relative_error
 
 DEVICE = "cuda"
-HEADS, HEAD_DIM, DTYPE = 16, 128, torch.bfloat16
-ROW_TOKENS = 8192
+DTYPE = torch.bfloat16
 GATE_TOLERANCE = 1e-2
 Attention = Callable[[], torch.Tensor]
 # Matmuls of D-deep products over the visible (query, key) pairs that each kernel does.
 KERNEL_MATMULS = {"_attention_fwd_kernel": 2, "_attention_bwd_dq_kernel": 3, "_attention_bwd_dkdv_kernel": 4}
 AUTOTUNED = {"forward": _attention_fwd_kernel, "dk dv": _attention_bwd_dkdv_kernel, "dq": _attention_bwd_dq_kernel}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Heads, head dim and packed row length of one benchmark setting."""
+
+    name: str
+    heads_q: int
+    heads_kv: int
+    head_dim: int
+    row_tokens: int
+
+
+ISSUE7 = Shape("d128", heads_q=16, heads_kv=16, head_dim=128, row_tokens=8192)
+# transformer_350m and hybrid_350m (trainer/models/presets.py) as bench/end_to_end.py trains them
+MODEL = Shape("model", heads_q=16, heads_kv=4, head_dim=64, row_tokens=4096)
+MODEL_ROWS = 8
+SHAPES = {shape.name: shape for shape in (ISSUE7, MODEL)}
 
 
 def _tiles(kernel: triton.runtime.Autotuner, *tiles: tuple[int, int, int, int]) -> list[triton.Config]:
@@ -43,12 +62,24 @@ def _tiles(kernel: triton.runtime.Autotuner, *tiles: tuple[int, int, int, int]) 
                           pre_hook=kernel.configs[0].pre_hook) for bm, bn, warps, stages in tiles]
 
 
-# A superset of the autotune lists in kernels/attention/configs.py; forward 64x64 w4 s3 was the fastest forward
-# tile at L2048 in session 4 (0.328 ms) but has not run the GPU tests yet, so it is not in the autotune list.
+# Supersets of the autotune lists in kernels/attention/configs.py, per shape. At D128 forward 64x64 w4 s3 was the
+# fastest forward tile at L2048 in session 4 (0.328 ms) but has not run the GPU tests yet, so it is not in the
+# autotune list. At D64 the register and shared-memory budget of a tile halves, so larger tiles are tried too.
 SWEEP_CANDIDATES = {
-    "forward": _tiles(_attention_fwd_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2), (64, 64, 4, 3)),
-    "dk dv": _tiles(_attention_bwd_dkdv_kernel, (64, 64, 4, 2), (32, 64, 4, 3), (64, 128, 8, 2)),
-    "dq": _tiles(_attention_bwd_dq_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)),
+    "d128": {
+        "forward": _tiles(_attention_fwd_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2), (64, 64, 4, 3)),
+        "dk dv": _tiles(_attention_bwd_dkdv_kernel, (64, 64, 4, 2), (32, 64, 4, 3), (64, 128, 8, 2)),
+        "dq": _tiles(_attention_bwd_dq_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)),
+    },
+    "model": {
+        "forward": _tiles(_attention_fwd_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2), (64, 64, 4, 3),
+                          (128, 64, 4, 3), (128, 128, 8, 2), (128, 128, 8, 3), (64, 128, 4, 2), (64, 128, 4, 3)),
+        "dk dv": _tiles(_attention_bwd_dkdv_kernel, (64, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 3), (64, 128, 8, 2),
+                        (64, 128, 8, 3), (64, 128, 4, 2), (64, 128, 4, 3), (32, 128, 8, 2), (32, 128, 4, 2),
+                        (32, 128, 4, 3), (128, 128, 8, 2)),
+        "dq": _tiles(_attention_bwd_dq_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2),
+                     (128, 64, 4, 3), (128, 128, 8, 3), (128, 128, 4, 2), (64, 128, 4, 2), (64, 128, 4, 3)),
+    },
 }
 
 
@@ -71,7 +102,8 @@ class Contender:
 
 @dataclass(frozen=True)
 class Packed:
-    """q, k, v `[T, H, D]` leaves of a batch of documents, their offsets, and a fixed output gradient."""
+    """q `[T, Hq, D]`, k and v `[T, Hkv, D]` leaves of a batch of documents, their offsets, the max_seqlen passed
+    to the kernels, and a fixed output gradient."""
 
     q: torch.Tensor
     k: torch.Tensor
@@ -79,35 +111,39 @@ class Packed:
     grad_out: torch.Tensor
     doc_lengths: list[int]
     cu_seqlens: torch.Tensor
+    max_seqlen: int
 
     def ours(self) -> Contender:
         def run() -> torch.Tensor:
-            return flash_attention_varlen(self.q, self.k, self.v, self.cu_seqlens, max(self.doc_lengths))
+            return flash_attention_varlen(self.q, self.k, self.v, self.cu_seqlens, self.max_seqlen)
 
         return Contender("ours", run, [self.q, self.k, self.v], self.grad_out)
 
     def fwd_flops(self) -> float:
-        return sum(4 * length * length * HEAD_DIM * HEADS / 2 for length in self.doc_lengths)
+        heads, head_dim = self.q.shape[1:]
+        return sum(4 * length * length * head_dim * heads / 2 for length in self.doc_lengths)
 
 
-def make_packed(doc_lengths: list[int]) -> Packed:
+def make_packed(doc_lengths: list[int], shape: Shape, max_seqlen: int | None = None) -> Packed:
+    """Random inputs of `shape`; max_seqlen defaults to the longest document (the trainer passes the row length)."""
     total = sum(doc_lengths)
-    q, k, v = (torch.randn(total, HEADS, HEAD_DIM, device=DEVICE, dtype=DTYPE).requires_grad_() for _ in range(3))
+    q, k, v = (torch.randn(total, heads, shape.head_dim, device=DEVICE, dtype=DTYPE).requires_grad_()
+               for heads in (shape.heads_q, shape.heads_kv, shape.heads_kv))
     offsets = [0]
     for length in doc_lengths:
         offsets.append(offsets[-1] + length)
     cu_seqlens = torch.tensor(offsets, dtype=torch.int32, device=DEVICE)
-    return Packed(q, k, v, torch.randn_like(q), doc_lengths, cu_seqlens)
+    return Packed(q, k, v, torch.randn_like(q), doc_lengths, cu_seqlens, max_seqlen or max(doc_lengths))
 
 
-def mixed_rows(rows: int, seed: int = 0) -> list[int]:
+def mixed_rows(rows: int, row_tokens: int, seed: int = 0) -> list[int]:
     """Log-uniform document lengths from 32 to a full row; each row ends on a document end, as the packer does."""
     rng = random.Random(seed)
     lengths = []
     for _ in range(rows):
-        left = ROW_TOKENS
+        left = row_tokens
         while left > 0:
-            length = min(left, int(math.exp(rng.uniform(math.log(32), math.log(ROW_TOKENS)))))
+            length = min(left, int(math.exp(rng.uniform(math.log(32), math.log(row_tokens)))))
             lengths.append(length)
             left -= length
     return lengths
@@ -117,7 +153,7 @@ def sdpa_rows(packed: Packed, seqlen: int, name: str, backend: SDPBackend) -> Co
     """SDPA on the same tokens viewed as [B, H, L, D] rows (every document is one full row)."""
 
     def as_rows(x: torch.Tensor) -> torch.Tensor:
-        return x.view(-1, seqlen, HEADS, HEAD_DIM).transpose(1, 2)
+        return x.view(-1, seqlen, *x.shape[1:]).transpose(1, 2)
 
     def run() -> torch.Tensor:
         with sdpa_kernel(backend):
@@ -133,9 +169,9 @@ def sdpa_padded(packed: Packed) -> Contender:
     positions = torch.cat([doc * longest + torch.arange(n, device=DEVICE) for doc, n in enumerate(packed.doc_lengths)])
 
     def pad(x: torch.Tensor) -> torch.Tensor:
-        padded = x.new_zeros(docs * longest, HEADS, HEAD_DIM)
+        padded = x.new_zeros(docs * longest, *x.shape[1:])
         padded[positions] = x.detach()
-        return padded.view(docs, longest, HEADS, HEAD_DIM)
+        return padded.view(docs, longest, *x.shape[1:])
 
     leaves = [pad(x).requires_grad_() for x in (packed.q, packed.k, packed.v)]
 
@@ -144,9 +180,19 @@ def sdpa_padded(packed: Packed) -> Contender:
             return F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in leaves), is_causal=True).transpose(1, 2)
 
     def to_packed(x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(docs * longest, HEADS, HEAD_DIM)[positions]
+        return x.reshape(docs * longest, *x.shape[2:])[positions]
 
     return Contender("sdpa flash padded", run, leaves, pad(packed.grad_out), to_packed)
+
+
+def reference(packed: Packed) -> Contender:
+    """The fp32 oracle on copies of the same inputs: the gate where SDPA's row layouts do not apply (GQA)."""
+    leaves = [x.detach().float().requires_grad_() for x in (packed.q, packed.k, packed.v)]
+
+    def run() -> torch.Tensor:
+        return attention_reference(*leaves, packed.cu_seqlens, packed.max_seqlen)
+
+    return Contender("reference fp32", run, leaves, packed.grad_out.float())
 
 
 def gate(case: str, ours: Contender, peer: Contender) -> None:
@@ -172,7 +218,7 @@ def time_case(case: str, flops: float, contenders: list[Contender]) -> list[list
 
 
 def bench_plain(batch: int, seqlen: int) -> list[list[object]]:
-    packed = make_packed([seqlen] * batch)
+    packed = make_packed([seqlen] * batch, ISSUE7)
     flash = sdpa_rows(packed, seqlen, "sdpa flash", SDPBackend.FLASH_ATTENTION)
     cudnn = sdpa_rows(packed, seqlen, "sdpa cudnn", SDPBackend.CUDNN_ATTENTION)
     case = f"causal B{batch} L{seqlen}"
@@ -187,10 +233,10 @@ def bench_plain(batch: int, seqlen: int) -> list[list[object]]:
 
 
 def bench_packed(rows: int) -> tuple[list[list[object]], str]:
-    packed = make_packed(mixed_rows(rows))
+    packed = make_packed(mixed_rows(rows, ISSUE7.row_tokens), ISSUE7)
     padded = sdpa_padded(packed)
     docs, longest = len(packed.doc_lengths), max(packed.doc_lengths)
-    case = f"packed {rows}x{ROW_TOKENS} ({docs} docs)"
+    case = f"packed {rows}x{ISSUE7.row_tokens} ({docs} docs)"
     gate(case, packed.ours(), padded)
     table = time_case(case, packed.fwd_flops(), [packed.ours(), padded])
     saved = 1 - sum(packed.doc_lengths) / (docs * longest)
@@ -204,9 +250,8 @@ def describe(config: triton.Config) -> str:
     return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}"
 
 
-def profile_kernels(batch: int, seqlen: int, steps: int = 5) -> list[list[object]]:
+def profile_kernels(case: str, packed: Packed, steps: int = 5) -> list[list[object]]:
     """GPU time per kernel of our fwd+bwd (torch profiler), with the useful TFLOP/s each one reaches."""
-    packed = make_packed([seqlen] * batch)
     ours = packed.ours()
     ours.result()  # compile and autotune before profiling
     torch.cuda.synchronize()
@@ -221,16 +266,16 @@ def profile_kernels(batch: int, seqlen: int, steps: int = 5) -> list[list[object
         ms = event.self_device_time_total / steps / 1e3
         matmuls = KERNEL_MATMULS.get(event.key, 0)
         tflops = matmuls * 2 * packed.fwd_flops() / 4 / ms / 1e9 if matmuls else ""
-        rows.append([f"causal B{batch} L{seqlen}", event.key[:60], event.count // steps, ms, tflops])
+        rows.append([case, event.key[:60], event.count // steps, ms, tflops])
     return sorted(rows, key=lambda row: -row[3])
 
 
-def sweep_tiles(batch: int, seqlen: int) -> list[list[object]]:
-    """Each kernel's candidates one at a time (the other kernels keep their tuned pick), with the relative error
-    of the candidate's result against the autotuned one: a tile that computes garbage shows up here."""
-    packed = make_packed([seqlen] * batch)
+def sweep_tiles(case: str, packed: Packed, candidates: dict[str, list[triton.Config]]) -> list[list[object]]:
+    """Each kernel's candidates one at a time (the other kernels keep their tuned pick), timed against the autotuned
+    pick of the configs.py list, with the relative error of the candidate's result against the autotuned one: a
+    tile that computes garbage shows up here."""
     q, k, v, grad_out = (x.detach() for x in (packed.q, packed.k, packed.v, packed.grad_out))
-    settings = (packed.cu_seqlens, seqlen, True, None, HEAD_DIM**-0.5)
+    settings = (packed.cu_seqlens, packed.max_seqlen, True, None, q.shape[-1] ** -0.5)
     out, lse = attention_forward(q, k, v, *settings)
     calls = {
         "forward": lambda: attention_forward(q, k, v, *settings)[:1],
@@ -241,17 +286,70 @@ def sweep_tiles(batch: int, seqlen: int) -> list[list[object]]:
     for name, kernel in AUTOTUNED.items():
         tuned = kernel.configs
         expected = calls[name]()
-        for config in SWEEP_CANDIDATES[name]:
+        tuned_ms = time_ms(calls[name], warmup_ms=25, rep_ms=150)
+        rows.append([case, name, f"tuned: {describe(kernel.best_config)}", tuned_ms, 1.0, 0.0])
+        print("sweep", *rows[-1], flush=True)
+        for config in candidates[name]:
             kernel.configs = [config]
             try:
                 error = max(relative_error(a, b) for a, b in zip(calls[name](), expected))
                 ms = time_ms(calls[name], warmup_ms=25, rep_ms=150)
             except Exception as failure:  # a tile this GPU cannot compile is reported, not fatal
                 error, ms = str(failure).splitlines()[0][:40], float("nan")
-            rows.append([f"L{seqlen}", name, describe(config), ms, error])
+            rows.append([case, name, describe(config), ms, ms / tuned_ms, error])
             print("sweep", *rows[-1], flush=True)  # partial results survive a run cut off at its time limit
         kernel.configs = tuned
     return rows
+
+
+PROFILE_HEADER = ["case", "kernel", "launches", "ms per fwd+bwd", "useful TFLOP/s"]
+SWEEP_HEADER = ["case", "kernel", "tiles", "ms (whole fwd or bwd)", "vs tuned", "rel. error vs tuned"]
+
+
+def shape_line(shape: Shape) -> str:
+    return f"Hq={shape.heads_q} Hkv={shape.heads_kv} D={shape.head_dim} {str(DTYPE).removeprefix('torch.')}"
+
+
+def issue7_report(profile: bool, sweep: bool) -> list[str]:
+    """Ours against SDPA at D128 without GQA (the issue-7 targets), then the optional profile and sweep."""
+    table = bench_plain(8, 2048) + bench_plain(2, 8192)
+    packed_rows, note = bench_packed(4)
+    header = ["case", "method", "fwd ms", "fwd TFLOP/s", "fwd+bwd ms", "fwd+bwd TFLOP/s",
+              "ours fwd speedup", "ours fwd+bwd speedup"]
+    picks = "; ".join(f"{name} {describe(kernel.best_config)}" for name, kernel in AUTOTUNED.items())
+    lines = [
+        f"{shape_line(ISSUE7)}; command: python -m bench.attention",
+        "",
+        markdown_table(header, table + packed_rows),
+        "",
+        note,
+        f"autotune picks (last shape tuned): {picks}",
+    ]
+    plain = {f"causal B{batch} L{seqlen}": ([seqlen] * batch) for batch, seqlen in ((8, 2048), (2, 8192))}
+    if profile:
+        kernels = [row for case, lengths in plain.items() for row in profile_kernels(case, make_packed(lengths, ISSUE7))]
+        lines += ["", markdown_table(PROFILE_HEADER, kernels)]
+    if sweep:
+        candidates = SWEEP_CANDIDATES[ISSUE7.name]
+        swept = [row for case, lengths in plain.items()
+                 for row in sweep_tiles(case, make_packed(lengths, ISSUE7), candidates)]
+        lines += ["", markdown_table(SWEEP_HEADER, swept)]
+    return lines
+
+
+def model_report(profile: bool, sweep: bool) -> list[str]:
+    """The trainer's shape: gated against the fp32 reference (SDPA rows cannot hold GQA), then profile and sweep.
+    max_seqlen is the row length, as the trainer passes it, so the launch grid matches training's."""
+    packed = make_packed(mixed_rows(MODEL_ROWS, MODEL.row_tokens), MODEL, max_seqlen=MODEL.row_tokens)
+    case = f"packed {MODEL_ROWS}x{MODEL.row_tokens} ({len(packed.doc_lengths)} docs)"
+    gate(case, packed.ours(), reference(packed))
+    command = "python -m bench.attention --shape model"
+    lines = [f"{shape_line(MODEL)}, {case}, max_seqlen {packed.max_seqlen}; command: {command}"]
+    if profile:
+        lines += ["", markdown_table(PROFILE_HEADER, profile_kernels(case, packed))]
+    if sweep:
+        lines += ["", markdown_table(SWEEP_HEADER, sweep_tiles(case, packed, SWEEP_CANDIDATES[MODEL.name]))]
+    return lines
 
 
 def main() -> None:
@@ -259,28 +357,12 @@ def main() -> None:
     parser.add_argument("--out", help="also write the markdown report here")
     parser.add_argument("--profile", action="store_true", help="per-kernel GPU time of our fwd+bwd")
     parser.add_argument("--sweep", action="store_true", help="time each kernel's tile candidates one by one")
+    parser.add_argument("--shape", choices=SHAPES, default=ISSUE7.name,
+                        help="d128: against SDPA at D128, 16 heads; model: the 350M presets' D64, 16/4 heads")
     args = parser.parse_args()
     torch.manual_seed(0)
-    table = bench_plain(8, 2048) + bench_plain(2, 8192)
-    packed_rows, note = bench_packed(4)
-    header = ["case", "method", "fwd ms", "fwd TFLOP/s", "fwd+bwd ms", "fwd+bwd TFLOP/s",
-              "ours fwd speedup", "ours fwd+bwd speedup"]
-    picks = "; ".join(f"{name} {describe(kernel.best_config)}" for name, kernel in AUTOTUNED.items())
-    lines = [
-        f"## attention ({today()}, {machine()}, git {git_revision()})",
-        f"H={HEADS} D={HEAD_DIM} {str(DTYPE).removeprefix('torch.')}; command: python -m bench.attention",
-        "",
-        markdown_table(header, table + packed_rows),
-        "",
-        note,
-        f"autotune picks (last shape tuned): {picks}",
-    ]
-    if args.profile:
-        kernels = profile_kernels(8, 2048) + profile_kernels(2, 8192)
-        lines += ["", markdown_table(["case", "kernel", "launches", "ms per fwd+bwd", "useful TFLOP/s"], kernels)]
-    if args.sweep:
-        swept = sweep_tiles(8, 2048) + sweep_tiles(2, 8192)
-        lines += ["", markdown_table(["case", "kernel", "tiles", "ms (whole fwd or bwd)", "rel. error vs tuned"], swept)]
+    report = model_report if args.shape == MODEL.name else issue7_report
+    lines = [f"## attention ({today()}, {machine()}, git {git_revision()})"] + report(args.profile, args.sweep)
     print(write_report(lines, args.out))
 
 
