@@ -27,7 +27,7 @@ from torch import nn
 
 from bench.harness import markdown_table, peak_memory_mb, run_stamp, time_ms, write_report
 from bench.ssd import row_document_lengths
-from gristmill.kernels.attention import sdpa_attention_reference
+from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
 from gristmill.trainer import ops
 from gristmill.trainer.models.model import AttentionBlock, MambaBlock
 from gristmill.trainer.models.presets import MODEL_PRESETS
@@ -45,11 +45,15 @@ class Contender:
     context: Callable[[], contextlib.AbstractContextManager]
 
 
-def sdpa_varlen_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, rows: int
+def sdpa_rotary_qkv_attention(
+    qkv: torch.Tensor, n_heads: int, n_kv_heads: int, theta: float, segments: Segments
 ) -> torch.Tensor:
-    """`ops.varlen_attention`'s signature over SDPA with a block-diagonal mask, for the SDPA attention row."""
-    return sdpa_attention_reference(q, k, v, cu_seqlens, max_seqlen, rows=rows)
+    """`ops.rotary_qkv_attention` in plain PyTorch (RoPE out of place, SDPA with a block-diagonal mask), for the
+    SDPA attention row."""
+    return rotary_qkv_attention_reference(
+        qkv, segments.position_ids, segments.cu_seqlens, segments.max_seqlen,
+        n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta, rows=segments.rows,
+    )
 
 
 def contenders(preset: str) -> list[Contender]:
@@ -60,7 +64,7 @@ def contenders(preset: str) -> list[Contender]:
         Contender(
             "attention (SDPA)",
             lambda: AttentionBlock(cfg),
-            lambda: mock.patch.object(ops, "varlen_attention", sdpa_varlen_attention),
+            lambda: mock.patch.object(ops, "rotary_qkv_attention", sdpa_rotary_qkv_attention),
         ),
     ]
 

@@ -9,18 +9,17 @@ from collections.abc import Callable
 
 import torch
 
-from gristmill.kernels.attention import flash_attention_varlen
-from gristmill.kernels.attention.reference import sdpa_attention_reference
-from gristmill.kernels.fused import apply_rope as apply_rope_kernel
+from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention as rotary_qkv_attention_kernel
+from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
 from gristmill.kernels.fused import linear_cross_entropy as linear_cross_entropy_kernel
 from gristmill.kernels.fused import rms_norm as rms_norm_kernel
 from gristmill.kernels.fused import swiglu_halves as swiglu_halves_kernel
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
-from gristmill.kernels.fused.rope.reference import apply_rope_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
 from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
 from gristmill.kernels.ssd.mixer_reference import mamba_mixer_core_reference
+from gristmill.trainer.models.segments import Segments
 
 
 def _opaque_to_compile(kernel: Callable) -> Callable:
@@ -30,11 +29,10 @@ def _opaque_to_compile(kernel: Callable) -> Callable:
     return torch.compiler.disable(kernel)
 
 
-flash_attention_varlen = _opaque_to_compile(flash_attention_varlen)
+rotary_qkv_attention_kernel = _opaque_to_compile(rotary_qkv_attention_kernel)
 mamba_mixer_core_kernel = _opaque_to_compile(mamba_mixer_core_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
-apply_rope_kernel = _opaque_to_compile(apply_rope_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 
 _kernels_enabled = True
@@ -50,13 +48,17 @@ def _on_kernel(tensor: torch.Tensor) -> bool:
     return _kernels_enabled and tensor.is_cuda
 
 
-def varlen_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, rows: int
+def rotary_qkv_attention(
+    qkv: torch.Tensor, n_heads: int, n_kv_heads: int, theta: float, segments: Segments
 ) -> torch.Tensor:
-    """Causal attention within each segment: q [T, Hq, D], k/v [T, Hkv, D] -> [T, Hq, D]."""
-    if _on_kernel(q):
-        return flash_attention_varlen(q, k, v, cu_seqlens, max_seqlen, causal=True)
-    return sdpa_attention_reference(q, k, v, cu_seqlens, max_seqlen, rows=rows)
+    """RoPE and causal attention within each segment, from one fused projection qkv `[T, (Hq + 2 Hkv) D]` ->
+    `[T, Hq, D]`."""
+    args = (qkv, segments.position_ids, segments.cu_seqlens, segments.max_seqlen)
+    if _on_kernel(qkv):
+        return rotary_qkv_attention_kernel(*args, n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta)
+    return rotary_qkv_attention_reference(
+        *args, n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta, rows=segments.rows
+    )
 
 
 def mamba_mixer_core(
@@ -93,14 +95,6 @@ def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
     if _on_kernel(gate_up):
         return swiglu_halves_kernel(gate_up)
     return swiglu_halves_reference(gate_up)
-
-
-def apply_rope(
-    q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor, theta: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    if _on_kernel(q):
-        return apply_rope_kernel(q, k, position_ids, theta)
-    return apply_rope_reference(q, k, position_ids, theta)
 
 
 def linear_cross_entropy(

@@ -258,13 +258,19 @@ def attention_backward(
     causal: bool,
     window: int | None,
     softmax_scale: float,
+    grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients (dq, dk, dv) in the inputs' dtype, given dO and the forward's output and base-2 log-sum-exp."""
+    """Gradients (dq, dk, dv) in the inputs' dtype, given dO and the forward's output and base-2 log-sum-exp.
+
+    `grads` are buffers to write them into instead (views of one qkv-shaped gradient, say): shaped like q, k, v
+    with a contiguous last dim, dk and dv with equal strides (one kernel stores both)."""
     total, heads_q, head_dim = q.shape
     heads_kv = k.shape[1]
-    dq = torch.empty(total, heads_q, head_dim, dtype=q.dtype, device=q.device)
-    dk = torch.empty(total, heads_kv, head_dim, dtype=k.dtype, device=k.device)
-    dv = torch.empty(total, heads_kv, head_dim, dtype=v.dtype, device=v.device)
+    if grads is None:
+        grads = tuple(torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in (q, k, v))
+    dq, dk, dv = grads
+    if dk.stride() != dv.stride() or any(g.stride(-1) != 1 for g in grads):
+        raise ValueError(f"dk {dk.stride()} and dv {dv.stride()} need equal strides and a contiguous last dim")
     num_docs = cu_seqlens.numel() - 1
     if max_seqlen == 0:
         return dq, dk, dv

@@ -40,12 +40,18 @@ class FlashAttentionVarlenFunction(torch.autograd.Function):
         return dq, dk, dv, None, None, None, None, None
 
 
-def _unsupported_reason(q: torch.Tensor) -> str | None:
+def unsupported_reason(q: torch.Tensor) -> str | None:
+    """Why the kernel cannot take q (its head dim or dtype), None when it can."""
     if q.shape[-1] not in SUPPORTED_HEAD_DIMS:
         return f"head dim {q.shape[-1]} (kernel supports {SUPPORTED_HEAD_DIMS})"
     if q.dtype not in SUPPORTED_DTYPES:
         return f"dtype {q.dtype} (kernel supports bfloat16 and float16)"
     return None
+
+
+def check_kernel_device(q: torch.Tensor) -> None:
+    if not q.is_cuda and not interpreting():
+        raise ValueError(f"q is on {q.device}: the Triton kernel needs CUDA tensors; use attention_reference on CPU")
 
 
 def flash_attention_varlen(
@@ -79,10 +85,9 @@ def flash_attention_varlen(
     """
     check_attention_inputs(q, k, v, cu_seqlens, max_seqlen, causal, window)
     scale = resolve_softmax_scale(q.shape[-1], softmax_scale)
-    reason = _unsupported_reason(q)
+    reason = unsupported_reason(q)
     if reason is not None:
         warnings.warn(f"flash_attention_varlen: {reason}; using the slow fp32 reference", stacklevel=2)
         return attention_reference(q, k, v, cu_seqlens, max_seqlen, causal=causal, window=window, softmax_scale=scale)
-    if not q.is_cuda and not interpreting():
-        raise ValueError(f"q is on {q.device}: the Triton kernel needs CUDA tensors; use attention_reference on CPU")
+    check_kernel_device(q)
     return FlashAttentionVarlenFunction.apply(q, k, v, cu_seqlens, max_seqlen, causal, window, scale)

@@ -72,16 +72,9 @@ def _rotate_in_place(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
     return RoPEFn.apply(x, cos, sin, x.shape)
 
 
-def apply_rope(
-    q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor, theta: float = 10000.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotates q `[T, Hq, D]` and k `[T, Hkv, D]` in place by position_ids `[T]` (int32/int64).
-
-    Positions restart at 0 at each packed document, as the packer emits them, so a packed row rotates
-    exactly like its documents one by one. q and k may be strided views (e.g. slices of a fused qkv
-    projection) as long as their last dim is contiguous; views from `split`/`chunk` cannot be
-    modified in place under autograd, slice instead. Returns the same q and k tensors.
-    """
+def check_rope_inputs(q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor, theta: float) -> None:
+    """Raises ValueError naming the offending value: q `[T, Hq, D]` and k `[T, Hkv, D]` (views with a contiguous
+    last dim are fine), an even D, int32/int64 position_ids `[T]` and a positive theta."""
     if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
         raise ValueError(f"apply_rope: q {tuple(q.shape)} and k {tuple(k.shape)} must be [T, H, D] with equal T, D")
     if theta <= 0:
@@ -96,6 +89,19 @@ def apply_rope(
         raise ValueError(
             f"apply_rope: position_ids {tuple(position_ids.shape)} {position_ids.dtype} must be int32/int64 [{q.shape[0]}]"
         )
+
+
+def apply_rope(
+    q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tensor, theta: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotates q `[T, Hq, D]` and k `[T, Hkv, D]` in place by position_ids `[T]` (int32/int64).
+
+    Positions restart at 0 at each packed document, as the packer emits them, so a packed row rotates
+    exactly like its documents one by one. q and k may be strided views (e.g. slices of a fused qkv
+    projection) as long as their last dim is contiguous; views from `split`/`chunk` cannot be
+    modified in place under autograd, slice instead. Returns the same q and k tensors.
+    """
+    check_rope_inputs(q, k, position_ids, theta)
     check_triton_device("apply_rope", q, k, position_ids)
     cos, sin = rope_cos_sin(position_ids, q.shape[-1], theta)
     return _rotate_in_place(q, cos, sin), _rotate_in_place(k, cos, sin)
