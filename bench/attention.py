@@ -64,21 +64,22 @@ def _tiles(kernel: triton.runtime.Autotuner, *tiles: tuple[int, int, int, int]) 
 
 # Supersets of the autotune lists in kernels/attention/configs.py, per shape. At D128 forward 64x64 w4 s3 was the
 # fastest forward tile at L2048 in session 4 (0.328 ms) but has not run the GPU tests yet, so it is not in the
-# autotune list. At D64 the register and shared-memory budget of a tile halves, so larger tiles are tried too.
+# autotune list. At D64 a tile needs half the registers and shared memory, so larger tiles were tried too (none
+# won on packed rows, 2026-11-26), and now deeper pipelines and narrower tiles around the winners.
 SWEEP_CANDIDATES = {
     "d128": {
         "forward": _tiles(_attention_fwd_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2), (64, 64, 4, 3)),
-        "dk dv": _tiles(_attention_bwd_dkdv_kernel, (64, 64, 4, 2), (32, 64, 4, 3), (64, 128, 8, 2)),
+        "dk dv": _tiles(_attention_bwd_dkdv_kernel, (64, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 3), (64, 128, 8, 2)),
         "dq": _tiles(_attention_bwd_dq_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)),
     },
     "model": {
         "forward": _tiles(_attention_fwd_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (64, 64, 4, 2), (64, 64, 4, 3),
-                          (128, 64, 4, 3), (128, 128, 8, 2), (128, 128, 8, 3), (64, 128, 4, 2), (64, 128, 4, 3)),
+                          (64, 64, 4, 4), (64, 32, 4, 3), (32, 64, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3)),
         "dk dv": _tiles(_attention_bwd_dkdv_kernel, (64, 64, 4, 2), (32, 64, 4, 3), (64, 64, 4, 3), (64, 128, 8, 2),
-                        (64, 128, 8, 3), (64, 128, 4, 2), (64, 128, 4, 3), (32, 128, 8, 2), (32, 128, 4, 2),
-                        (32, 128, 4, 3), (128, 128, 8, 2)),
+                        (64, 64, 4, 4), (64, 64, 8, 3), (128, 64, 8, 3), (128, 64, 4, 3), (64, 32, 4, 3),
+                        (32, 32, 4, 3), (64, 128, 8, 3)),
         "dq": _tiles(_attention_bwd_dq_kernel, (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2),
-                     (128, 64, 4, 3), (128, 128, 8, 3), (128, 128, 4, 2), (64, 128, 4, 2), (64, 128, 4, 3)),
+                     (64, 64, 4, 3), (64, 32, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (64, 128, 4, 4)),
     },
 }
 
