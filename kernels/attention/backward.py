@@ -32,13 +32,14 @@ from gristmill.kernels.attention.descriptors import (
 from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
 from gristmill.kernels.attention.tiles import (
-    document_span,
     load_head_tile,
     load_key_value_tiles,
     load_rows,
+    longest_first,
     paired_grid,
     paired_tiles,
     query_tile_program,
+    scheduled_document,
     tile_dot,
 )
 
@@ -140,22 +141,22 @@ def _attention_bwd_key_tile(
 )
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
-    q, k, v, do, lse, delta, dk, dv, cu_seqlens,
+    q, k, v, do, lse, delta, dk, dv, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
     stride_dkt, stride_dkh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """One program per (pair of key tiles, document, kv head); q, do, lse and delta are tensor descriptors when
+    """One program per (pair of key tiles, kv head, document); q, do, lse and delta are tensor descriptors when
     DESCRIPTORS, else pointers."""
-    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
-    stat_start = tl.multiple_of(statistics_start(doc_start, tl.program_id(1)).to(tl.int32), 4)
+    kv_head, doc, doc_start, seqlen = scheduled_document(cu_seqlens, doc_order)
+    stat_start = tl.multiple_of(statistics_start(doc_start, doc).to(tl.int32), 4)
     mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_N)
     for step in range(count):
         _attention_bwd_key_tile(
             q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen,
-            tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, tl.program_id(2),
+            tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, kv_head,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
             stride_dkt, stride_dkh, stride_lse_h, softmax_scale, qk_scale, window, group,
             HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
@@ -226,16 +227,16 @@ def _attention_bwd_query_tile(
                  key=AUTOTUNE_KEY + ["DESCRIPTORS"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
-    q, k, v, o, do, lse, delta, dq, cu_seqlens,
+    q, k, v, o, do, lse, delta, dq, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
     stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """One program per (pair of query tiles, document, q head); k and v are tensor descriptors when
+    """One program per (pair of query tiles, q head, document); k and v are tensor descriptors when
     DESCRIPTORS, else pointers."""
-    head, doc_start, seqlen, stat_start, mirror, count = query_tile_program(cu_seqlens, BLOCK_M)
+    head, doc_start, seqlen, stat_start, mirror, count = query_tile_program(cu_seqlens, doc_order, BLOCK_M)
     for step in range(count):
         _attention_bwd_query_tile(
             q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,
@@ -259,11 +260,13 @@ def attention_backward(
     window: int | None,
     softmax_scale: float,
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    doc_order: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dq, dk, dv) in the inputs' dtype, given dO and the forward's output and base-2 log-sum-exp.
 
     `grads` are buffers to write them into instead (views of one qkv-shaped gradient, say): shaped like q, k, v
-    with a contiguous last dim, dk and dv with equal strides (one kernel stores both)."""
+    with a contiguous last dim, dk and dv with equal strides (one kernel stores both). `doc_order` as for
+    attention_forward."""
     total, heads_q, head_dim = q.shape
     heads_kv = k.shape[1]
     if grads is None:
@@ -275,6 +278,8 @@ def attention_backward(
     if max_seqlen == 0:
         return dq, dk, dv
     delta = row_statistics(heads_q, total, num_docs, q.device)
+    if doc_order is None:
+        doc_order = longest_first(cu_seqlens)
     flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None)
     scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
@@ -285,7 +290,7 @@ def attention_backward(
     if dq_descriptors:
         key_sources = tuple(head_rows(x) for x in key_sources)
     _attention_bwd_dq_kernel[paired_grid(max_seqlen, "BLOCK_M", num_docs, heads_q)](
-        q, *key_sources, out, do, lse, delta, dq, cu_seqlens, *input_strides, out.stride(0), out.stride(1),
+        q, *key_sources, out, do, lse, delta, dq, cu_seqlens, doc_order, *input_strides, out.stride(0), out.stride(1),
         dq.stride(0), dq.stride(1), lse.stride(0), *scalars, **flags, DESCRIPTORS=dq_descriptors,
     )
     query_sources = (q, do, lse, delta)
@@ -294,7 +299,7 @@ def attention_backward(
         query_sources = (head_rows(q), head_rows(do), statistic_rows(lse), statistic_rows(delta))
     q_src, do_src, lse_src, delta_src = query_sources
     _attention_bwd_dkdv_kernel[paired_grid(max_seqlen, "BLOCK_N", num_docs, heads_kv)](
-        q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, *input_strides, dk.stride(0), dk.stride(1),
+        q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, doc_order, *input_strides, dk.stride(0), dk.stride(1),
         lse.stride(0), *scalars, **flags, DESCRIPTORS=use_descriptors,
     )
     return dq, dk, dv

@@ -21,6 +21,7 @@ from gristmill.kernels.attention.masking import key_ranges, visible
 from gristmill.kernels.attention.tiles import (
     load_head_tile,
     load_key_value_tiles,
+    longest_first,
     paired_grid,
     query_tile_program,
     tile_dot,
@@ -103,14 +104,14 @@ def _attention_fwd_query_tile(
                  key=AUTOTUNE_KEY + ["DESCRIPTORS"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_fwd_kernel(
-    q, k, v, o, lse, cu_seqlens,
+    q, k, v, o, lse, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse_h,
     qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """q, k and v are tensor descriptors when DESCRIPTORS, else pointers."""
-    head, doc_start, seqlen, stat_start, mirror, count = query_tile_program(cu_seqlens, BLOCK_M)
+    head, doc_start, seqlen, stat_start, mirror, count = query_tile_program(cu_seqlens, doc_order, BLOCK_M)
     for step in range(count):
         _attention_fwd_query_tile(
             q, k, v, o, lse, doc_start, stat_start, seqlen, tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M,
@@ -128,9 +129,11 @@ def attention_forward(
     causal: bool,
     window: int | None,
     softmax_scale: float,
+    doc_order: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns the output `[T, Hq, D]` and the log-sum-exp in fp32, base 2 (log2 of the softmax sum), one row
-    per q head, each document from its descriptors.statistics_start column on."""
+    per q head, each document from its descriptors.statistics_start column on. `doc_order`: the documents in
+    launch order (tiles.longest_first, computed here unless the caller keeps one for the backward too)."""
     total, heads_q, head_dim = q.shape
     out = torch.empty(total, heads_q, head_dim, dtype=q.dtype, device=q.device)
     lse = row_statistics(heads_q, total, cu_seqlens.numel() - 1, q.device)
@@ -142,7 +145,7 @@ def attention_forward(
     if use_descriptors:
         sources = tuple(head_rows(x) for x in sources)
     _attention_fwd_kernel[paired_grid(max_seqlen, "BLOCK_M", cu_seqlens.numel() - 1, heads_q)](
-        *sources, out, lse, cu_seqlens,
+        *sources, out, lse, cu_seqlens, longest_first(cu_seqlens) if doc_order is None else doc_order,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
         out.stride(0), out.stride(1), lse.stride(0),
         softmax_scale * LOG2E, window or 0, heads_q // k.shape[1],

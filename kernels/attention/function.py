@@ -8,6 +8,7 @@ from gristmill.kernels.attention.backward import attention_backward
 from gristmill.kernels.attention.forward import attention_forward
 from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
 from gristmill.kernels.attention.reference import attention_reference
+from gristmill.kernels.attention.tiles import longest_first
 from gristmill.kernels.interpreter import interpreting
 
 SUPPORTED_HEAD_DIMS = (64, 128)
@@ -25,17 +26,18 @@ class FlashAttentionVarlenFunction(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, q, k, v, cu_seqlens, max_seqlen, causal, window, softmax_scale):
         q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
-        out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, causal, window, softmax_scale)
-        ctx.save_for_backward(q, k, v, out, lse, cu_seqlens)
+        doc_order = longest_first(cu_seqlens)
+        out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, causal, window, softmax_scale, doc_order)
+        ctx.save_for_backward(q, k, v, out, lse, cu_seqlens, doc_order)
         ctx.settings = (max_seqlen, causal, window, softmax_scale)
         return out
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out):
-        q, k, v, out, lse, cu_seqlens = ctx.saved_tensors
+        q, k, v, out, lse, cu_seqlens, doc_order = ctx.saved_tensors
         dq, dk, dv = attention_backward(
-            _last_dim_contiguous(grad_out), q, k, v, out, lse, cu_seqlens, *ctx.settings
+            _last_dim_contiguous(grad_out), q, k, v, out, lse, cu_seqlens, *ctx.settings, doc_order=doc_order
         )
         return dq, dk, dv, None, None, None, None, None
 

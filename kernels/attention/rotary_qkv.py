@@ -13,6 +13,7 @@ from gristmill.kernels.attention.forward import attention_forward
 from gristmill.kernels.attention.function import check_kernel_device, flash_attention_varlen, unsupported_reason
 from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
 from gristmill.kernels.attention.reference import sdpa_attention_reference
+from gristmill.kernels.attention.tiles import longest_first
 from gristmill.kernels.fused.rope.reference import apply_rope_reference, rope_cos_sin
 from gristmill.kernels.fused.rope.triton_fwd_bwd import check_rope_inputs, rope_rotate
 
@@ -42,17 +43,18 @@ class RotaryQKVAttentionFunction(torch.autograd.Function):
         q, k, v = split_qkv(qkv, n_heads, n_kv_heads)
         rotated = qkv.view(q.shape[0], -1, q.shape[2])[:, : n_heads + n_kv_heads]
         rope_rotate(rotated, rotated, cos, sin, inverse=False)
-        out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, True, None, softmax_scale)
+        doc_order = longest_first(cu_seqlens)
+        out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, True, None, softmax_scale, doc_order)
         ctx.mark_dirty(qkv)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(qkv, out, lse, cu_seqlens, cos, sin)
+        ctx.save_for_backward(qkv, out, lse, cu_seqlens, doc_order, cos, sin)
         ctx.settings = (max_seqlen, n_heads, n_kv_heads, softmax_scale)
         return out, qkv
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out, grad_qkv):
-        qkv, out, lse, cu_seqlens, cos, sin = ctx.saved_tensors
+        qkv, out, lse, cu_seqlens, doc_order, cos, sin = ctx.saved_tensors
         max_seqlen, n_heads, n_kv_heads, softmax_scale = ctx.settings
         if grad_out is None:
             dqkv = torch.zeros(qkv.shape, dtype=qkv.dtype, device=qkv.device)
@@ -62,7 +64,7 @@ class RotaryQKVAttentionFunction(torch.autograd.Function):
             attention_backward(
                 grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous(),
                 *split_qkv(qkv, n_heads, n_kv_heads), out, lse, cu_seqlens, max_seqlen, True, None, softmax_scale,
-                grads=grads,
+                grads=grads, doc_order=doc_order,
             )
         if grad_qkv is not None:  # someone used the rotated qkv this returns: its gradient joins before unrotating
             dqkv += grad_qkv

@@ -7,6 +7,7 @@ in fp32, so results match a GPU's fp32-accumulating tensor-core dot. Compiled ke
 
 from collections.abc import Callable
 
+import torch
 import triton
 import triton.language as tl
 
@@ -34,21 +35,37 @@ def paired_tiles(program, seqlen, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def query_tile_program(cu_seqlens, BLOCK_M: tl.constexpr):
-    """What a (query-tile pair, document, q head) program of the forward and dq kernels works on: its q head, the
+def scheduled_document(cu_seqlens, doc_order):
+    """This program's head (grid axis 1), document (axis 2, through `doc_order`), its first token and length.
+    With documents longest first and heads inside them, a launch starts with the longest documents' programs of
+    every head and ends on short ones, instead of leaving a long document's programs running alone at its end."""
+    doc = tl.load(doc_order + tl.program_id(2))
+    doc_start, seqlen = document_span(cu_seqlens, doc)
+    return tl.program_id(1), doc, doc_start, seqlen
+
+
+@triton.jit
+def query_tile_program(cu_seqlens, doc_order, BLOCK_M: tl.constexpr):
+    """What a (query-tile pair, q head, document) program of the forward and dq kernels works on: its q head, the
     document's first token, length and statistics offset, and its pair of query tiles (paired_tiles)."""
-    head = tl.program_id(2)
-    doc_start, seqlen = document_span(cu_seqlens, tl.program_id(1))
-    stat_start = statistics_start(doc_start, tl.program_id(1))
+    head, doc, doc_start, seqlen = scheduled_document(cu_seqlens, doc_order)
+    stat_start = statistics_start(doc_start, doc)
     mirror, count = paired_tiles(tl.program_id(0), seqlen, BLOCK_M)
     return head, doc_start, seqlen, stat_start, mirror, count
 
 
+def longest_first(cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """Document indices by decreasing length (int32), the order `scheduled_document` launches them in. Under a
+    causal mask a document's tile-pair programs each cost about its tile count, so one long document launched
+    last would run alone after the rest finished (longest-processing-time-first scheduling)."""
+    return torch.argsort(cu_seqlens[1:] - cu_seqlens[:-1], descending=True).to(torch.int32)
+
+
 def paired_grid(max_seqlen: int, block: str, docs: int, heads: int) -> Callable[[dict], tuple[int, int, int]]:
-    """Launch grid for paired_tiles: (tile pairs of the longest document, documents, heads)."""
+    """Launch grid for paired_tiles: (tile pairs of the longest document, heads, documents)."""
 
     def size(meta: dict) -> tuple[int, int, int]:
-        return triton.cdiv(triton.cdiv(max_seqlen, meta[block]), 2), docs, heads
+        return triton.cdiv(triton.cdiv(max_seqlen, meta[block]), 2), heads, docs
 
     return size
 
