@@ -1,7 +1,7 @@
 """Fused RMSNorm and gated RMSNorm against their float64 references: output, residual stream and every gradient.
 
-The interpreter's backward tile holds a few rows, so row counts that are not a multiple of it (15, 13, 7) and
-widths that are not powers of two (48, 100) exercise the row and column masks."""
+The interpreter's backward tile holds 256 elements (4 rows of 48 or 40, 2 of 100, 1 of 300), so row counts that
+are not a multiple of it (15, 13, 7, 5) and widths that are not powers of two exercise the row and column masks."""
 
 import pytest
 import torch
@@ -17,6 +17,7 @@ CASES = [
     pytest.param(torch.float32, (1, 100), 1e-5, id="f32-T1-D100"),
     pytest.param(torch.bfloat16, (4, 64), 1e-2, id="bf16-T4-D64"),
     pytest.param(torch.float32, (13, 100), 1e-5, id="f32-T13-D100"),
+    pytest.param(torch.float32, (5, 300), 1e-5, id="f32-T5-D300"),  # one-row tiles
     pytest.param(torch.bfloat16, (2, 1000, 4096), 1e-2, id="bf16-B2-T1000-D4096", marks=ON_GPU),
     pytest.param(torch.float32, (777, 1536), 1e-5, id="f32-T777-D1536", marks=ON_GPU),
 ]
@@ -55,6 +56,7 @@ GATED_CASES = [
     pytest.param(torch.float32, (3, 5, 48), 1e-5, id="f32-B3-T5-D48"),
     pytest.param(torch.bfloat16, (7, 100), 1e-2, id="bf16-T7-D100"),
     pytest.param(torch.float32, (1, 40), 1e-5, id="f32-T1-D40"),
+    pytest.param(torch.float32, (5, 300), 1e-5, id="f32-T5-D300"),
     pytest.param(torch.bfloat16, (4097, 2048), 1e-2, id="bf16-T4097-D2048", marks=ON_GPU),
     pytest.param(torch.float32, (777, 1536), 1e-5, id="f32-T777-D1536", marks=ON_GPU),
 ]
