@@ -68,17 +68,20 @@ def mamba_mixer_core(
     dt_bias: torch.Tensor,
     A_log: torch.Tensor,
     D: torch.Tensor,
+    norm_weight: torch.Tensor,
+    eps: float,
     *,
     groups: int,
     chunk_size: int,
     cu_seqlens: torch.Tensor,
 ) -> torch.Tensor:
-    """Mamba2 in_proj output [T, d_inner + conv_dim + H] -> silu(z) * SSD(conv1d(xBC)) [T, d_inner], with the
-    conv window and the scan state restarting at every segment start."""
+    """Mamba2 in_proj output [T, d_inner + conv_dim + H] -> rmsnorm(SSD(conv1d(xBC)) * silu(z)) * norm_weight
+    [T, d_inner], out_proj's input, with the conv window and the scan state restarting at every segment start."""
     kernel = mamba_mixer_core_kernel if _on_kernel(zxbcdt) else mamba_mixer_core_reference
     return kernel(
-        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, groups=groups, chunk_size=chunk_size, cu_seqlens=cu_seqlens
-    )
+        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, eps,
+        groups=groups, chunk_size=chunk_size, cu_seqlens=cu_seqlens,
+    )  # fmt: skip
 
 
 def rms_norm(

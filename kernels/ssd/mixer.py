@@ -1,22 +1,23 @@
 """The Mamba2 mixer core as one autograd function over the in_proj output, on CUDA or the interpreter.
 
-Unfused, the mixer copies xBC out of the projection, copies x, B and C out of the conv output, reads z strided
-for the gate, and its backward concatenates dz, dxBC and ddt (and dx, dB, dC) back together. Here the conv
-reads xBC in place from `zxbcdt`, the scan reads x, B and C in place from the conv output, and the backward
-writes dz, dxBC and ddt straight into one gradient shaped like `zxbcdt`: the gate backward and the conv
-backward write into its column slices, the scan backward into slices of the conv output's gradient.
+Unfused, the mixer copies xBC out of the projection, copies x, B and C out of the conv output, writes the gated
+scan output silu(z) * y for the norm to read back, and its backward concatenates dz, dxBC and ddt (and dx, dB,
+dC) back together. Here the conv reads xBC in place from `zxbcdt`, the scan reads x, B and C in place from the
+conv output, the gated RMSNorm reads y and z (in place) and writes the normed output, and the backward writes dz,
+dxBC and ddt straight into one gradient shaped like `zxbcdt`: the gated norm's backward and the conv backward
+write into its column slices, the scan backward into slices of the conv output's gradient.
 """
 
 import torch
 
 from gristmill.kernels.fused.launch import check_triton_device
-from gristmill.kernels.fused.swiglu.triton_fwd_bwd import swiglu_bwd, swiglu_fwd
+from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import rms_norm_bwd, rms_norm_fwd
 from gristmill.kernels.ssd.conv1d import conv1d_bwd, conv1d_fwd
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import ChunkPlan, stream_chunk_plan, stream_doc_start
 from gristmill.kernels.ssd.function import ScanInputs, ScanIntermediates, ssd_backward, ssd_forward
 from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
-from gristmill.kernels.ssd.mixer_reference import MixerLayout, discretization, mixer_layout
+from gristmill.kernels.ssd.mixer_reference import MixerLayout, check_gated_norm, discretization, mixer_layout
 from gristmill.kernels.ssd.validation import check_ssd_inputs
 
 
@@ -30,6 +31,8 @@ class MambaMixerCoreFunction(torch.autograd.Function):
         dt_bias: torch.Tensor,
         A_log: torch.Tensor,
         D: torch.Tensor | None,
+        norm_weight: torch.Tensor,
+        eps: float,
         layout: MixerLayout,
         doc_start: torch.Tensor,
         plan: ChunkPlan,
@@ -40,19 +43,24 @@ class MambaMixerCoreFunction(torch.autograd.Function):
         x, B, C = layout.split_conv(conv_out)
         y, _, saved = ssd_forward(ScanInputs(x, dt, A, B, C, D), None, plan, keep_final_state=False)
         y = y.view(z.shape)
-        ctx.save_for_backward(zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, doc_start, conv_out, dt, A, y, *saved)
+        normed, _, rstd = rms_norm_fwd(y, norm_weight, eps, gate=z)
+        ctx.save_for_backward(
+            zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, doc_start, conv_out, dt, A, y, rstd, *saved
+        )
         ctx.layout, ctx.plan = layout, plan
-        return swiglu_fwd(z, y)
+        return normed
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, dgated: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, doc_start, conv_out, dt, A, y, *saved = ctx.saved_tensors
+    def backward(ctx: torch.autograd.function.FunctionCtx, dnormed: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, doc_start, conv_out, dt, A, y, rstd, *saved = (
+            ctx.saved_tensors
+        )
         layout: MixerLayout = ctx.layout
         grad = empty_rows_like(zxbcdt)
         z, xbc, dt_raw = layout.split_projection(zxbcdt)
         dz, dxbc, ddt_raw = layout.split_projection(grad)
         dy = torch.empty_like(y)
-        swiglu_bwd(z, y, rows_in_place(dgated), dz, dy)
+        dnorm_weight = rms_norm_bwd(dnormed.contiguous(), y, norm_weight, rstd, dy, gate=z, dgate=dz)
         dconv_out = torch.empty_like(conv_out)
         x, B, C = layout.split_conv(conv_out)
         ddt, dA, dD, _ = ssd_backward(
@@ -64,7 +72,7 @@ class MambaMixerCoreFunction(torch.autograd.Function):
         ddt_raw.copy_(ddt_pre)
         ddt_bias = ddt_pre.sum(0).to(dt_bias.dtype)
         dA_log = (dA * A).to(A_log.dtype)  # A = -exp(A_log)
-        return grad, dweight, dbias, ddt_bias, dA_log, dD, None, None, None
+        return grad, dweight, dbias, ddt_bias, dA_log, dD, dnorm_weight, None, None, None, None
 
 
 def mamba_mixer_core(
@@ -74,27 +82,33 @@ def mamba_mixer_core(
     dt_bias: torch.Tensor,
     A_log: torch.Tensor,
     D: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
     *,
     groups: int,
     chunk_size: int,
     cu_seqlens: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """silu(z) * SSD(silu(conv1d(xBC)), softplus(dt + dt_bias), -exp(A_log), D) `[T, d_inner]` in zxbcdt's dtype.
+    """rmsnorm(y * silu(z)) * norm_weight `[T, d_inner]` in zxbcdt's dtype, the input of out_proj, where
+    y = SSD(silu(conv1d(xBC)), softplus(dt + dt_bias), -exp(A_log), D).
 
     zxbcdt `[T, d_inner + conv_dim + H]` is the in_proj output (z, xBC = [x, B, C], dt), read in place; its
     gradient comes back as one tensor of its shape. conv_weight `[conv_dim, width]`, conv_bias `[conv_dim]`,
-    dt_bias, A_log and D `[H]`; B and C have `groups` groups; `cu_seqlens` int32 `[n_docs + 1]` restarts the conv
-    window and the scan state at each boundary (None: one document). The gated RMSNorm and out_proj follow.
+    dt_bias, A_log and D `[H]`; B and C have `groups` groups; norm_weight `[d_inner]` and eps are the gated
+    RMSNorm's (over all of d_inner, statistics and the gated input in float32); `cu_seqlens` int32
+    `[n_docs + 1]` restarts the conv window and the scan state at each boundary (None: one document).
 
-    >>> gated = mamba_mixer_core(in_proj(h), conv_weight, conv_bias, dt_bias, A_log, D, groups=1, chunk_size=256,
-    ...                          cu_seqlens=cu)
+    >>> normed = mamba_mixer_core(in_proj(h), conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, 1e-5,
+    ...                           groups=1, chunk_size=256, cu_seqlens=cu)
+    >>> out = out_proj(normed)
     """
     layout = mixer_layout(zxbcdt, conv_weight, dt_bias, groups)
+    check_gated_norm(layout, norm_weight, eps)
     _, xbc, dt = layout.split_projection(zxbcdt)
     check_conv1d_inputs(xbc, conv_weight, conv_bias, cu_seqlens, "silu")
     x, B, C = layout.split_conv(xbc)
     check_ssd_inputs(x, dt, A_log, B, C, D, cu_seqlens, chunk_size, None)
-    check_triton_device("mamba_mixer_core", zxbcdt)
+    check_triton_device("mamba_mixer_core", zxbcdt, norm_weight)
     total = zxbcdt.shape[0]
     return MambaMixerCoreFunction.apply(
         rows_in_place(zxbcdt),
@@ -103,6 +117,8 @@ def mamba_mixer_core(
         dt_bias,
         A_log,
         None if D is None else D.contiguous(),
+        norm_weight.contiguous(),
+        eps,
         layout,
         stream_doc_start(cu_seqlens, total, zxbcdt.device),
         stream_chunk_plan(cu_seqlens, total, chunk_size, zxbcdt.device),

@@ -1,4 +1,4 @@
-"""The Mamba2 mixer core as plain PyTorch ops: in_proj output -> conv1d -> SSD scan -> silu(z) gate.
+"""The Mamba2 mixer core as plain PyTorch ops: in_proj output -> conv1d -> SSD scan -> gated RMSNorm with z.
 
 The ground truth of the fused Triton function (`mixer.py`) and the trainer's CPU path. Both take the in_proj
 output `zxbcdt` `[T, d_inner + conv_dim + H]` (z, then the conv input xBC = [x, B, C], then dt) and share the
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gristmill.kernels.fused.swiglu.reference import swiglu_reference
+from gristmill.kernels.fused.rms_norm.reference import gated_rms_norm_reference
 from gristmill.kernels.ssd.conv1d_reference import causal_conv1d_reference
 from gristmill.kernels.ssd.reference import ssd_chunked_reference
 
@@ -72,6 +72,14 @@ def mixer_layout(zxbcdt: torch.Tensor, conv_weight: torch.Tensor, dt_bias: torch
     return MixerLayout(d_inner=d_inner, conv_dim=conv_dim, heads=heads, groups=groups)
 
 
+def check_gated_norm(layout: MixerLayout, norm_weight: torch.Tensor, eps: float) -> None:
+    """Raises ValueError unless norm_weight is `[d_inner]` and eps positive."""
+    if norm_weight.dim() != 1 or norm_weight.shape[0] != layout.d_inner:
+        raise ValueError(f"norm_weight must be [d_inner] = [{layout.d_inner}], got shape {tuple(norm_weight.shape)}")
+    if eps <= 0:
+        raise ValueError(f"the gated norm's eps must be positive, got {eps}")
+
+
 def discretization(dt: torch.Tensor, dt_bias: torch.Tensor, A_log: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The scan's positive step softplus(dt + dt_bias) `[T, H]` and negative rate -exp(A_log) `[H]`, in fp32."""
     return F.softplus(dt.float() + dt_bias), -torch.exp(A_log.float())
@@ -84,15 +92,19 @@ def mamba_mixer_core_reference(
     dt_bias: torch.Tensor,
     A_log: torch.Tensor,
     D: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
     *,
     groups: int,
     chunk_size: int,
     cu_seqlens: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """silu(z) * SSD(conv1d(xBC), dt) `[T, d_inner]` in zxbcdt's dtype; see `mamba_mixer_core` for the arguments."""
+    """rmsnorm(SSD(conv1d(xBC), dt) * silu(z)) * norm_weight `[T, d_inner]` in zxbcdt's dtype; see
+    `mamba_mixer_core` for the arguments."""
     layout = mixer_layout(zxbcdt, conv_weight, dt_bias, groups)
+    check_gated_norm(layout, norm_weight, eps)
     z, xbc, dt = layout.split_projection(zxbcdt)
     x, B, C = layout.split_conv(causal_conv1d_reference(xbc, conv_weight, conv_bias, cu_seqlens=cu_seqlens))
     dt, A = discretization(dt, dt_bias, A_log)
     y = ssd_chunked_reference(x, dt, A, B, C, D=D, cu_seqlens=cu_seqlens, chunk_size=chunk_size)
-    return swiglu_reference(z, y.reshape(z.shape))
+    return gated_rms_norm_reference(y.reshape(z.shape), z, norm_weight, eps)

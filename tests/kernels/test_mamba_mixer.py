@@ -1,6 +1,7 @@
-"""The fused Mamba2 mixer core against the unfused reference composition (conv1d, SSD scan, silu gate): output
-and the gradients of zxbcdt, the conv weight and bias, dt_bias, A_log and D, over packed documents with ragged
-boundaries (length-1 documents, documents starting mid-chunk, one document spanning the row)."""
+"""The fused Mamba2 mixer core against the unfused reference composition (conv1d, SSD scan, gated RMSNorm):
+the normed output and the gradients of zxbcdt (dz included), the conv weight and bias, dt_bias, A_log, D and the
+norm weight, over packed documents with ragged boundaries (length-1 documents, documents starting mid-chunk, one
+document spanning the row)."""
 
 from dataclasses import dataclass
 from itertools import pairwise
@@ -12,6 +13,7 @@ from gristmill.kernels.ssd import mamba_mixer_core, mamba_mixer_core_reference
 from gristmill.kernels.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+EPS = 1e-5
 ON_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 ON_CPU = pytest.mark.skipif(torch.cuda.is_available(), reason="tiny shapes are for the CPU interpreter")
 
@@ -46,7 +48,8 @@ CASES = [
 
 
 def make_inputs(case: Case) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """Random in_proj output in the case's dtype and the mixer's fp32 parameters, plus cu_seqlens."""
+    """Random in_proj output in the case's dtype and the mixer's fp32 parameters (in the positional order of
+    mamba_mixer_core), plus cu_seqlens."""
     H, P, G, N = case.heads, case.head_dim, case.groups, case.d_state
     d_inner, conv_dim = H * P, H * P + 2 * G * N
     cu = None
@@ -60,27 +63,28 @@ def make_inputs(case: Case) -> tuple[dict[str, torch.Tensor], torch.Tensor | Non
         "dt_bias": torch.randn(H, device=DEVICE) - 2.0,
         "A_log": torch.rand(H, device=DEVICE) * 2.0,
         "D": torch.randn(H, device=DEVICE),
+        "norm_weight": 1.0 + 0.1 * torch.randn(d_inner, device=DEVICE),
     }
     return leaves, cu
 
 
-def run_mixer(fn, leaves: dict, cu: torch.Tensor | None, case: Case, upcast: bool, dgated: torch.Tensor):
-    """Output and the gradients of <gated, dgated> w.r.t. every leaf."""
+def run_mixer(fn, leaves: dict, cu: torch.Tensor | None, case: Case, upcast: bool, dnormed: torch.Tensor):
+    """Output and the gradients of <normed, dnormed> w.r.t. every leaf."""
     args = {k: (v.float() if upcast else v).detach().requires_grad_() for k, v in leaves.items()}
-    gated = fn(*args.values(), groups=case.groups, chunk_size=case.chunk_size, cu_seqlens=cu)
-    grads = torch.autograd.grad((gated.float() * dgated).sum(), list(args.values()))
-    return gated, dict(zip(args, grads))
+    normed = fn(*args.values(), EPS, groups=case.groups, chunk_size=case.chunk_size, cu_seqlens=cu)
+    grads = torch.autograd.grad((normed.float() * dnormed).sum(), list(args.values()))
+    return normed, dict(zip(args, grads))
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_mamba_mixer_core(case: Case) -> None:
     torch.manual_seed(0)
     leaves, cu = make_inputs(case)
-    dgated = torch.randn(case.tokens, case.heads * case.head_dim, device=DEVICE)
-    gated, grads = run_mixer(mamba_mixer_core, leaves, cu, case, False, dgated)
-    gated_ref, grads_ref = run_mixer(mamba_mixer_core_reference, leaves, cu, case, True, dgated)
-    assert gated.dtype == case.dtype
-    assert_close("gated", gated, gated_ref, case.tol)
+    dnormed = torch.randn(case.tokens, case.heads * case.head_dim, device=DEVICE)
+    normed, grads = run_mixer(mamba_mixer_core, leaves, cu, case, False, dnormed)
+    normed_ref, grads_ref = run_mixer(mamba_mixer_core_reference, leaves, cu, case, True, dnormed)
+    assert normed.dtype == case.dtype
+    assert_close("normed", normed, normed_ref, case.tol)
     for name, grad in grads.items():
         assert grad.dtype == leaves[name].dtype, name
         assert_close("d" + name, grad, grads_ref[name], case.tol)
@@ -91,7 +95,7 @@ def test_mamba_mixer_core_restarts_at_each_document(case: Case) -> None:
     """A packed row gives each document what it gets alone: no conv tap and no state crosses a boundary."""
     torch.manual_seed(1)
     leaves, cu = make_inputs(case)
-    params = [leaves[k] for k in ("conv_weight", "conv_bias", "dt_bias", "A_log", "D")]
+    params = [leaves[k] for k in ("conv_weight", "conv_bias", "dt_bias", "A_log", "D", "norm_weight")] + [EPS]
     kw = {"groups": case.groups, "chunk_size": case.chunk_size}
     packed = mamba_mixer_core(leaves["zxbcdt"], *params, cu_seqlens=cu, **kw)
     for begin, end in pairwise(cu.tolist()):
@@ -109,6 +113,8 @@ def _valid_args() -> dict:
         "dt_bias": torch.randn(H, device=DEVICE),
         "A_log": torch.randn(H, device=DEVICE),
         "D": torch.randn(H, device=DEVICE),
+        "norm_weight": torch.randn(H * P, device=DEVICE),
+        "eps": EPS,
         "groups": G,
         "chunk_size": 16,
     }
@@ -125,16 +131,19 @@ def _valid_args() -> dict:
         ({"A_log": torch.randn(3)}, "A"),
         ({"chunk_size": 24}, "chunk_size"),
         ({"cu_seqlens": torch.tensor([0, 3, 7], dtype=torch.int32)}, "cu_seqlens"),
+        ({"norm_weight": torch.randn(31)}, "norm_weight"),
+        ({"eps": 0.0}, "eps"),
     ],
     ids=[
         "d-inner-not-heads-multiple", "zxbcdt-too-narrow", "no-state-columns", "groups", "conv-bias", "A-log",
-        "chunk-size", "cu-end",
+        "chunk-size", "cu-end", "norm-weight", "eps",
     ],
 )
 @pytest.mark.parametrize("fn", [mamba_mixer_core, mamba_mixer_core_reference], ids=["fused", "reference"])
 def test_mamba_mixer_core_rejects_bad_arguments(fn, change: dict, message: str) -> None:
     args = _valid_args()
     args.update({k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in change.items()})
-    positional = [args.pop(k) for k in ("zxbcdt", "conv_weight", "conv_bias", "dt_bias", "A_log", "D")]
+    names = ("zxbcdt", "conv_weight", "conv_bias", "dt_bias", "A_log", "D", "norm_weight", "eps")
+    positional = [args.pop(k) for k in names]
     with pytest.raises(ValueError, match=message):
         fn(*positional, **args)

@@ -1,9 +1,12 @@
-"""Fused RMSNorm against its float64 reference: output, residual stream and every gradient."""
+"""Fused RMSNorm and gated RMSNorm against their float64 references: output, residual stream and every gradient.
+
+The interpreter's backward tile holds 256 elements (4 rows of 48 or 40, 2 of 100, 1 of 300), so row counts that
+are not a multiple of it (15, 13, 7, 5) and widths that are not powers of two exercise the row and column masks."""
 
 import pytest
 import torch
 
-from gristmill.kernels.fused import rms_norm, rms_norm_reference
+from gristmill.kernels.fused.rms_norm import gated_rms_norm, gated_rms_norm_reference, rms_norm, rms_norm_reference
 from gristmill.kernels.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -13,6 +16,8 @@ CASES = [
     pytest.param(torch.float32, (3, 5, 48), 1e-5, id="f32-B3-T5-D48"),
     pytest.param(torch.float32, (1, 100), 1e-5, id="f32-T1-D100"),
     pytest.param(torch.bfloat16, (4, 64), 1e-2, id="bf16-T4-D64"),
+    pytest.param(torch.float32, (13, 100), 1e-5, id="f32-T13-D100"),
+    pytest.param(torch.float32, (5, 300), 1e-5, id="f32-T5-D300"),  # one-row tiles
     pytest.param(torch.bfloat16, (2, 1000, 4096), 1e-2, id="bf16-B2-T1000-D4096", marks=ON_GPU),
     pytest.param(torch.float32, (777, 1536), 1e-5, id="f32-T777-D1536", marks=ON_GPU),
 ]
@@ -47,9 +52,52 @@ def test_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, with_r
         assert_close(name, grad, ref, tol)
 
 
+GATED_CASES = [
+    pytest.param(torch.float32, (3, 5, 48), 1e-5, id="f32-B3-T5-D48"),
+    pytest.param(torch.bfloat16, (7, 100), 1e-2, id="bf16-T7-D100"),
+    pytest.param(torch.float32, (1, 40), 1e-5, id="f32-T1-D40"),
+    pytest.param(torch.float32, (5, 300), 1e-5, id="f32-T5-D300"),
+    pytest.param(torch.bfloat16, (4097, 2048), 1e-2, id="bf16-T4097-D2048", marks=ON_GPU),
+    pytest.param(torch.float32, (777, 1536), 1e-5, id="f32-T777-D1536", marks=ON_GPU),
+]
+
+
+@pytest.mark.parametrize("dtype, shape, tol", GATED_CASES)
+@pytest.mark.parametrize("gate_layout", ["contiguous", "column-slice"])
+def test_gated_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, gate_layout: str) -> None:
+    """y and the gradients of x, the gate and the weight; a column-slice gate is read (and its gradient
+    returned) through the wider tensor it lives in, as the Mamba2 mixer's z inside the in_proj output."""
+    torch.manual_seed(0)
+    dim = shape[-1]
+    x = torch.randn(shape, device=DEVICE, dtype=dtype)
+    gate_source = torch.randn(*shape[:-1], dim + 7 if gate_layout == "column-slice" else dim, device=DEVICE)
+    weight = 1.0 + 0.1 * torch.randn(dim, device=DEVICE, dtype=dtype)
+    dy = torch.randn_like(x)
+
+    def run(fn, x, gate_source, weight):
+        y = fn(x, gate_source[..., 3 : 3 + dim] if gate_layout == "column-slice" else gate_source, weight, eps=1e-6)
+        return y, torch.autograd.grad(y, (x, gate_source, weight), dy.to(y.dtype))
+
+    y, grads = run(gated_rms_norm, *_leaves(x, gate_source.to(dtype), weight))
+    y_ref, ref_grads = run(gated_rms_norm_reference, *_leaves(x.double(), gate_source.double(), weight.double()))
+    assert y.dtype == dtype
+    assert_close("y", y, y_ref, tol)
+    for name, grad, ref in zip(["dx", "dgate", "dweight"], grads, ref_grads):
+        assert_close(name, grad, ref, tol)
+
+
 def test_rms_norm_rejects_mismatched_weight() -> None:
     with pytest.raises(ValueError, match="weight shape"):
         rms_norm(torch.randn(2, 8, device=DEVICE), torch.ones(6, device=DEVICE))
+
+
+@pytest.mark.parametrize(
+    "gate_shape, eps, message", [((2, 6), 1e-6, "gate shape"), ((2, 8), 0.0, "eps")], ids=["gate-shape", "eps"]
+)
+def test_gated_rms_norm_rejects_bad_arguments(gate_shape: tuple[int, int], eps: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        gated_rms_norm(torch.randn(2, 8, device=DEVICE), torch.randn(gate_shape, device=DEVICE),
+                       torch.ones(8, device=DEVICE), eps=eps)
 
 
 def test_rms_norm_bf16_input_with_float32_weight() -> None:

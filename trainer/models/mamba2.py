@@ -46,17 +46,19 @@ class Mamba2(nn.Module):
         nn.init.ones_(self.norm_weight)
 
     def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
-        """x [T, d_model] -> [T, d_model]. The mixer core reads z, xBC and dt in place from the in_proj output
-        and hands back one gradient for it (one fused function on GPU)."""
-        gated = ops.mamba_mixer_core(
+        """x [T, d_model] -> [T, d_model]. The mixer core reads z, xBC and dt in place from the in_proj output,
+        ends with the gated RMSNorm and hands back one gradient for it (one fused function on GPU)."""
+        normed = ops.mamba_mixer_core(
             self.in_proj(x),
             self.conv_weight,
             self.conv_bias,
             self.dt_bias,
             self.A_log,
             self.D,
+            self.norm_weight,
+            self.eps,
             groups=self.groups,
             chunk_size=self.chunk_size,
             cu_seqlens=segments.cu_seqlens,
         )
-        return self.out_proj(ops.rms_norm(gated, self.norm_weight, self.eps))
+        return self.out_proj(normed)
