@@ -10,8 +10,9 @@ loops over group member and query tile; loops per member spilled registers at D=
 attention needs no reduction pass. Probabilities are recomputed from the saved base-2 log-sum-exp.
 
 The dk/dv kernel streams q, dO, lse and delta tiles. Where it can (descriptors.py) it reads them through
-tensor descriptors, and then masks every query tile in one loop: on an H100 the whole backward at L=8192
-took 3.54 ms that way against 3.90 ms for the fastest pointer tile (bench/results/attention.md, session 3).
+tensor descriptors, and then (at head dim 128) masks every query tile in one loop: on an H100 the whole
+backward at L=8192 took 3.54 ms that way against 3.90 ms for the fastest pointer tile (bench/results/attention.md,
+session 3). At head dim 64 the split loops stay faster through descriptors too (session 6).
 Through pointers separate loops stay faster: only the query tiles at the diagonal, the window edge and the
 document end take the mask and bounds checks.
 """
@@ -109,8 +110,9 @@ def _attention_bwd_key_tile(
     dk_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv_acc = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     lo, mid_lo, mid_hi, hi = query_ranges(n0, seqlen, window, BLOCK_M, BLOCK_N, CAUSAL, HAS_WINDOW)
-    if DESCRIPTORS:
-        # one loop, every tile masked: with cheap loads the separate loops cost more than the mask (and spilled)
+    if DESCRIPTORS and HEAD_DIM > 64:
+        # one loop, every tile masked: at D=128 with cheap loads the separate loops cost more than the mask (and
+        # spilled); at D=64 the separate loops are ~4% faster (bench/results/attention.md, session 6)
         mid_lo = hi
         mid_hi = hi
     # masked: diagonal and window edge; unmasked: fully visible tiles; masked: the tail past the window or the
