@@ -22,10 +22,8 @@ def num_warps_for_row(block: int) -> int:
     return max(1, min(16, block // 512))
 
 
-def persistent_programs(device: torch.device, n_items: int) -> int:
-    """Programs for a grid that loops over items: a few per multiprocessor, never more than items."""
+def multiprocessor_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (sizes persistent grids); 1 elsewhere (the interpreter)."""
     if device.type == "cuda":
-        slots = 4 * torch.cuda.get_device_properties(device).multi_processor_count
-    else:
-        slots = 4
-    return max(1, min(n_items, slots))
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1

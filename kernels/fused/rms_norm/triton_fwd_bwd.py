@@ -1,27 +1,39 @@
 """Fused RMSNorm in Triton, with the residual add or the Mamba2 gate folded into its input.
 
-The forward runs one program per row. The backward is a persistent grid whose programs walk tiles of several
-rows, so each step has a few rows' loads in flight instead of one row's load -> reduce -> store chain; the
-weight gradient is summed in registers over the program's rows and stored once.
+The forward runs one program per row. The backward is a persistent grid whose programs walk tiles of one or more
+rows; the autotuner picks the tile and how many programs share a multiprocessor (more programs keep more loads in
+flight). The weight gradient is summed in registers over a program's rows and stored once per program.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.fused.launch import check_triton_device, num_warps_for_row, persistent_programs
+from gristmill.kernels.fused.launch import check_triton_device, multiprocessor_count, num_warps_for_row
 from gristmill.kernels.interpreter import interpreting
 
 _MAX_DIM = 65536
 
 
+_MOST_PROGRAMS_PER_SM = 16
+
+
 def _backward_configs() -> list[triton.Config]:
-    """Elements per tile (rows = TILE // BLOCK_D, at least one) and warps. Under the interpreter one small tile,
-    so the tests' row counts leave a ragged last tile."""
+    """Elements per tile (rows = TILE // BLOCK_D, at least one), warps and programs per multiprocessor. One or two
+    rows per tile won at D 1024 and 2048 (H100), so the choices are how many programs share a multiprocessor:
+    each walks its tiles load -> reduce -> store, and more of them keep more loads in flight. Under the
+    interpreter one small tile, so the tests' row counts leave a ragged last tile."""
     if interpreting():
-        return [triton.Config({"TILE": 256}, num_warps=1, num_stages=1)]
-    tiles = ((2048, 4, 1), (4096, 8, 1), (8192, 8, 1), (16384, 16, 1), (4096, 8, 2))
-    return [triton.Config({"TILE": tile}, num_warps=warps, num_stages=stages) for tile, warps, stages in tiles]
+        return [triton.Config({"TILE": 256, "PROGRAMS_PER_SM": 4}, num_warps=1, num_stages=1)]
+    tiles = ((2048, 4, 4), (2048, 4, 8), (2048, 4, 16), (4096, 8, 4), (4096, 8, 8), (8192, 8, 4))
+    return [
+        triton.Config({"TILE": tile, "PROGRAMS_PER_SM": programs}, num_warps=warps, num_stages=1)
+        for tile, warps, programs in tiles
+    ]
+
+
+def _rows_per_tile(tile: int, block_d: int) -> int:
+    return max(1, tile // block_d)
 
 
 @triton.jit
@@ -54,12 +66,12 @@ def _rms_norm_fwd_kernel(
 
 
 @triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE"])
-@triton.heuristics({"BLOCK_ROWS": lambda args: max(1, args["TILE"] // args["BLOCK_D"])})
+@triton.heuristics({"BLOCK_ROWS": lambda args: _rows_per_tile(args["TILE"], args["BLOCK_D"])})
 @triton.jit(do_not_specialize=["n_rows"])
 def _rms_norm_bwd_kernel(
     DY, DHIDDEN, X, GATE, W, RSTD, DX, DGATE, DW_PARTIAL, n_rows, stride_x, stride_gate, stride_dgate, D,
     HAS_DHIDDEN: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr, TILE: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_D)
@@ -137,15 +149,22 @@ def rms_norm_bwd(
     n_rows, dim = hidden.shape
     if n_rows == 0:
         return torch.zeros_like(weight)
-    programs = persistent_programs(hidden.device, n_rows)
-    dw_partial = torch.empty(programs, dim, dtype=torch.float32, device=hidden.device)
-    _rms_norm_bwd_kernel[(programs,)](
+    block_d = triton.next_power_of_2(dim)
+    multiprocessors = multiprocessor_count(hidden.device)
+
+    def programs(meta: dict) -> int:
+        rows_per_tile = _rows_per_tile(meta["TILE"], block_d)
+        return min(triton.cdiv(n_rows, rows_per_tile), multiprocessors * meta["PROGRAMS_PER_SM"])
+
+    most = min(n_rows, multiprocessors * _MOST_PROGRAMS_PER_SM)
+    dw_partial = torch.empty(most, dim, dtype=torch.float32, device=hidden.device)
+    _rms_norm_bwd_kernel[lambda meta: (programs(meta),)](
         dy, dy if dhidden is None else dhidden, hidden, hidden if gate is None else gate, weight, rstd, dx,
         dx if dgate is None else dgate, dw_partial, n_rows, hidden.stride(0),
         0 if gate is None else gate.stride(0), 0 if dgate is None else dgate.stride(0), dim,
-        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, BLOCK_D=triton.next_power_of_2(dim),
+        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, BLOCK_D=block_d,
     )  # fmt: skip
-    return dw_partial.sum(0).to(weight.dtype)
+    return dw_partial[: programs(_rms_norm_bwd_kernel.best_config.kwargs)].sum(0).to(weight.dtype)
 
 
 def _matrix(t: torch.Tensor) -> torch.Tensor:
