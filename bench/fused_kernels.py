@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -50,6 +51,25 @@ def rms_norm_case(tokens: int = 16384, dim: int = 4096) -> Case:
     # fwd reads x, residual, writes y, stream; bwd reads dy, dstream, stream, writes dx
     return Case("rms_norm+residual", f"T{tokens} D{dim} bf16", fused.rms_norm, fused.rms_norm_reference, step,
                 min_bytes=8 * x.numel() * 2)
+
+
+def gated_rms_norm_case(tokens: int = 32768, dim: int = 2048, projection_width: int = 4384) -> Case:
+    """Mamba2's gated norm as the mixer calls it: the gate z is the first `dim` columns of the in_proj output."""
+    if projection_width < dim:
+        raise ValueError(f"gated_rms_norm_case: projection_width {projection_width} is narrower than dim {dim}")
+    projection = torch.randn(tokens, projection_width, device=DEVICE, dtype=torch.bfloat16)
+    x = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
+    weight = torch.randn(dim, device=DEVICE, dtype=torch.bfloat16)
+    dy = torch.randn_like(x)
+    x, gate, weight = _leaves(x, projection[:, :dim], weight)
+
+    def step(fn):
+        y = fn(x, gate, weight)
+        return (y, *torch.autograd.grad(y, (x, gate, weight), dy))
+
+    # fwd reads x, gate, writes y; bwd reads dy, x, gate, writes dx, dgate
+    return Case("gated_rms_norm", f"T{tokens} D{dim} z from [{tokens}, {projection_width}] bf16",
+                fused.gated_rms_norm, fused.gated_rms_norm_reference, step, min_bytes=8 * x.numel() * 2)
 
 
 def swiglu_case(tokens: int = 16384, ffn: int = 14336) -> Case:
@@ -120,8 +140,14 @@ HEADER = [
     "eager MiB", "compile MiB", "triton MiB", "mem triton/eager", "mem triton/compile", "triton achieved",
     "max rel err vs eager",
 ]
-CASES = {"linear_cross_entropy": linear_cross_entropy_case, "rms_norm": rms_norm_case, "swiglu": swiglu_case,
-         "rope": rope_case}
+CASES = {
+    "linear_cross_entropy": linear_cross_entropy_case,
+    "rms_norm": rms_norm_case,
+    "rms_norm_model": partial(rms_norm_case, tokens=32768, dim=1024),  # the models' norm: T 32768, D 1024
+    "gated_rms_norm": gated_rms_norm_case,
+    "swiglu": swiglu_case,
+    "rope": rope_case,
+}
 
 
 def main() -> None:
