@@ -68,9 +68,8 @@ def _check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: i
         raise ValueError(f"max_seqlen must be a non-negative int, got {max_seqlen!r}")
     if torch.compiler.is_compiling() or (cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()):
         return  # reading values back would break the traced or captured graph; eager calls check them
-    OFFSETS_MEMO.get(
-        cu_seqlens, ("checked", total_tokens, max_seqlen), lambda: _check_offset_values(cu_seqlens, total_tokens, max_seqlen)
-    )
+    key = ("checked", total_tokens, max_seqlen)
+    OFFSETS_MEMO.get(cu_seqlens, key, lambda: _check_offset_values(cu_seqlens, total_tokens, max_seqlen))
 
 
 def _check_offset_values(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: int) -> bool:

@@ -22,7 +22,9 @@ from gristmill.kernels.ssd.validation import check_ssd_inputs
 
 
 class ScanInputs(NamedTuple):
-    """The scan's tensor inputs: x, B, C and dt need contiguous rows only (any row stride)."""
+    """The scan's tensor inputs: x, B, C and dt need contiguous rows only (any row stride). With `dt_bias` they are
+    Mamba2's raw parameters: dt is the projection's output and A is A_log; the kernels form the step
+    softplus(dt + dt_bias) and the rate -exp(A_log), and the gradients come back w.r.t. raw dt, dt_bias and A_log."""
 
     x: torch.Tensor
     dt: torch.Tensor
@@ -31,7 +33,6 @@ class ScanInputs(NamedTuple):
     C: torch.Tensor
     D: torch.Tensor | None
     dt_bias: torch.Tensor | None = None
-    """Given, dt is raw (Mamba2's projection) and the scan's step is softplus(dt + dt_bias), formed in the kernels."""
 
 
 class ScanIntermediates(NamedTuple):

@@ -80,14 +80,9 @@ def check_gated_norm(layout: MixerLayout, norm_weight: torch.Tensor, eps: float)
         raise ValueError(f"the gated norm's eps must be positive, got {eps}")
 
 
-def decay_rate(A_log: torch.Tensor) -> torch.Tensor:
-    """The scan's negative rate -exp(A_log) `[H]`, in fp32."""
-    return -torch.exp(A_log.float())
-
-
 def discretization(dt: torch.Tensor, dt_bias: torch.Tensor, A_log: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The scan's positive step softplus(dt + dt_bias) `[T, H]` and negative rate -exp(A_log) `[H]`, in fp32."""
-    return F.softplus(dt.float() + dt_bias), decay_rate(A_log)
+    return F.softplus(dt.float() + dt_bias), -torch.exp(A_log.float())
 
 
 def mamba_mixer_core_reference(
