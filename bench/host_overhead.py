@@ -34,11 +34,14 @@ def _segments(device: torch.device, lengths: tuple[int, ...], rows: int) -> Segm
     return Segments(bounds.to(device), positions.to(device), max(lengths), rows)
 
 
-def _fwd_bwd(forward: Callable[[], torch.Tensor]) -> Callable[[], None]:
-    """One forward and backward; the output gradient is made once, so the loop holds only the op's own work."""
+def _fwd_bwd(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Callable[[], None]:
+    """One forward and backward; the output gradient is made once, so the loop holds only the op's own work, and
+    the leaves' gradients are dropped before each call, as a training step's zero_grad does."""
     grad = torch.randn_like(forward())
 
     def step() -> None:
+        for leaf in leaves:
+            leaf.grad = None
         forward().backward(grad)
 
     return step
@@ -53,12 +56,14 @@ def mixer_step(device: torch.device, segments: Segments) -> Callable[[], None]:
     conv_weight = (torch.randn(conv_dim, cfg.ssm.d_conv, device=device) * 0.3).requires_grad_()
     conv_bias, norm_weight = torch.randn(conv_dim, **f32), torch.ones(cfg.d_inner, **f32)
     dt_bias, A_log, D = torch.randn(heads, **f32), torch.rand(heads, **f32), torch.ones(heads, **f32)
+    leaves = [zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight]
     return _fwd_bwd(
         lambda: ops.mamba_mixer_core(
-            zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, cfg.norm_eps,
-            groups=cfg.ssm.n_groups, chunk_size=cfg.ssm.chunk_size, cu_seqlens=segments.cu_seqlens,
-        )  # fmt: skip
-    )
+            *leaves, cfg.norm_eps, groups=cfg.ssm.n_groups, chunk_size=cfg.ssm.chunk_size,
+            cu_seqlens=segments.cu_seqlens,
+        ),
+        leaves,
+    )  # fmt: skip
 
 
 def rms_norm_residual_step(device: torch.device) -> Callable[[], None]:
@@ -70,14 +75,14 @@ def rms_norm_residual_step(device: torch.device) -> Callable[[], None]:
         y, stream = ops.rms_norm(x, weight, 1e-5, residual)
         return y + stream  # both outputs carry gradient, as in the model
 
-    return _fwd_bwd(forward)
+    return _fwd_bwd(forward, [x, residual, weight])
 
 
 def gated_rms_norm_step(device: torch.device) -> Callable[[], None]:
     d_inner = model_presets.hybrid_350m().d_inner
     x, gate = (torch.randn(TOKENS, d_inner, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in "xg")
     weight = torch.ones(d_inner, device=device, requires_grad=True)
-    return _fwd_bwd(lambda: gated_rms_norm(x, gate, weight, 1e-5))
+    return _fwd_bwd(lambda: gated_rms_norm(x, gate, weight, 1e-5), [x, gate, weight])
 
 
 def rotary_qkv_step(device: torch.device, segments: Segments) -> Callable[[], None]:
@@ -87,7 +92,8 @@ def rotary_qkv_step(device: torch.device, segments: Segments) -> Callable[[], No
     projection = torch.randn(TOKENS, width, device=device, dtype=torch.bfloat16, requires_grad=True)
     # qkv is rotated in place, so it must not be a leaf: the clone (one copy kernel) stands in for the projection
     return _fwd_bwd(
-        lambda: ops.rotary_qkv_attention(projection.clone(), cfg.n_heads, cfg.n_kv_heads, cfg.rope_theta, segments)
+        lambda: ops.rotary_qkv_attention(projection.clone(), cfg.n_heads, cfg.n_kv_heads, cfg.rope_theta, segments),
+        [projection],
     )
 
 
@@ -99,6 +105,7 @@ def model_step(device: torch.device) -> Callable[[], None]:
     input_ids = torch.randint(0, model.cfg.vocab_size, (rows, length), device=device)
 
     def step() -> None:
+        model.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = model(input_ids, input_ids, segments)
         loss.backward()
