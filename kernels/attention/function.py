@@ -6,13 +6,18 @@ import torch
 
 from gristmill.kernels.attention.backward import attention_backward
 from gristmill.kernels.attention.forward import attention_forward
-from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
+from gristmill.kernels.attention.inputs import OFFSETS_MEMO, check_attention_inputs, resolve_softmax_scale
 from gristmill.kernels.attention.reference import attention_reference
 from gristmill.kernels.attention.tiles import longest_first
 from gristmill.kernels.interpreter import interpreting
 
 SUPPORTED_HEAD_DIMS = (64, 128)
 SUPPORTED_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def document_order(cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """`longest_first`, computed once per `cu_seqlens` tensor: every attention layer of a step shares it."""
+    return OFFSETS_MEMO.get(cu_seqlens, "longest_first", lambda: longest_first(cu_seqlens))
 
 
 def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
@@ -26,7 +31,7 @@ class FlashAttentionVarlenFunction(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, q, k, v, cu_seqlens, max_seqlen, causal, window, softmax_scale):
         q, k, v = (_last_dim_contiguous(x) for x in (q, k, v))
-        doc_order = longest_first(cu_seqlens)
+        doc_order = document_order(cu_seqlens)
         out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, causal, window, softmax_scale, doc_order)
         ctx.save_for_backward(q, k, v, out, lse, cu_seqlens, doc_order)
         ctx.settings = (max_seqlen, causal, window, softmax_scale)

@@ -2,27 +2,41 @@
 
 import math
 import weakref
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import torch
 
 
-class _LastCheckedOffsets:
-    """The last cu_seqlens whose values passed: every layer of a model gets the same tensor in a step, so
-    only the first call per batch pays the device-to-host read. Held weakly; an in-place edit bumps the
-    tensor's version and forces a new check."""
+Derived = TypeVar("Derived")
+
+
+class TensorMemo:
+    """Values derived from the last tensor seen, kept while it stays the same tensor at the same version: every
+    layer of a model gets the same `cu_seqlens` and `position_ids` in a step, so only the first call per batch
+    pays the value check, the document order and the RoPE tables. Held weakly; an in-place edit bumps the
+    tensor's version and drops them. A CUDA graph capture builds its own (its replays see new values in the
+    same tensor), traced graphs and inference tensors (no version counter) build on every call."""
 
     def __init__(self) -> None:
-        self._tensor: weakref.ref | None = None
-        self._checked_as: tuple[int, int, int] | None = None
+        self._source: weakref.ref | None = None
+        self._stamp: tuple[int, int, bool] | None = None
+        self._values: dict[Hashable, object] = {}
 
-    def holds(self, cu_seqlens: torch.Tensor, checked_as: tuple[int, int, int]) -> bool:
-        return self._tensor is not None and self._tensor() is cu_seqlens and self._checked_as == checked_as
+    def get(self, source: torch.Tensor, key: Hashable, build: Callable[[], Derived]) -> Derived:
+        if torch.compiler.is_compiling() or source.is_inference():
+            return build()
+        capturing = source.is_cuda and torch.cuda.is_current_stream_capturing()
+        stamp = (source.data_ptr(), source._version, capturing)
+        if self._source is None or self._source() is not source or self._stamp != stamp:
+            self._source, self._stamp, self._values = weakref.ref(source), stamp, {}
+        if key not in self._values:
+            self._values[key] = build()
+        return self._values[key]
 
-    def remember(self, cu_seqlens: torch.Tensor, checked_as: tuple[int, int, int]) -> None:
-        self._tensor, self._checked_as = weakref.ref(cu_seqlens), checked_as
 
-
-_LAST_CHECKED = _LastCheckedOffsets()
+OFFSETS_MEMO = TensorMemo()
+"""What the attention kernels derive from `cu_seqlens`: the values' check and the documents' launch order."""
 
 
 def _check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -54,10 +68,13 @@ def _check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: i
         raise ValueError(f"max_seqlen must be a non-negative int, got {max_seqlen!r}")
     if torch.compiler.is_compiling() or (cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()):
         return  # reading values back would break the traced or captured graph; eager calls check them
-    # inference tensors keep no version counter, so an in-place edit could not be seen: check them every call
-    checked_as = None if cu_seqlens.is_inference() else (cu_seqlens._version, total_tokens, max_seqlen)
-    if checked_as is not None and _LAST_CHECKED.holds(cu_seqlens, checked_as):
-        return
+    key = ("checked", total_tokens, max_seqlen)
+    OFFSETS_MEMO.get(cu_seqlens, key, lambda: _check_offset_values(cu_seqlens, total_tokens, max_seqlen))
+
+
+def _check_offset_values(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: int) -> bool:
+    """Raises ValueError unless the offsets run from 0 to T without falling and max_seqlen bounds every
+    document; one device-to-host read."""
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]
     first, last, shortest, longest = torch.stack([cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]).tolist()
     if first != 0 or last != total_tokens:
@@ -66,8 +83,7 @@ def _check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: i
         raise ValueError("cu_seqlens must be non-decreasing (a document length is negative)")
     if longest > max_seqlen:
         raise ValueError(f"max_seqlen={max_seqlen} is below the longest document ({longest} tokens)")
-    if checked_as is not None:
-        _LAST_CHECKED.remember(cu_seqlens, checked_as)
+    return True
 
 
 def check_attention_inputs(

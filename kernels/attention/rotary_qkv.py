@@ -10,12 +10,17 @@ import torch
 
 from gristmill.kernels.attention.backward import attention_backward
 from gristmill.kernels.attention.forward import attention_forward
-from gristmill.kernels.attention.function import check_kernel_device, flash_attention_varlen, unsupported_reason
-from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
+from gristmill.kernels.attention.function import (
+    check_kernel_device, document_order, flash_attention_varlen, unsupported_reason,
+)
+from gristmill.kernels.attention.inputs import TensorMemo, check_attention_inputs, resolve_softmax_scale
 from gristmill.kernels.attention.reference import sdpa_attention_reference
-from gristmill.kernels.attention.tiles import longest_first
 from gristmill.kernels.fused.rope.reference import apply_rope_reference, rope_cos_sin
 from gristmill.kernels.fused.rope.triton_fwd_bwd import check_rope_inputs, rope_rotate
+
+
+_ROPE_TABLES = TensorMemo()
+"""cos and sin of the last `position_ids`, shared by every attention layer of a step."""
 
 
 def split_qkv(qkv: torch.Tensor, n_heads: int, n_kv_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,7 +48,7 @@ class RotaryQKVAttentionFunction(torch.autograd.Function):
         q, k, v = split_qkv(qkv, n_heads, n_kv_heads)
         rotated = qkv.view(q.shape[0], -1, q.shape[2])[:, : n_heads + n_kv_heads]
         rope_rotate(rotated, rotated, cos, sin, inverse=False)
-        doc_order = longest_first(cu_seqlens)
+        doc_order = document_order(cu_seqlens)
         out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, True, None, softmax_scale, doc_order)
         ctx.mark_dirty(qkv)
         ctx.set_materialize_grads(False)
@@ -111,7 +116,8 @@ def rotary_qkv_attention(
         q, k = apply_rope_reference(q, k, position_ids, theta)
         return flash_attention_varlen(q, k, v, cu_seqlens, max_seqlen, softmax_scale=scale)
     check_kernel_device(q)
-    cos, sin = rope_cos_sin(position_ids, q.shape[-1], theta)
+    head_dim = q.shape[-1]
+    cos, sin = _ROPE_TABLES.get(position_ids, (head_dim, theta), lambda: rope_cos_sin(position_ids, head_dim, theta))
     out, _ = RotaryQKVAttentionFunction.apply(qkv, cos, sin, cu_seqlens, max_seqlen, n_heads, n_kv_heads, scale)
     return out
 

@@ -130,13 +130,13 @@ def chunk_scan_bwd_dx(
     dleaving: torch.Tensor,
     plan: ChunkPlan,
     dx: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Writes dx into `dx` (`[T, H, P]`, contiguous rows, any row stride); returns dt's direct part (`[H, T]`
-    fp32) and dD (or None). x, B, C and dy may be row-strided too."""
+    dD: torch.Tensor,
+) -> torch.Tensor:
+    """Writes dx into `dx` (`[T, H, P]`, contiguous rows, any row stride) and, with D, adds D's gradient into the
+    zeroed fp32 `dD` `[H]`; returns dt's direct part (`[H, T]` fp32). x, B, C and dy may be row-strided too."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     ddt_direct = torch.empty_like(a)
-    dD = torch.zeros(H, device=x.device, dtype=torch.float32)
     _ssd_bwd_kernel_dx[(H, plan.num_chunks)](
         x, dt, a, B, C, D, dy, dleaving, dx, ddt_direct, dD, plan.chunk_start, plan.chunk_len, T,
         x.stride(0), B.stride(0), C.stride(0), dy.stride(0), dx.stride(0),
@@ -144,4 +144,4 @@ def chunk_scan_bwd_dx(
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
-    return ddt_direct, dD if D is not None else None
+    return ddt_direct

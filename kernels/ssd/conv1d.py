@@ -160,6 +160,7 @@ def _conv1d_bwd_kernel(
     T,
     stride_x,
     stride_dx,
+    stride_partial,
     CHANNELS: tl.constexpr,
     WIDTH: tl.constexpr,
     HAS_BIAS: tl.constexpr,
@@ -220,7 +221,8 @@ def _conv1d_bwd_kernel(
         x3, x2, x1 = x2, x1, x0
         g3, g2, g1 = g2, g1, grad
         first2, first1 = first1, first
-    partial = (tl.program_id(0) * CHANNELS + offs_c) * WIDTH + WIDTH - 1
+    block_partial = tl.program_id(0).to(tl.int64) * stride_partial
+    partial = block_partial + offs_c * WIDTH + WIDTH - 1
     tl.store(dweight_partial + partial, dw0, mask=mask_c)
     if WIDTH > 1:
         tl.store(dweight_partial + partial - 1, dw1, mask=mask_c)
@@ -229,7 +231,7 @@ def _conv1d_bwd_kernel(
     if WIDTH > 3:
         tl.store(dweight_partial + partial - 3, dw3, mask=mask_c)
     if HAS_BIAS:
-        tl.store(dbias_partial + tl.program_id(0) * CHANNELS + offs_c, db, mask=mask_c)
+        tl.store(dbias_partial + block_partial + offs_c, db, mask=mask_c)
 
 
 def _blocks_grid(T: int, channels: int) -> Callable[[dict], tuple[int, int]]:
@@ -266,19 +268,19 @@ def conv1d_bwd(
     gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients."""
     T, channels = x.shape
     width = weight.shape[1]
-    most_blocks = triton.cdiv(T, _SHORTEST_BLOCK)
-    dweight_partial = torch.empty(most_blocks, channels, width, device=x.device, dtype=torch.float32)
-    dbias_partial = None if bias is None else torch.empty(most_blocks, channels, device=x.device, dtype=torch.float32)
+    # one row per token block: the weight's partial sums, then the bias's, so one reduction sums both
+    weight_columns = channels * width
+    row = weight_columns + (0 if bias is None else channels)
+    partial = torch.empty(triton.cdiv(T, _SHORTEST_BLOCK), row, device=x.device, dtype=torch.float32)
 
     _conv1d_bwd_kernel[_blocks_grid(T, channels)](
-        x, weight, bias, doc_start, dy, dx, dweight_partial, dbias_partial, T, x.stride(0), dx.stride(0),
+        x, weight, bias, doc_start, dy, dx, partial, partial[:, weight_columns:], T, x.stride(0), dx.stride(0), row,
         CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu,
     )  # fmt: skip
     # one partial row per token block of the config the autotuner ran; rows past them were never written
-    blocks = triton.cdiv(T, _conv1d_bwd_kernel.best_config.kwargs["BLOCK_T"])
-    dweight = dweight_partial[:blocks].sum(0).to(weight.dtype)
-    dbias = None if bias is None else dbias_partial[:blocks].sum(0).to(bias.dtype)
-    return dweight, dbias
+    sums = partial[: triton.cdiv(T, _conv1d_bwd_kernel.best_config.kwargs["BLOCK_T"])].sum(0)
+    dweight = sums[:weight_columns].view(channels, width).to(weight.dtype)
+    return dweight, None if bias is None else sums[weight_columns:].to(bias.dtype)
 
 
 class CausalConv1dFunction(torch.autograd.Function):

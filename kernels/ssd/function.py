@@ -22,7 +22,9 @@ from gristmill.kernels.ssd.validation import check_ssd_inputs
 
 
 class ScanInputs(NamedTuple):
-    """The scan's tensor inputs: x, B and C need contiguous rows only (any row stride), dt `[T, H]` is contiguous."""
+    """The scan's tensor inputs: x, B, C and dt need contiguous rows only (any row stride). With `dt_bias` they are
+    Mamba2's raw parameters: dt is the projection's output and A is A_log; the kernels form the step
+    softplus(dt + dt_bias) and the rate -exp(A_log), and the gradients come back w.r.t. raw dt, dt_bias and A_log."""
 
     x: torch.Tensor
     dt: torch.Tensor
@@ -30,6 +32,7 @@ class ScanInputs(NamedTuple):
     B: torch.Tensor
     C: torch.Tensor
     D: torch.Tensor | None
+    dt_bias: torch.Tensor | None = None
 
 
 class ScanIntermediates(NamedTuple):
@@ -48,6 +51,23 @@ class ScanGradients(NamedTuple):
     dA: torch.Tensor
     dD: torch.Tensor | None
     dinitial_state: torch.Tensor | None
+    ddt_bias: torch.Tensor | None = None
+
+
+class _ZeroedSums(NamedTuple):
+    """The backward's atomically summed gradients, views of one zeroed fp32 buffer: one memset, not four."""
+
+    da: torch.Tensor
+    dchunk_decay: torch.Tensor
+    dD: torch.Tensor
+    cumsum: torch.Tensor
+    """`[2, H]`: dA and the dt bias's gradient."""
+
+    @classmethod
+    def allocate(cls, heads: int, total: int, num_chunks: int, device: torch.device) -> "_ZeroedSums":
+        sizes = (heads * total, heads * num_chunks, heads, 2 * heads)
+        da, dchunk_decay, dD, cumsum = torch.zeros(sum(sizes), device=device, dtype=torch.float32).split(sizes)
+        return cls(da.view(heads, total), dchunk_decay.view(heads, num_chunks), dD, cumsum.view(2, heads))
 
 
 def ssd_forward(
@@ -55,8 +75,8 @@ def ssd_forward(
 ) -> tuple[torch.Tensor, torch.Tensor | None, ScanIntermediates]:
     """y `[T, H, P]` (contiguous, x's dtype), each document's final state (None unless kept), and the backward's
     intermediates."""
-    x, dt, A, B, C, D = inputs
-    a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan)
+    x, dt, A, B, C, D, dt_bias = inputs
+    a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan, dt_bias)
     entering, final_state = state_scan_fwd(x, dt_by_head, a, B, chunk_decay, initial_state, plan, keep_final_state)
     y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
     return y, final_state, ScanIntermediates(dt_by_head, a, chunk_decay, entering)
@@ -71,22 +91,26 @@ def ssd_backward(
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     *,
     keep_initial_gradient: bool,
+    ddt: torch.Tensor | None = None,
 ) -> ScanGradients:
-    """Writes dx, dB and dC into `grads` (shaped like x, B and C, contiguous rows at any row stride) and returns
-    the other gradients (the initial state's None unless kept); dy needs contiguous rows, dfinal_state (None:
-    unused) is contiguous."""
-    x, dt, A, B, C, D = inputs
+    """Writes dx, dB and dC into `grads` (shaped like x, B and C, contiguous rows at any row stride) and ddt into
+    `ddt` (likewise; None: a new tensor), and returns the other gradients (the initial state's None unless kept;
+    dt_bias's fp32, None without one); dy needs contiguous rows, dfinal_state (None: unused) is contiguous."""
+    x, dt, A, B, C, D, dt_bias = inputs
     dx, dB, dC = grads
     dt_by_head, a, chunk_decay, entering = saved
-    dleaving, dfirst, dlog_decay = state_scan_bwd(
-        dy, a, C, chunk_decay, entering, dfinal_state, plan, keep_initial_gradient
+    sums = _ZeroedSums.allocate(x.shape[1], x.shape[0], plan.num_chunks, x.device)
+    dleaving, dfirst = state_scan_bwd(
+        dy, a, C, chunk_decay, entering, dfinal_state, plan, keep_initial_gradient, sums.dchunk_decay
     )
-    ddt_direct, dD = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan, dx)
-    dscores, da = score_gradient(x, dt_by_head, a, B, C, dy, plan)
-    group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, da, plan, dB, source=True)
-    group_gradient(dscores, dy, entering, B, C, dt_by_head, a, da, plan, dC, source=False)
-    ddt, dA = chunk_cumsum_bwd(dt, dt_by_head, A, da, dlog_decay, ddt_direct, plan)
-    return ScanGradients(ddt, dA, None if dD is None else dD.to(D.dtype), dfirst)
+    ddt_direct = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan, dx, sums.dD)
+    dscores = score_gradient(x, dt_by_head, a, B, C, dy, plan, sums.da)
+    group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, sums.da, plan, dB, source=True)
+    group_gradient(dscores, dy, entering, B, C, dt_by_head, a, sums.da, plan, dC, source=False)
+    ddt, dA, ddt_bias = chunk_cumsum_bwd(
+        dt, dt_by_head, A, sums.da, sums.dchunk_decay, chunk_decay, ddt_direct, plan, sums.cumsum, dt_bias, ddt
+    )
+    return ScanGradients(ddt, dA, None if D is None else sums.dD.to(D.dtype), dfirst, ddt_bias)
 
 
 class SSDScanFunction(torch.autograd.Function):
@@ -122,7 +146,7 @@ class SSDScanFunction(torch.autograd.Function):
         dy = torch.zeros(x.shape, device=x.device, dtype=x.dtype) if dy is None else rows_in_place(dy)
         dx, dB, dC = empty_rows_like(x), empty_rows_like(B), empty_rows_like(C)
         dfinal_state = None if dfinal_state is None else dfinal_state.contiguous()
-        ddt, dA, dD, dfirst = ssd_backward(
+        ddt, dA, dD, dfirst, _ = ssd_backward(
             inputs, saved, dy, dfinal_state, ctx.plan, (dx, dB, dC), keep_initial_gradient=ctx.has_initial_state
         )
         dinitial = dfirst.to(ctx.initial_state_dtype) if ctx.has_initial_state else None

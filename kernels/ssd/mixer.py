@@ -17,7 +17,7 @@ from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import ChunkPlan, stream_chunk_plan, stream_doc_start
 from gristmill.kernels.ssd.function import ScanInputs, ScanIntermediates, ssd_backward, ssd_forward
 from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
-from gristmill.kernels.ssd.mixer_reference import MixerLayout, check_gated_norm, discretization, mixer_layout
+from gristmill.kernels.ssd.mixer_reference import MixerLayout, check_gated_norm, mixer_layout
 from gristmill.kernels.ssd.validation import check_ssd_inputs
 
 
@@ -39,20 +39,19 @@ class MambaMixerCoreFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         z, xbc, dt_raw = layout.split_projection(zxbcdt)
         conv_out = conv1d_fwd(xbc, conv_weight, conv_bias, doc_start, silu=True)
-        dt, A = discretization(dt_raw, dt_bias, A_log)
         x, B, C = layout.split_conv(conv_out)
-        y, _, saved = ssd_forward(ScanInputs(x, dt, A, B, C, D), None, plan, keep_final_state=False)
+        y, _, saved = ssd_forward(ScanInputs(x, dt_raw, A_log, B, C, D, dt_bias), None, plan, keep_final_state=False)
         y = y.view(z.shape)
         normed, _, rstd = rms_norm_fwd(y, norm_weight, eps, gate=z)
         ctx.save_for_backward(
-            zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, doc_start, conv_out, dt, A, y, rstd, *saved
+            zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, doc_start, conv_out, y, rstd, *saved
         )
         ctx.layout, ctx.plan = layout, plan
         return normed
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, dnormed: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, doc_start, conv_out, dt, A, y, rstd, *saved = (
+        zxbcdt, conv_weight, conv_bias, dt_bias, A_log, D, norm_weight, doc_start, conv_out, y, rstd, *saved = (
             ctx.saved_tensors
         )
         layout: MixerLayout = ctx.layout
@@ -63,16 +62,12 @@ class MambaMixerCoreFunction(torch.autograd.Function):
         dnorm_weight = rms_norm_bwd(dnormed.contiguous(), y, norm_weight, rstd, dy, gate=z, dgate=dz)
         dconv_out = torch.empty_like(conv_out)
         x, B, C = layout.split_conv(conv_out)
-        ddt, dA, dD, _ = ssd_backward(
-            ScanInputs(x, dt, A, B, C, D), ScanIntermediates(*saved), dy.view(x.shape), None, ctx.plan,
-            layout.split_conv(dconv_out), keep_initial_gradient=False,
+        _, dA_log, dD, _, ddt_bias = ssd_backward(
+            ScanInputs(x, dt_raw, A_log, B, C, D, dt_bias), ScanIntermediates(*saved), dy.view(x.shape), None, ctx.plan,
+            layout.split_conv(dconv_out), keep_initial_gradient=False, ddt=ddt_raw,
         )  # fmt: skip
         dweight, dbias = conv1d_bwd(xbc, conv_weight, conv_bias, doc_start, dconv_out, silu=True, dx=dxbc)
-        ddt_pre = ddt * torch.sigmoid(dt_raw.float() + dt_bias)  # softplus' derivative
-        ddt_raw.copy_(ddt_pre)
-        ddt_bias = ddt_pre.sum(0).to(dt_bias.dtype)
-        dA_log = (dA * A).to(A_log.dtype)  # A = -exp(A_log)
-        return grad, dweight, dbias, ddt_bias, dA_log, dD, dnorm_weight, None, None, None, None
+        return grad, dweight, dbias, ddt_bias.to(dt_bias.dtype), dA_log, dD, dnorm_weight, None, None, None, None
 
 
 def mamba_mixer_core(

@@ -118,15 +118,15 @@ def score_gradient(
     C: torch.Tensor,
     dy: torch.Tensor,
     plan: ChunkPlan,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    da: torch.Tensor,
+) -> torch.Tensor:
     """The score gradient, fp32 `[num_chunks, G, L, L]` (only blocks on or below the diagonal of a chunk's real
-    tokens are written, so readers mask with l >= s and both inside the chunk), and the gradient w.r.t. `a`
-    through the scores, `[H, T]` fp32."""
+    tokens are written, so readers mask with l >= s and both inside the chunk); adds the gradient w.r.t. `a`
+    through the scores into the zeroed fp32 `da` `[H, T]`."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
     L = plan.chunk_size
     dscores = torch.empty(plan.num_chunks, G, L, L, device=x.device, dtype=torch.float32)
-    da = torch.zeros_like(a)
 
     def grid(meta: dict) -> tuple[int, int, int]:
         return (triton.cdiv(L, meta["BLOCK"]), triton.cdiv(L, meta["BLOCK"]), plan.num_chunks * G)
@@ -138,4 +138,4 @@ def score_gradient(
         BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
-    return dscores, da
+    return dscores

@@ -178,12 +178,12 @@ def state_scan_bwd(
     dfinal_state: torch.Tensor | None,
     plan: ChunkPlan,
     keep_initial_gradient: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """The gradient of the state leaving each chunk in the dtype of `entering`, the initial state's gradient
-    (fp32; None unless kept), and that of each chunk's total log-decay `[H, num_chunks]`."""
-    dlog_decay = torch.zeros_like(chunk_decay)
-    dleaving, dfirst = _launch(
-        dy, None, a, C, chunk_decay, entering, dlog_decay, dfinal_state, plan, entering.dtype, True,
+    dchunk_decay: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The gradient of the state leaving each chunk in the dtype of `entering` and the initial state's gradient
+    (fp32; None unless kept); adds that of each chunk's decay into the zeroed fp32 `dchunk_decay`
+    `[H, num_chunks]`."""
+    return _launch(
+        dy, None, a, C, chunk_decay, entering, dchunk_decay, dfinal_state, plan, entering.dtype, True,
         keep_initial_gradient,
     )  # fmt: skip
-    return dleaving, dfirst, dlog_decay * chunk_decay

@@ -168,3 +168,18 @@ def test_bad_arguments_name_the_value(width: int, heads: tuple[int, int], positi
         rotary_qkv_attention(
             qkv, torch.arange(position_count, device=DEVICE), cu_seqlens, 10, n_heads=heads[0], n_kv_heads=heads[1]
         )
+
+
+def test_tables_follow_in_place_edits_of_the_offsets() -> None:
+    """RoPE tables and the document order are kept per position_ids / cu_seqlens tensor: refilling those tensors
+    in place (as a graphed trainer does every step) must give the new packing's output, not the cached one."""
+    first, second = Case((30, 20), 2, 1, 64, torch.bfloat16), Case((20, 30), 2, 1, 64, torch.bfloat16)
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    leaf = make_qkv(first)
+    cu_seqlens, position_ids = offsets(first.doc_lengths), positions(first.doc_lengths)
+    settings = dict(n_heads=first.heads_q, n_kv_heads=first.heads_kv)
+    for case in (first, first, second):
+        cu_seqlens.copy_(offsets(case.doc_lengths))
+        position_ids.copy_(positions(case.doc_lengths))
+        out = rotary_qkv_attention(leaf * 1, position_ids, cu_seqlens, 30, **settings)
+        assert_close(str(case), out, reference(case, leaf.detach().float(), offsets(case.doc_lengths)), 1.5e-2)
