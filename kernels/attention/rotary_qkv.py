@@ -13,10 +13,11 @@ from gristmill.kernels.attention.forward import attention_forward
 from gristmill.kernels.attention.function import (
     check_kernel_device, document_order, flash_attention_varlen, unsupported_reason,
 )
-from gristmill.kernels.attention.inputs import TensorMemo, check_attention_inputs, resolve_softmax_scale
+from gristmill.kernels.attention.inputs import check_attention_inputs, resolve_softmax_scale
 from gristmill.kernels.attention.reference import sdpa_attention_reference
 from gristmill.kernels.fused.rope.reference import apply_rope_reference, rope_cos_sin
 from gristmill.kernels.fused.rope.triton_fwd_bwd import check_rope_inputs, rope_rotate
+from gristmill.kernels.tensor_memo import TensorMemo
 
 
 _ROPE_TABLES = TensorMemo()

@@ -6,7 +6,6 @@ number of chunks depends on the document lengths; to keep the launch grid free o
 copy we size it by an upper bound, `T // chunk_size + n_docs`, and give the spare chunks length 0.
 """
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -14,6 +13,7 @@ from typing import TypeVar
 import torch
 
 from gristmill.kernels.ssd.validation import check_cu_seqlens_values
+from gristmill.kernels.tensor_memo import TensorMemo
 
 Built = TypeVar("Built")
 
@@ -74,45 +74,29 @@ def token_doc_start(cu_seqlens: torch.Tensor, total_tokens: int) -> torch.Tensor
     return cu_seqlens[doc].to(torch.int32)
 
 
-class _LayoutCache:
-    """What was derived from the last `cu_seqlens` seen, checked once: every SSD and conv layer of a training
-    step gets the same packing, so only the first pays the host sync of the offset check."""
-
-    def __init__(self) -> None:
-        self._source: weakref.ref | None = None
-        self._stamp: tuple[int, int, int, bool] = (0, 0, 0, False)
-        self._built: dict[tuple[str, int], object] = {}
-
-    def get(self, cu_seqlens: torch.Tensor, total_tokens: int, key: tuple[str, int], build: Callable[[], Built]) -> Built:
-        if torch.compiler.is_compiling():  # a traced graph cannot read values back (nor hold this cache)
-            return build()
-        if cu_seqlens.is_inference():  # no version counter to tell an edited tensor apart: check every call
-            check_cu_seqlens_values(cu_seqlens, total_tokens)
-            return build()
-        # A CUDA graph capture must record its own builds (its replays see new offsets in the same tensor)
-        # and cannot read values back; the values then come from the caller's packer, checked eagerly.
-        capturing = cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()
-        stamp = (cu_seqlens.data_ptr(), cu_seqlens._version, total_tokens, capturing)
-        if self._source is None or self._source() is not cu_seqlens or self._stamp != stamp:
-            if not capturing:
-                check_cu_seqlens_values(cu_seqlens, total_tokens)
-            self._source, self._stamp, self._built = weakref.ref(cu_seqlens), stamp, {}
-        if key not in self._built:
-            self._built[key] = build()
-        return self._built[key]
+_LAYOUTS = TensorMemo()
+"""What the SSD and conv kernels derive from the last `cu_seqlens`: every layer of a step gets the same packing,
+so only the first pays the host sync of the offset check."""
 
 
-_cache = _LayoutCache()
+def _layout(cu_seqlens: torch.Tensor, total_tokens: int, key: tuple[str, int], build: Callable[[], Built]) -> Built:
+    """`build()` for this `cu_seqlens`, its values checked first. A traced graph or a CUDA graph capture cannot
+    read values back (a capture's replays see new offsets in the same tensor, from the caller's packer, checked
+    eagerly), so neither checks."""
+    capturing = cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()
+    if not torch.compiler.is_compiling() and not capturing:
+        _LAYOUTS.get(cu_seqlens, ("checked", total_tokens), lambda: check_cu_seqlens_values(cu_seqlens, total_tokens))
+    return _LAYOUTS.get(cu_seqlens, (*key, total_tokens), build)
 
 
 def cached_chunk_plan(cu_seqlens: torch.Tensor, total_tokens: int, chunk_size: int) -> ChunkPlan:
     """`plan_chunks` with the offsets checked, both done once per `cu_seqlens` tensor."""
-    return _cache.get(cu_seqlens, total_tokens, ("plan", chunk_size), lambda: plan_chunks(cu_seqlens, total_tokens, chunk_size))
+    return _layout(cu_seqlens, total_tokens, ("plan", chunk_size), lambda: plan_chunks(cu_seqlens, total_tokens, chunk_size))
 
 
 def cached_token_doc_start(cu_seqlens: torch.Tensor, total_tokens: int) -> torch.Tensor:
     """`token_doc_start` with the offsets checked, both done once per `cu_seqlens` tensor."""
-    return _cache.get(cu_seqlens, total_tokens, ("doc_start", 0), lambda: token_doc_start(cu_seqlens, total_tokens))
+    return _layout(cu_seqlens, total_tokens, ("doc_start", 0), lambda: token_doc_start(cu_seqlens, total_tokens))
 
 
 def stream_chunk_plan(
