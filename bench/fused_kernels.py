@@ -3,6 +3,7 @@
 Run on the GPU from the repository root, after the kernel tests pass:
     source bench/gpu_env.sh && python -m pytest -o addopts="" tests/kernels/test_rms_norm.py ... \
         && python -m bench.fused_kernels --out $OUT/fused.md
+`--lce-rows` first times linear + cross-entropy's rows kernel alone, main's launch against the candidates.
 """
 
 import argparse
@@ -12,9 +13,12 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
+from triton.runtime.errors import OutOfResources
 
 from bench.harness import markdown_table, peak_memory_mb, run_stamp, time_ms, write_report
 from gristmill.kernels import fused
+from gristmill.kernels.fused.linear_cross_entropy.rows_kernel import RowsLaunch, cross_entropy_rows
+from gristmill.kernels.fused.linear_cross_entropy.triton_fwd_bwd import default_chunk_size
 from gristmill.kernels.testing import relative_error
 
 DEVICE = "cuda"
@@ -116,6 +120,63 @@ def linear_cross_entropy_case(tokens: int = 8192, dim: int = 4096, vocab: int = 
                 fused.linear_cross_entropy_reference, step, flops=3 * 2 * tokens * dim * vocab)
 
 
+ROWS_SHAPES = ((32768, 50304), (8192, 128256))  # the 350m models' step of tokens; the issue's 128k vocab
+MAIN_ROWS_LAUNCH = RowsLaunch(one_pass=False, block_v=4096, num_warps=8)  # main's launch before the one-pass kernel
+
+
+def rows_launch_candidates(vocab: int) -> dict[str, RowsLaunch | None]:
+    """Main's launch, the planned one (None), one pass where a 64k tile holds the row, two passes swept."""
+    candidates: dict[str, RowsLaunch | None] = {"main": MAIN_ROWS_LAUNCH, "planned": None}
+    tile = 1 << (vocab - 1).bit_length()
+    if tile <= 65536:
+        candidates.update({f"one-pass w{w}": RowsLaunch(True, tile, w) for w in (16, 32)})
+    sweep = [(4096, 8, None), (4096, 8, 1), (4096, 8, 2), (4096, 8, 4), (4096, 16, None), (4096, 16, 1),
+             (4096, 16, 2), (4096, 32, 1), (4096, 32, 2), (8192, 16, 1), (8192, 16, 2), (8192, 32, 1)]
+    for block, warps, per_sm in sweep:
+        candidates[f"two-pass b{block} w{warps} {per_sm or 'row'}/SM"] = RowsLaunch(False, block, warps, per_sm)
+    return candidates
+
+
+def measure_rows_kernel(n_rows: int, vocab: int) -> list[list[object]]:
+    """Each candidate launch of the rows kernel on [N, V] bf16 logits, chunk by chunk as linear_cross_entropy
+    launches it: time, bandwidth, error vs main. Bytes counted: the logits read once and the gradient written
+    once, what a one-pass kernel moves.
+    """
+    logits = torch.randn(n_rows, vocab, device=DEVICE, dtype=torch.bfloat16) * 4
+    labels = torch.randint(0, vocab, (n_rows,), device=DEVICE)
+    labels[::17] = -100
+    scale = torch.full((1,), 1.0 / n_rows, device=DEVICE)
+    loss = torch.empty(n_rows, device=DEVICE)
+    checked = slice(None, None, max(1, n_rows // 512))
+    chunk = default_chunk_size(n_rows, vocab)
+
+    def run(launch: RowsLaunch | None, buffer: torch.Tensor) -> None:
+        for start in range(0, n_rows, chunk):
+            rows = slice(start, start + chunk)
+            cross_entropy_rows(buffer[rows], labels[rows], loss[rows], scale, -100, 1e-4, 0.0, launch)
+
+    work = logits.clone()
+    run(MAIN_ROWS_LAUNCH, work)
+    main_grad, main_loss = work[checked].clone(), loss.clone()
+    rows, main_ms = [], None
+    for name, launch in rows_launch_candidates(vocab).items():
+        work.copy_(logits)
+        try:
+            run(launch, work)
+        except OutOfResources as error:
+            rows.append([f"N{n_rows} V{vocab}", name, "-", "-", "-", f"does not launch: {error}"])
+            continue
+        error = max(relative_error(work[checked], main_grad), relative_error(loss, main_loss))
+        ms = time_ms(lambda launch=launch: run(launch, work))
+        main_ms = main_ms or ms
+        rows.append([f"N{n_rows} V{vocab} chunk {chunk}", name, ms, main_ms / ms, f"{4 * n_rows * vocab / ms / 1e9:.0f}",
+                     f"{error:.1e}"])
+    return rows
+
+
+ROWS_HEADER = ["shape", "launch", "ms", "main/this", "GB/s (read + write once)", "rel err vs main"]
+
+
 def measure(case: Case) -> list[object]:
     """Times and peak memory of eager, compiled and Triton fwd+bwd, and the Triton result's error."""
     compiled = torch.compile(case.reference_fn, dynamic=False)
@@ -142,6 +203,7 @@ HEADER = [
 ]
 CASES = {
     "linear_cross_entropy": linear_cross_entropy_case,
+    "linear_cross_entropy_model": partial(linear_cross_entropy_case, tokens=32768, dim=1024, vocab=50304),
     "rms_norm": rms_norm_case,
     "rms_norm_model": partial(rms_norm_case, tokens=32768, dim=1024),  # the models' norm: T 32768, D 1024
     "gated_rms_norm": gated_rms_norm_case,
@@ -154,18 +216,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", help="also write the markdown table here")
+    parser.add_argument("--lce-rows", action="store_true", help="first time the cross-entropy rows kernel alone")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("fused_kernels benchmark needs a CUDA GPU")
+    report_lines = [f"{run_stamp()} · fwd+bwd, median of do_bench, peak = max allocated above inputs"]
+    if args.lce_rows:
+        rows_table = markdown_table(ROWS_HEADER, [row for shape in ROWS_SHAPES for row in measure_rows_kernel(*shape)])
+        print(rows_table, flush=True)
+        report_lines.append(rows_table)
+        torch.cuda.empty_cache()
     rows = []
     for op in args.ops:
         rows.append(measure(CASES[op]()))
         print(markdown_table(HEADER, rows[-1:]), flush=True)
         torch.cuda.empty_cache()
-    report = write_report([
-        f"{run_stamp()} · fwd+bwd, median of do_bench, peak = max allocated above inputs",
-        markdown_table(HEADER, rows),
-    ], args.out)
+    report = write_report([*report_lines, markdown_table(HEADER, rows)], args.out)
     print(report)
 
 

@@ -1,7 +1,7 @@
 """Linear + cross-entropy that never holds `[N, V]` logits: chunks of rows through cuBLAS and one Triton kernel.
 
-Per chunk of rows: logits = h @ W.T (GEMM, float32 accumulation) into a reused buffer; the kernel finds
-each row's logsumexp in float32 and overwrites the logits with d loss / d logits; two more GEMMs turn
+Per chunk of rows: logits = h @ W.T (GEMM, float32 accumulation) into a reused buffer; the rows kernel
+(rows_kernel.py) finds each row's logsumexp in float32 and overwrites the logits with d loss / d logits; two more GEMMs turn
 that into the chunk's d hidden and add its share of d weight. For a scalar loss this runs in the
 forward (the backward only scales by the incoming gradient); for reduction="none" the backward
 recomputes the chunks with per-row gradient scales.
@@ -10,54 +10,12 @@ recomputes the chunks with per-row gradient scales.
 from dataclasses import dataclass
 
 import torch
-import triton
-import triton.language as tl
 
 from gristmill.kernels.fused.launch import check_triton_device
 from gristmill.kernels.fused.linear_cross_entropy.reference import REDUCTIONS, reduce_token_losses
+from gristmill.kernels.fused.linear_cross_entropy.rows_kernel import cross_entropy_rows
 
-_MAX_BLOCK_V = 4096
 _CHUNK_ELEMENTS = 2**28
-
-
-@triton.jit
-def _cross_entropy_rows_kernel(
-    LOGITS, LABELS, GRAD_SCALE, LOSS, V, ignore_index, z_loss, label_smoothing,
-    SCALE_PER_ROW: tl.constexpr, COMPUTE_GRAD: tl.constexpr, BLOCK_V: tl.constexpr,
-):
-    row = tl.program_id(0).to(tl.int64)
-    row_logits = LOGITS + row * V
-    label = tl.load(LABELS + row).to(tl.int64)
-    valid = label != ignore_index
-    max_so_far = float("-inf")
-    sum_exp = 0.0
-    sum_logits = 0.0
-    for start in range(0, V, BLOCK_V):
-        cols = start + tl.arange(0, BLOCK_V)
-        x = tl.load(row_logits + cols, mask=cols < V, other=float("-inf")).to(tl.float32)  # [BLOCK_V]
-        new_max = tl.maximum(max_so_far, tl.max(x, axis=0))
-        sum_exp = sum_exp * tl.exp(max_so_far - new_max) + tl.sum(tl.exp(x - new_max), axis=0)
-        sum_logits += tl.sum(tl.where(cols < V, x, 0.0), axis=0)
-        max_so_far = new_max
-    lse = max_so_far + tl.log(sum_exp)
-    label_in_range = valid & (label >= 0) & (label < V)
-    label_logit = tl.load(row_logits + label, mask=label_in_range, other=0.0).to(tl.float32)
-    loss = lse - (1.0 - label_smoothing) * label_logit - label_smoothing / V * sum_logits + z_loss * lse * lse
-    tl.store(LOSS + row, tl.where(valid, loss, 0.0))
-    if COMPUTE_GRAD:
-        if SCALE_PER_ROW:
-            scale = tl.load(GRAD_SCALE + row)
-        else:
-            scale = tl.load(GRAD_SCALE)
-        scale = tl.where(valid, scale, 0.0)
-        softmax_factor = 1.0 + 2.0 * z_loss * lse
-        for start in range(0, V, BLOCK_V):
-            cols = start + tl.arange(0, BLOCK_V)
-            mask = cols < V
-            x = tl.load(row_logits + cols, mask=mask, other=0.0).to(tl.float32)
-            grad = tl.exp(x - lse) * softmax_factor - label_smoothing / V
-            grad = tl.where(cols == label, grad - (1.0 - label_smoothing), grad)
-            tl.store(row_logits + cols, (grad * scale).to(LOGITS.dtype.element_ty), mask=mask)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +55,6 @@ def chunked_loss_and_grads(
     grad_weight = None
     chunk = min(settings.chunk_size, n_rows)
     logits_buffer = torch.empty(chunk, vocab, dtype=hidden.dtype, device=hidden.device)
-    block_v = min(_MAX_BLOCK_V, triton.next_power_of_2(vocab))
     scale_per_row = grad_scale is not None and grad_scale.numel() > 1
     with torch.autocast(hidden.device.type, enabled=False):  # GEMMs in the dtype the caller chose
         for start in range(0, n_rows, chunk):
@@ -106,11 +63,9 @@ def chunked_loss_and_grads(
             logits = logits_buffer[: stop - start]
             torch.mm(hidden_chunk, weight.t(), out=logits)
             scale = grad_scale[start:stop] if scale_per_row else grad_scale
-            _cross_entropy_rows_kernel[(stop - start,)](
-                logits, labels[start:stop], loss_rows if scale is None else scale, loss_rows[start:stop],
-                vocab, settings.ignore_index, settings.z_loss, settings.label_smoothing,
-                SCALE_PER_ROW=scale_per_row, COMPUTE_GRAD=compute_grad,
-                BLOCK_V=block_v, num_warps=8,
+            cross_entropy_rows(
+                logits, labels[start:stop], loss_rows[start:stop], scale,
+                settings.ignore_index, settings.z_loss, settings.label_smoothing,
             )
             if grad_hidden is not None:
                 torch.mm(logits, weight, out=grad_hidden[start:stop])
