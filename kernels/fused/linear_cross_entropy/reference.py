@@ -20,7 +20,22 @@ def linear_cross_entropy_reference(
 
     "mean" divides by the count of non-ignored tokens (at least 1, so an all-ignored batch gives 0).
     """
-    logits = hidden @ weight.t()
+    return cross_entropy_reference(
+        hidden @ weight.t(), labels, ignore_index=ignore_index, z_loss=z_loss, label_smoothing=label_smoothing,
+        reduction=reduction,
+    )
+
+
+def cross_entropy_reference(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    z_loss: float = 0.0,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The loss of given logits `[N, V]` (half precision upcast to float32), as the rows kernel computes it."""
     logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     valid = labels != ignore_index
     losses = F.cross_entropy(

@@ -13,9 +13,10 @@ import triton.language as tl
 
 from gristmill.kernels.fused.launch import multiprocessor_count
 
-ONE_PASS_MAX_ROW_BYTES = 2**17
+ONE_PASS_MAX_ROW_BYTES = 2**16
 """Largest padded row (power-of-two tile times element size) the one-pass kernel holds in registers."""
 _TWO_PASS_BLOCK_V = 4096
+_LOWEST = tl.constexpr(-3.0e38)  # start of a lane's running max: a lane that sees only padding adds exp(-inf) = 0, never NaN
 
 
 @triton.jit
@@ -75,17 +76,19 @@ def _cross_entropy_rows_two_pass_kernel(
         row_logits = LOGITS + tl.cast(row, tl.int64) * V
         label = tl.load(LABELS + row).to(tl.int64)
         valid = label != ignore_index
-        max_so_far = float("-inf")
-        sum_exp = 0.0
-        sum_logits = 0.0
+        lane_max = tl.full([BLOCK_V], _LOWEST, tl.float32)  # per lane: no cross-warp reduction inside the loop
+        lane_sum_exp = tl.zeros([BLOCK_V], tl.float32)
+        lane_sum = tl.zeros([BLOCK_V], tl.float32)
         for start in range(0, V, BLOCK_V):
             cols = start + tl.arange(0, BLOCK_V)
             x = tl.load(row_logits + cols, mask=cols < V, other=float("-inf")).to(tl.float32)  # [BLOCK_V]
-            new_max = tl.maximum(max_so_far, tl.max(x, axis=0))
-            sum_exp = sum_exp * tl.exp(max_so_far - new_max) + tl.sum(tl.exp(x - new_max), axis=0)
-            sum_logits += tl.sum(tl.where(cols < V, x, 0.0), axis=0)
-            max_so_far = new_max
-        lse = max_so_far + tl.log(sum_exp)
+            new_max = tl.maximum(lane_max, x)
+            lane_sum_exp = lane_sum_exp * tl.exp(lane_max - new_max) + tl.exp(x - new_max)
+            lane_sum += tl.where(cols < V, x, 0.0)
+            lane_max = new_max
+        row_max = tl.max(lane_max, axis=0)
+        lse = row_max + tl.log(tl.sum(lane_sum_exp * tl.exp(lane_max - row_max), axis=0))
+        sum_logits = tl.sum(lane_sum, axis=0)
         _store_row_loss(LOSS, row_logits, row, label, valid, lse, sum_logits, V, z_loss, label_smoothing)
         if COMPUTE_GRAD:
             scale = _row_grad_scale(GRAD_SCALE, row, valid, SCALE_PER_ROW)
