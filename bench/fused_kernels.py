@@ -127,15 +127,13 @@ ROWS_Z_LOSS = 1e-4
 
 def rows_launch_candidates(vocab: int) -> dict[str, RowsLaunch | None]:
     """Main's launch first (one 8-warp program per row, 4096-wide blocks), the planned one (None), one pass
-    where a 32k tile holds the row, then two passes on wider blocks or a persistent grid."""
+    where a 32k tile holds the row, then two passes on other blocks and warp counts."""
     candidates: dict[str, RowsLaunch | None] = {"main's launch": RowsLaunch(False, 4096, 8), "planned": None}
     tile = 1 << (vocab - 1).bit_length()
     if tile <= 32768:
         candidates.update({f"one-pass w{w}": RowsLaunch(True, tile, w) for w in (16, 32)})
-    sweep = [(8192, 8, None), (8192, 16, None), (16384, 16, None), (2048, 4, None), (4096, 8, 2), (4096, 8, 3),
-             (8192, 16, 1), (16384, 16, 1)]
-    for block, warps, per_sm in sweep:
-        candidates[f"two-pass b{block} w{warps} {per_sm or 'row'}/SM"] = RowsLaunch(False, block, warps, per_sm)
+    for block, warps in ((2048, 4), (4096, 16), (8192, 16), (16384, 16)):
+        candidates[f"two-pass b{block} w{warps}"] = RowsLaunch(False, block, warps)
     return candidates
 
 
