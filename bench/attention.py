@@ -63,9 +63,15 @@ SHAPES = {shape.name: shape for shape in (ISSUE7, MODEL)}
 
 
 def _tiles(kernel: triton.runtime.Autotuner, *tiles: tuple[int, int, int, int]) -> list[triton.Config]:
-    """(BLOCK_M, BLOCK_N, warps, stages) candidates carrying the kernel's pre-hook, which sizes its descriptors."""
+    """(BLOCK_M, BLOCK_N, warps, stages) candidates carrying the kernel's pre-hook, which sizes its descriptors, and
+    the register cap its autotune list gives tiles of that many warps (configs.py)."""
+
+    def register_cap(warps: int) -> int | None:
+        return next((config.maxnreg for config in kernel.configs if config.num_warps == warps), None)
+
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages,
-                          pre_hook=kernel.configs[0].pre_hook) for bm, bn, warps, stages in tiles]
+                          pre_hook=kernel.configs[0].pre_hook, maxnreg=register_cap(warps))
+            for bm, bn, warps, stages in tiles]
 
 
 # Supersets of the autotune lists in kernels/attention/configs.py, per shape. At D128 forward 64x64 w4 s3 was the
@@ -296,7 +302,14 @@ def bench_packed(rows: int) -> tuple[list[list[object]], str]:
 
 
 def describe(config: triton.Config) -> str:
-    return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}"
+    registers = f" r{config.maxnreg}" if getattr(config, "maxnreg", None) else ""
+    return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}{registers}"
+
+
+def autotune_picks() -> str:
+    """Each kernel's tuned tile per autotune key (head dim and flags, rotate-back included, then dtypes)."""
+    return "; ".join(f"{name} {key}: {describe(config)}"
+                     for name, kernel in AUTOTUNED.items() for key, config in kernel.cache.items())
 
 
 def profile_kernels(case: str, ours: Contender, fwd_flops: float, steps: int = 5) -> list[list[object]]:
@@ -364,14 +377,13 @@ def issue7_report(profile: bool, sweep: bool) -> list[str]:
     packed_rows, note = bench_packed(4)
     header = ["case", "method", "fwd ms", "fwd TFLOP/s", "fwd+bwd ms", "fwd+bwd TFLOP/s",
               "ours fwd speedup", "ours fwd+bwd speedup"]
-    picks = "; ".join(f"{name} {describe(kernel.best_config)}" for name, kernel in AUTOTUNED.items())
     lines = [
         f"{shape_line(ISSUE7)}; command: python -m bench.attention",
         "",
         markdown_table(header, table + packed_rows),
         "",
         note,
-        f"autotune picks (last shape tuned): {picks}",
+        f"autotune picks (first shape tuned): {autotune_picks()}",
     ]
     plain = {f"causal B{batch} L{seqlen}": ([seqlen] * batch) for batch, seqlen in ((8, 2048), (2, 8192))}
     if profile:
@@ -406,6 +418,7 @@ def model_report(profile: bool, sweep: bool) -> list[str]:
     if profile:
         lines += ["", markdown_table(PROFILE_HEADER, profile_kernels(case, packed.ours(), packed.fwd_flops()))]
         lines += ["", markdown_table(PROFILE_HEADER, profile_kernels(f"{case} rotary", rotary, packed.fwd_flops()))]
+    lines += ["", f"autotune picks: {autotune_picks()}"]
     if sweep:
         lines += ["", markdown_table(SWEEP_HEADER, sweep_tiles(case, packed, SWEEP_CANDIDATES[MODEL.name]))]
     return lines
