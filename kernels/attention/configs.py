@@ -19,7 +19,8 @@ AUTOTUNE_KEY = ["HEAD_DIM", "CAUSAL", "HAS_WINDOW"]
 THREE_PROGRAMS_PER_SM = 168
 """Registers per thread that let three 4-warp programs share an SM (65536 / 384, rounded down to ptxas's step of 8).
 The dq kernel's 64x64 w4 tile needs three: its RoPE epilogue (rotary_qkv) took it from 161 to 170 registers, two
-programs per SM, and dq from 0.41 to 0.57 ms on an H100; capped, ptxas (triton 3.6, sm_90) fits it in 161 with no
+programs per SM, and the rotating dq kernel to 0.565 ms against 0.428 capped (plain 0.409; H100, D=64, 16/4 heads,
+8 rows of 4096, bench/results/attention.md session 7); capped, ptxas (triton 3.6, sm_90) fits it in 161 with no
 spill, the plain kernel in 158."""
 
 
