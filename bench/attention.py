@@ -7,7 +7,9 @@ TFLOP/s count causal attention as half the full square; fwd+bwd counts 3.5x the 
 --profile prints each kernel's share of our fwd+bwd (torch profiler); --sweep times each kernel's tile
 candidates one at a time (as the whole forward or backward call), to re-check kernels/attention/configs.py.
 --shape model runs only the gate (against the fp32 reference), the profile and the sweep, at the shape the
-trainer's 350M presets call attention with: head dim 64, 16 q and 4 kv heads, 8 packed rows of 4096 tokens.
+trainer's 350M presets call attention with: head dim 64, 16 q and 4 kv heads, 8 packed rows of 4096 tokens; and
+the way the trainer calls it, rotary_qkv_attention (RoPE in place on one fused qkv, then attention), fwd+bwd
+against flash_attention_varlen on the same tokens, with its own profile under --profile.
 """
 
 import argparse
@@ -27,11 +29,15 @@ from bench.harness import git_revision, machine, markdown_table, time_ms, today,
 from gristmill.kernels.attention import attention_reference, flash_attention_varlen
 from gristmill.kernels.attention.backward import _attention_bwd_dkdv_kernel, _attention_bwd_dq_kernel, attention_backward
 from gristmill.kernels.attention.forward import _attention_fwd_kernel, attention_forward
+from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention, split_qkv
+from gristmill.kernels.fused import apply_rope_reference
 from gristmill.kernels.testing import relative_error
 
 DEVICE = "cuda"
 DTYPE = torch.bfloat16
 GATE_TOLERANCE = 1e-2
+# q and k round to bf16 once more after RoPE: tests/kernels/test_rotary_qkv.py sees dq, dk near 1.05e-2 and uses 1.5e-2
+ROTARY_GATE_TOLERANCE = 1.5e-2
 Attention = Callable[[], torch.Tensor]
 # Matmuls of D-deep products over the visible (query, key) pairs that each kernel does.
 KERNEL_MATMULS = {"_attention_fwd_kernel": 2, "_attention_bwd_dq_kernel": 3, "_attention_bwd_dkdv_kernel": 4}
@@ -57,9 +63,15 @@ SHAPES = {shape.name: shape for shape in (ISSUE7, MODEL)}
 
 
 def _tiles(kernel: triton.runtime.Autotuner, *tiles: tuple[int, int, int, int]) -> list[triton.Config]:
-    """(BLOCK_M, BLOCK_N, warps, stages) candidates carrying the kernel's pre-hook, which sizes its descriptors."""
+    """(BLOCK_M, BLOCK_N, warps, stages) candidates carrying the kernel's pre-hook, which sizes its descriptors, and
+    the register cap its autotune list gives tiles of that many warps (configs.py)."""
+
+    def register_cap(warps: int) -> int | None:
+        return next((config.maxnreg for config in kernel.configs if config.num_warps == warps), None)
+
     return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages,
-                          pre_hook=kernel.configs[0].pre_hook) for bm, bn, warps, stages in tiles]
+                          pre_hook=kernel.configs[0].pre_hook, maxnreg=register_cap(warps))
+            for bm, bn, warps, stages in tiles]
 
 
 # Supersets of the autotune lists in kernels/attention/configs.py, per shape. At D128 forward 64x64 w4 s3 was the
@@ -86,19 +98,21 @@ SWEEP_CANDIDATES = {
 
 @dataclass(frozen=True)
 class Contender:
-    """One way to run a case: the call, its differentiable inputs, its output gradient, and a map from its
-    output layout back to packed `[T, H, D]` (for the correctness gate)."""
+    """One way to run a case: the call, its differentiable inputs, its output gradient, a map from its output
+    layout back to packed `[T, H, D]` and one from a leaf's gradient to the gradients of q, k, v it holds (for the
+    correctness gate)."""
 
     name: str
     run: Attention
     leaves: list[torch.Tensor]
     grad_out: torch.Tensor
     to_packed: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+    grad_parts: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] = lambda x: (x,)
 
     def result(self) -> list[torch.Tensor]:
         out = self.run()
         grads = torch.autograd.grad(out, self.leaves, self.grad_out)
-        return [self.to_packed(x) for x in (out, *grads)]
+        return [self.to_packed(x) for x in (out, *(part for grad in grads for part in self.grad_parts(grad)))]
 
 
 @dataclass(frozen=True)
@@ -196,11 +210,51 @@ def reference(packed: Packed) -> Contender:
     return Contender("reference fp32", run, leaves, packed.grad_out.float())
 
 
-def gate(case: str, ours: Contender, peer: Contender) -> None:
+def rotary_contenders(packed: Packed) -> tuple[Contender, Contender]:
+    """rotary_qkv_attention on packed's q, k, v laid side by side as one fused projection `[T, (Hq + 2 Hkv) D]`,
+    and the fp32 oracle (RoPE reference, then attention per document) on a copy. qkv is rotated in place, so each
+    call starts from a clone of the leaf, as the trainer's starts from a fresh projection output (the clone's copy is
+    in the timing; its backward adds nothing)."""
+    heads_q, heads_kv = packed.q.shape[1], packed.k.shape[1]
+    leaf = torch.cat([x.detach().flatten(1) for x in (packed.q, packed.k, packed.v)], dim=1).requires_grad_()
+    position_ids = torch.cat([torch.arange(n, device=DEVICE, dtype=torch.int32) for n in packed.doc_lengths])
+    settings = dict(n_heads=heads_q, n_kv_heads=heads_kv)
+
+    def run() -> torch.Tensor:
+        return rotary_qkv_attention(leaf.clone(), position_ids, packed.cu_seqlens, packed.max_seqlen, **settings)
+
+    ref_leaf = leaf.detach().float().requires_grad_()
+
+    def run_reference() -> torch.Tensor:
+        q, k, v = split_qkv(ref_leaf, heads_q, heads_kv)
+        q, k = apply_rope_reference(q, k, position_ids)
+        return attention_reference(q, k, v, packed.cu_seqlens, packed.max_seqlen)
+
+    def per_input(dqkv: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return split_qkv(dqkv, heads_q, heads_kv)
+
+    ours = Contender("rotary_qkv_attention", run, [leaf], packed.grad_out, grad_parts=per_input)
+    reference_fp32 = Contender("reference fp32", run_reference, [ref_leaf], packed.grad_out.float(), grad_parts=per_input)
+    return ours, reference_fp32
+
+
+def time_rotary(case: str, packed: Packed, rotary: Contender) -> list[list[object]]:
+    """Median ms of forward and forward+backward of rotary_qkv_attention against flash_attention_varlen alone on the
+    same tokens: the difference is what RoPE and the fused layout cost."""
+    rows = []
+    for contender in (packed.ours(), rotary):
+        forward_ms = time_ms(contender.run)
+        both_ms = time_ms(lambda: torch.autograd.grad(contender.run(), contender.leaves, contender.grad_out))
+        rows.append([case, contender.name, forward_ms, both_ms])
+    plain_both = rows[0][3]
+    return [row + [row[3] - plain_both] for row in rows]
+
+
+def gate(case: str, ours: Contender, peer: Contender, tolerance: float = GATE_TOLERANCE) -> None:
     """Refuses to time a case whose output or gradients disagree with the peer on the same input."""
     errors = [relative_error(a, b) for a, b in zip(ours.result(), peer.result())]
     print(f"gate {case} vs {peer.name}: relative error out dq dk dv " + " ".join(f"{e:.1e}" for e in errors))
-    if not all(e <= GATE_TOLERANCE for e in errors):
+    if not all(e <= tolerance for e in errors):
         sys.exit(f"gate {case} failed: not reporting the speed of a wrong result")
 
 
@@ -248,12 +302,18 @@ def bench_packed(rows: int) -> tuple[list[list[object]], str]:
 
 
 def describe(config: triton.Config) -> str:
-    return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}"
+    registers = f" r{config.maxnreg}" if getattr(config, "maxnreg", None) else ""
+    return f"BM{config.kwargs['BLOCK_M']} BN{config.kwargs['BLOCK_N']} w{config.num_warps} s{config.num_stages}{registers}"
 
 
-def profile_kernels(case: str, packed: Packed, steps: int = 5) -> list[list[object]]:
-    """GPU time per kernel of our fwd+bwd (torch profiler), with the useful TFLOP/s each one reaches."""
-    ours = packed.ours()
+def autotune_picks() -> str:
+    """Each kernel's tuned tile per autotune key (head dim and flags, rotate-back included, then dtypes)."""
+    return "; ".join(f"{name} {key}: {describe(config)}"
+                     for name, kernel in AUTOTUNED.items() for key, config in kernel.cache.items())
+
+
+def profile_kernels(case: str, ours: Contender, fwd_flops: float, steps: int = 5) -> list[list[object]]:
+    """GPU time per kernel of a contender's fwd+bwd (torch profiler), with the useful TFLOP/s each one reaches."""
     ours.result()  # compile and autotune before profiling
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
@@ -266,7 +326,7 @@ def profile_kernels(case: str, packed: Packed, steps: int = 5) -> list[list[obje
             continue
         ms = event.self_device_time_total / steps / 1e3
         matmuls = KERNEL_MATMULS.get(event.key, 0)
-        tflops = matmuls * 2 * packed.fwd_flops() / 4 / ms / 1e9 if matmuls else ""
+        tflops = matmuls * 2 * fwd_flops / 4 / ms / 1e9 if matmuls else ""
         rows.append([case, event.key[:60], event.count // steps, ms, tflops])
     return sorted(rows, key=lambda row: -row[3])
 
@@ -317,18 +377,20 @@ def issue7_report(profile: bool, sweep: bool) -> list[str]:
     packed_rows, note = bench_packed(4)
     header = ["case", "method", "fwd ms", "fwd TFLOP/s", "fwd+bwd ms", "fwd+bwd TFLOP/s",
               "ours fwd speedup", "ours fwd+bwd speedup"]
-    picks = "; ".join(f"{name} {describe(kernel.best_config)}" for name, kernel in AUTOTUNED.items())
     lines = [
         f"{shape_line(ISSUE7)}; command: python -m bench.attention",
         "",
         markdown_table(header, table + packed_rows),
         "",
         note,
-        f"autotune picks (last shape tuned): {picks}",
+        f"autotune picks (first shape tuned): {autotune_picks()}",
     ]
     plain = {f"causal B{batch} L{seqlen}": ([seqlen] * batch) for batch, seqlen in ((8, 2048), (2, 8192))}
     if profile:
-        kernels = [row for case, lengths in plain.items() for row in profile_kernels(case, make_packed(lengths, ISSUE7))]
+        kernels = []
+        for case, lengths in plain.items():
+            packed = make_packed(lengths, ISSUE7)
+            kernels += profile_kernels(case, packed.ours(), packed.fwd_flops())
         lines += ["", markdown_table(PROFILE_HEADER, kernels)]
     if sweep:
         candidates = SWEEP_CANDIDATES[ISSUE7.name]
@@ -344,10 +406,19 @@ def model_report(profile: bool, sweep: bool) -> list[str]:
     packed = make_packed(mixed_rows(MODEL_ROWS, MODEL.row_tokens), MODEL, max_seqlen=MODEL.row_tokens)
     case = f"packed {MODEL_ROWS}x{MODEL.row_tokens} ({len(packed.doc_lengths)} docs)"
     gate(case, packed.ours(), reference(packed))
+    rotary, rotary_reference = rotary_contenders(packed)
+    gate(f"{case} rotary", rotary, rotary_reference, ROTARY_GATE_TOLERANCE)
     command = "python -m bench.attention --shape model"
-    lines = [f"{shape_line(MODEL)}, {case}, max_seqlen {packed.max_seqlen}; command: {command}"]
+    lines = [
+        f"{shape_line(MODEL)}, {case}, max_seqlen {packed.max_seqlen}; command: {command}",
+        "",
+        markdown_table(["case", "method", "fwd ms", "fwd+bwd ms", "fwd+bwd ms over flash_attention_varlen"],
+                       time_rotary(case, packed, rotary)),
+    ]
     if profile:
-        lines += ["", markdown_table(PROFILE_HEADER, profile_kernels(case, packed))]
+        lines += ["", markdown_table(PROFILE_HEADER, profile_kernels(case, packed.ours(), packed.fwd_flops()))]
+        lines += ["", markdown_table(PROFILE_HEADER, profile_kernels(f"{case} rotary", rotary, packed.fwd_flops()))]
+    lines += ["", f"autotune picks: {autotune_picks()}"]
     if sweep:
         lines += ["", markdown_table(SWEEP_HEADER, sweep_tiles(case, packed, SWEEP_CANDIDATES[MODEL.name]))]
     return lines

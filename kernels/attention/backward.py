@@ -15,6 +15,9 @@ backward at L=8192 took 3.54 ms that way against 3.90 ms for the fastest pointer
 session 3). At head dim 64 the split loops stay faster through descriptors too (session 6).
 Through pointers separate loops stay faster: only the query tiles at the diagonal, the window edge and the
 document end take the mask and bounds checks.
+
+With ROTATE (rotary_qkv_attention) q and k were rotated by RoPE before attention: each program rotates its
+finished dq or dk tile back once, after its loops, so the gradients leave already unrotated.
 """
 
 import torch
@@ -43,6 +46,7 @@ from gristmill.kernels.attention.tiles import (
     scheduled_document,
     tile_dot,
 )
+from gristmill.kernels.fused.rope.tile_rotation import unrotate_rows
 
 
 @triton.jit
@@ -97,12 +101,13 @@ def _attention_bwd_key_tiles(
 def _attention_bwd_key_tile(
     q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen, n0, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_dkt, stride_dkh, stride_lse_h,
+    stride_dkt, stride_dkh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """dk and dv of keys [n0, n0 + BLOCK_N) of one kv head, summed over its q-head group."""
+    """dk and dv of keys [n0, n0 + BLOCK_N) of one kv head, summed over its q-head group; dk rotated back by RoPE
+    when ROTATE (k was rotated, v never is)."""
     cols = n0 + tl.arange(0, BLOCK_N)
     k_tile = load_rows(k + doc_start * stride_kt + kv_head * stride_kh, stride_kt, cols, seqlen, HEAD_DIM, True)
     v_tile = load_rows(v + doc_start * stride_vt + kv_head * stride_vh, stride_vt, cols, seqlen, HEAD_DIM, True)
@@ -132,23 +137,26 @@ def _attention_bwd_key_tile(
         stride_qh, stride_dot, stride_doh, stride_lse_h, mid_hi, hi, group, seqlen, window, qk_scale,
         HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
+    dk_tile = dk_acc * softmax_scale
+    if ROTATE:
+        dk_tile = unrotate_rows(dk_tile, cos, sin, doc_start + cols, cols < seqlen, BLOCK_N, HEAD_DIM)
     out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + tl.arange(0, HEAD_DIM)[None, :]
-    tl.store(dk + out_offsets, (dk_acc * softmax_scale).to(dk.dtype.element_ty), mask=cols[:, None] < seqlen)
+    tl.store(dk + out_offsets, dk_tile.to(dk.dtype.element_ty), mask=cols[:, None] < seqlen)
     tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=cols[:, None] < seqlen)
 
 
 @triton.autotune(
     configs=key_grad_configs(sized_blocks({"q": "BLOCK_M", "do": "BLOCK_M"}, {"lse": "BLOCK_M", "delta": "BLOCK_M"})),
-    key=AUTOTUNE_KEY + ["DESCRIPTORS"],
+    key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"],
 )
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
     q, k, v, do, lse, delta, dk, dv, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_dkt, stride_dkh, stride_lse_h,
+    stride_dkt, stride_dkh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of key tiles, kv head, document); q, do, lse and delta are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -160,8 +168,8 @@ def _attention_bwd_dkdv_kernel(
             q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen,
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, kv_head,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-            stride_dkt, stride_dkh, stride_lse_h, softmax_scale, qk_scale, window, group,
-            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+            stride_dkt, stride_dkh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window, group,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
         )
 
 
@@ -191,12 +199,12 @@ def _attention_bwd_query_tiles(
 def _attention_bwd_query_tile(
     q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen, m0, head, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h,
+    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """dq and delta of queries [m0, m0 + BLOCK_M) of one q head."""
+    """dq and delta of queries [m0, m0 + BLOCK_M) of one q head; dq rotated back by RoPE when ROTATE."""
     rows = m0 + tl.arange(0, BLOCK_M)
     q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
     do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
@@ -221,20 +229,23 @@ def _attention_bwd_query_tile(
         stride_vt, stride_vh, mid_hi, hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW,
         MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
+    dq_tile = dq_acc * softmax_scale
+    if ROTATE:
+        dq_tile = unrotate_rows(dq_tile, cos, sin, doc_start + rows, rows < seqlen, BLOCK_M, HEAD_DIM)
     dq_ptrs = dq + (doc_start + rows[:, None]) * stride_dqt + head * stride_dqh + tl.arange(0, HEAD_DIM)[None, :]
-    tl.store(dq_ptrs, (dq_acc * softmax_scale).to(dq.dtype.element_ty), mask=rows[:, None] < seqlen)
+    tl.store(dq_ptrs, dq_tile.to(dq.dtype.element_ty), mask=rows[:, None] < seqlen)
 
 
 @triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"})),
-                 key=AUTOTUNE_KEY + ["DESCRIPTORS"])
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
     q, k, v, o, do, lse, delta, dq, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h,
+    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of query tiles, q head, document); k and v are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -244,8 +255,8 @@ def _attention_bwd_dq_kernel(
             q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M, head, head // group,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-            stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, softmax_scale, qk_scale, window,
-            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
+            stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
         )
 
 
@@ -263,14 +274,20 @@ def attention_backward(
     softmax_scale: float,
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     doc_order: torch.Tensor | None = None,
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dq, dk, dv) in the inputs' dtype, given dO and the forward's output and base-2 log-sum-exp.
 
     `grads` are buffers to write them into instead (views of one qkv-shaped gradient, say): shaped like q, k, v
     with a contiguous last dim, dk and dv with equal strides (one kernel stores both). `doc_order` as for
-    attention_forward."""
+    attention_forward. `rope`: the contiguous float32 cos and sin `[T, D/2]` (rope_cos_sin) that rotated q and k;
+    dq and dk then come out rotated back, the gradients of q and k before RoPE, with no pass of their own."""
     total, heads_q, head_dim = q.shape
     heads_kv = k.shape[1]
+    if rope is not None and any(t.shape != (total, head_dim // 2) or not t.is_contiguous() or t.dtype != torch.float32
+                                for t in rope):
+        tables = [(tuple(t.shape), t.dtype) for t in rope]
+        raise ValueError(f"rope tables {tables} must be contiguous float32 [{total}, {head_dim // 2}]")
     if grads is None:
         grads = tuple(torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in (q, k, v))
     dq, dk, dv = grads
@@ -282,7 +299,8 @@ def attention_backward(
     delta = row_statistics(heads_q, total, num_docs, q.device)
     if doc_order is None:
         doc_order = longest_first(cu_seqlens)
-    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None)
+    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, ROTATE=rope is not None)
+    cos, sin = rope or (None, None)
     scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                      do.stride(0), do.stride(1))
@@ -293,7 +311,7 @@ def attention_backward(
         key_sources = tuple(head_rows(x) for x in key_sources)
     _attention_bwd_dq_kernel[paired_grid(max_seqlen, "BLOCK_M", num_docs, heads_q)](
         q, *key_sources, out, do, lse, delta, dq, cu_seqlens, doc_order, *input_strides, out.stride(0), out.stride(1),
-        dq.stride(0), dq.stride(1), lse.stride(0), *scalars, **flags, DESCRIPTORS=dq_descriptors,
+        dq.stride(0), dq.stride(1), lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=dq_descriptors,
     )
     query_sources = (q, do, lse, delta)
     use_descriptors = descriptors_usable(*query_sources)
@@ -302,6 +320,6 @@ def attention_backward(
     q_src, do_src, lse_src, delta_src = query_sources
     _attention_bwd_dkdv_kernel[paired_grid(max_seqlen, "BLOCK_N", num_docs, heads_kv)](
         q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, doc_order, *input_strides, dk.stride(0), dk.stride(1),
-        lse.stride(0), *scalars, **flags, DESCRIPTORS=use_descriptors,
+        lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=use_descriptors,
     )
     return dq, dk, dv

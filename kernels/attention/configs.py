@@ -16,10 +16,21 @@ from gristmill.kernels.interpreter import interpreting
 
 AUTOTUNE_KEY = ["HEAD_DIM", "CAUSAL", "HAS_WINDOW"]
 
+THREE_PROGRAMS_PER_SM = 168
+"""Registers per thread that let three 4-warp programs share an SM (65536 / 384, rounded down to ptxas's step of 8).
+The dq kernel's 64x64 w4 tile needs three: its RoPE epilogue (rotary_qkv) took it from 161 to 170 registers, two
+programs per SM, and the rotating dq kernel to 0.565 ms against 0.428 capped (plain 0.409; H100, D=64, 16/4 heads,
+8 rows of 4096, bench/results/attention.md session 7); capped, ptxas (triton 3.6, sm_90) fits it in 161 with no
+spill, the plain kernel in 158."""
 
-def _configs(tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None]) -> list[triton.Config]:
+
+def _configs(
+    tiles: list[tuple[int, int, int, int]], pre_hook: Callable[[dict], None], four_warp_registers: int | None = None
+) -> list[triton.Config]:
+    """`four_warp_registers` caps the registers of the 4-warp tiles (ptx .maxnreg); the others keep ptxas's choice."""
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages, pre_hook=pre_hook)
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=warps, num_stages=stages, pre_hook=pre_hook,
+                      maxnreg=four_warp_registers if warps == 4 else None)
         for bm, bn, warps, stages in tiles
     ]
 
@@ -43,7 +54,8 @@ def key_grad_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
 
 def query_grad_configs(pre_hook: Callable[[dict], None]) -> list[triton.Config]:
     """BLOCK_M queries per tile (dq accumulates in registers), BLOCK_N keys per step; `pre_hook` sizes the k, v
-    descriptors to the tile."""
+    descriptors to the tile. The 4-warp tile is held to three programs per SM."""
     if interpreting():
         return _configs([(32, 16, 4, 1)], pre_hook)
-    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)], pre_hook)
+    return _configs([(128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 2), (64, 64, 4, 2)], pre_hook,
+                    four_warp_registers=THREE_PROGRAMS_PER_SM)

@@ -2,7 +2,8 @@
 
 The projection's output `[T, (Hq + 2 Hkv) D]` is used where it lies: RoPE rotates its q and k columns in place,
 attention reads q, k and v as strided views, and the backward writes dq, dk and dv into one buffer shaped like
-it. Separate q, k, v projections would cost three thin matmuls, two sums of their input gradients and a concat
+it, dq and dk rotated back inside the attention kernels (a separate inverse RoPE pass would read and write
+[T, (Hq + Hkv) D] once more per layer). Separate q, k, v projections would cost three thin matmuls, two sums of their input gradients and a concat
 (or a gradient rebuilt through views) per layer.
 """
 
@@ -41,7 +42,7 @@ def split_qkv(qkv: torch.Tensor, n_heads: int, n_kv_heads: int) -> tuple[torch.T
 
 class RotaryQKVAttentionFunction(torch.autograd.Function):
     """Rotates qkv's q and k columns in place (so it returns qkv too, marked dirty) and saves them rotated; the
-    backward rotates dq and dk back inside the one gradient buffer."""
+    backward kernels rotate dq and dk back as they store them into the one gradient buffer."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
@@ -62,20 +63,19 @@ class RotaryQKVAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out, grad_qkv):
         qkv, out, lse, cu_seqlens, doc_order, cos, sin = ctx.saved_tensors
         max_seqlen, n_heads, n_kv_heads, softmax_scale = ctx.settings
-        if grad_out is None:
-            dqkv = torch.zeros(qkv.shape, dtype=qkv.dtype, device=qkv.device)
-        else:  # every column of dqkv gets written
+        dqkv = None
+        if grad_out is not None:  # every column of dqkv gets written
             dqkv = torch.empty(qkv.shape, dtype=qkv.dtype, device=qkv.device)
-            grads = split_qkv(dqkv, n_heads, n_kv_heads)
             attention_backward(
                 grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous(),
                 *split_qkv(qkv, n_heads, n_kv_heads), out, lse, cu_seqlens, max_seqlen, True, None, softmax_scale,
-                grads=grads, doc_order=doc_order,
+                grads=split_qkv(dqkv, n_heads, n_kv_heads), doc_order=doc_order, rope=(cos, sin),
             )
-        if grad_qkv is not None:  # someone used the rotated qkv this returns: its gradient joins before unrotating
-            dqkv += grad_qkv
-        rotated = dqkv.view(qkv.shape[0], -1, out.shape[2])[:, : n_heads + n_kv_heads]
-        rope_rotate(rotated, rotated, cos, sin, inverse=True)
+        if grad_qkv is not None:  # someone used the rotated qkv this returns: its q, k part is in the rotated frame
+            unrotated = grad_qkv.clone(memory_format=torch.contiguous_format)
+            rotated_part = unrotated.view(qkv.shape[0], -1, out.shape[2])[:, : n_heads + n_kv_heads]
+            rope_rotate(rotated_part, rotated_part, cos, sin, inverse=True)
+            dqkv = unrotated if dqkv is None else dqkv.add_(unrotated)
         return dqkv, None, None, None, None, None, None, None
 
 
