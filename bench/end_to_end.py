@@ -20,6 +20,7 @@ Run on the GPU from the repository root:
 """
 
 import argparse
+import importlib.metadata
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ import torch
 
 from bench.harness import git_revision, machine, markdown_table, print_and_append, today
 from bench.trainer_throughput import measure, synthetic_corpus, warmed_up
+from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp_unavailable_reason
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.models import presets as model_presets
 from gristmill.trainer.models.segments import Segments
@@ -55,6 +57,15 @@ VARIANTS = {
     "stock+compile": Variant(kernels=False, compiled=True, cuda_graphs=False),
 }
 BASELINE = "stock+compile"
+
+
+def mlp_backend() -> str:
+    """Which GEMMs our MLP runs on here: quack's (activation in the epilogue) when installed, else cuBLAS + Triton."""
+    probe = [torch.empty(shape, device="cuda", dtype=torch.bfloat16) for shape in ((8, 64), (128, 64), (64, 64))]
+    reason = swiglu_mlp_unavailable_reason(*probe)
+    if reason is None:
+        return f"quack-kernels {importlib.metadata.version('quack-kernels')} GEMMs with SwiGLU epilogues"
+    return f"cuBLAS + Triton SwiGLU ({reason.splitlines()[0][:80]})"
 
 
 def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: str) -> TrainConfig:
@@ -165,7 +176,7 @@ def main() -> None:
               f"x {BASELINE}", "graphs compiled while timed (must be 0)"]
     report = (
         f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.end_to_end` (rows {args.rows} x 4096, "
-        f"steps {args.steps}, warmup {args.warmup})\n\n" + markdown_table(header, rows)
+        f"steps {args.steps}, warmup {args.warmup}) · our MLP: {mlp_backend()}\n\n" + markdown_table(header, rows)
     )
     print_and_append(report, args.out)
 

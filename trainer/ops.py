@@ -8,6 +8,7 @@ compare against).
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention as rotary_qkv_attention_kernel
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
@@ -17,6 +18,8 @@ from gristmill.kernels.fused import swiglu_halves as swiglu_halves_kernel
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
+from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp as swiglu_mlp_kernel
+from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp_unavailable_reason
 from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
 from gristmill.kernels.ssd.mixer_reference import mamba_mixer_core_reference
 from gristmill.trainer.models.segments import Segments
@@ -33,6 +36,7 @@ rotary_qkv_attention_kernel = _opaque_to_compile(rotary_qkv_attention_kernel)
 mamba_mixer_core_kernel = _opaque_to_compile(mamba_mixer_core_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
+swiglu_mlp_kernel = _opaque_to_compile(swiglu_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 
 _kernels_enabled = True
@@ -98,6 +102,15 @@ def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
     if _on_kernel(gate_up):
         return swiglu_halves_kernel(gate_up)
     return swiglu_halves_reference(gate_up)
+
+
+def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """down(silu(gate) * up) of the MLP's projections (w_gate_up's rows are [gate | up]): quack's GEMMs with the
+    activation in their epilogues where quack is installed and runs these inputs, else two matmuls around
+    `swiglu_halves`."""
+    if _on_kernel(x) and swiglu_mlp_unavailable_reason(x, w_gate_up, w_down) is None:
+        return swiglu_mlp_kernel(x, w_gate_up, w_down)
+    return F.linear(swiglu_halves(F.linear(x, w_gate_up)), w_down)
 
 
 def linear_cross_entropy(

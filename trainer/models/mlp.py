@@ -13,4 +13,4 @@ class SwiGLU(nn.Module):
         self.down = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(ops.swiglu_halves(self.gate_up(x)))
+        return ops.swiglu_mlp(x, self.gate_up.weight, self.down.weight)

@@ -1,0 +1,66 @@
+"""The SwiGLU MLP on quack's CuTe-DSL GEMMs (optional dependency `quack-kernels`, Hopper and newer).
+
+cuBLAS cannot apply SwiGLU in a GEMM epilogue, so the plain path writes gate_up, reads it back for the activation,
+and in the backward writes dA for the activation's gradient to read again: passes that run at HBM bandwidth and
+cost about 12 ms per transformer_350m step on an H100. Our own Triton GEMMs with those epilogues ran no faster
+(the GEMMs lost what the epilogues saved, bench/results/swiglu_mlp.md); quack's warp-specialized kernels overlap
+the epilogue with the next tile's main loop. quack wants gate and up interleaved column by column; the model keeps
+`[gate | up]` rows (checkpoints and the CPU path unchanged) and interleaves a copy per call, whose gradient
+autograd turns back.
+"""
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+from gristmill.pipeline.log import get_logger
+
+_log = get_logger(__name__)
+
+
+@functools.cache
+def _quack_mlp_func() -> tuple[Callable | None, str | None]:
+    """quack's MLP function, or None and why it cannot be imported (not installed, or its CUDA libraries fail)."""
+    try:
+        from quack.mlp import mlp_func
+    except Exception as error:  # any import failure means "use the other path"; the reason is reported
+        return None, f"{type(error).__name__}: {error}"
+    _log.info("MLP: quack GEMMs with the SwiGLU in their epilogues")
+    return mlp_func, None
+
+
+def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> str | None:
+    """None when `swiglu_mlp` can run these inputs, else why not (the caller takes the cuBLAS + Triton path)."""
+    if not x.is_cuda:
+        return f"x is on {x.device}, quack's GEMMs need CUDA"
+    if torch.cuda.get_device_capability(x.device) < (9, 0):
+        return "quack's GEMMs need compute capability 9.0 (Hopper) or newer"
+    hidden, width = w_down.shape[1], x.shape[-1]
+    if x.dim() != 2 or w_gate_up.shape != (2 * hidden, width) or w_down.shape != (width, hidden):
+        return f"shapes x {tuple(x.shape)}, w_gate_up {tuple(w_gate_up.shape)}, w_down {tuple(w_down.shape)} are not an MLP"
+    if width % 8 or hidden % 8:
+        return f"d_model ({width}) and the hidden size ({hidden}) must be multiples of 8 for quack's GEMMs"
+    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+    if dtype not in (torch.bfloat16, torch.float16):
+        return f"quack's MLP runs in bf16 or fp16, not {dtype}"
+    return _quack_mlp_func()[1]
+
+
+def interleave_gate_up(w_gate_up: torch.Tensor) -> torch.Tensor:
+    """`[gate | up]` rows `[2F, d]` -> rows gate_0, up_0, gate_1, up_1, ... (the layout quack's gated GEMM reads)."""
+    hidden = w_gate_up.shape[0] // 2
+    return w_gate_up.view(2, hidden, -1).transpose(0, 1).reshape(2 * hidden, -1)
+
+
+def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """x `[T, d]` -> `[T, d]`, differentiable in all three; check `swiglu_mlp_unavailable_reason` first. Under
+    autocast the inputs are cast as a matmul would cast them (quack's functions are not autocast ops)."""
+    mlp_func, reason = _quack_mlp_func()
+    if mlp_func is None:
+        raise ValueError(f"swiglu_mlp needs quack-kernels: {reason}")
+    if torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+        x, w_gate_up, w_down = x.to(dtype), w_gate_up.to(dtype), w_down.to(dtype)
+    with torch.autocast("cuda", enabled=False):
+        return mlp_func(x, interleave_gate_up(w_gate_up), w_down, "swiglu")

@@ -1,0 +1,63 @@
+"""The SwiGLU MLP on quack's GEMMs against two matmuls around the SwiGLU reference: output and all three gradients
+(GPU with quack-kernels installed), the interleaved weight layout it reads, and when it declines to run."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gristmill.kernels.fused import swiglu_halves_reference
+from gristmill.kernels.fused.swiglu_mlp import interleave_gate_up, swiglu_mlp, swiglu_mlp_unavailable_reason
+from gristmill.kernels.testing import assert_close
+
+
+def _quack_ready() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    x, w1, w2 = torch.empty(8, 64, device="cuda"), torch.empty(128, 64, device="cuda"), torch.empty(64, 64, device="cuda")
+    return swiglu_mlp_unavailable_reason(x.bfloat16(), w1.bfloat16(), w2.bfloat16()) is None
+
+
+ON_QUACK = pytest.mark.skipif(not _quack_ready(), reason="needs a Hopper GPU with quack-kernels installed")
+
+
+def _reference(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    return F.linear(swiglu_halves_reference(F.linear(x, w_gate_up)), w_down)
+
+
+def test_interleaved_rows_pair_each_gate_with_its_up() -> None:
+    hidden, width = 6, 4
+    w = torch.randn(2 * hidden, width)
+    x = torch.randn(5, width)
+    pairs = F.linear(x, interleave_gate_up(w))
+    torch.testing.assert_close(F.silu(pairs[:, 0::2]) * pairs[:, 1::2], swiglu_halves_reference(F.linear(x, w)))
+
+
+def test_declines_cpu_and_odd_shapes() -> None:
+    x, w1, w2 = torch.randn(4, 16), torch.randn(32, 16), torch.randn(16, 16)
+    assert "CUDA" in swiglu_mlp_unavailable_reason(x, w1, w2)
+    if torch.cuda.is_available():
+        cuda = [t.cuda().bfloat16() for t in (x, w1[:30], w2)]
+        assert swiglu_mlp_unavailable_reason(*cuda) is not None
+
+
+@ON_QUACK
+@pytest.mark.parametrize("tokens, width, hidden", [(4096, 1024, 2816), (1000, 256, 512), (37, 128, 384)])
+@pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weights"])
+def test_matches_reference(tokens: int, width: int, hidden: int, autocast: bool) -> None:
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    weight_dtype = torch.float32 if autocast else torch.bfloat16
+    x = torch.randn(tokens, width, device="cuda").bfloat16()
+    w1 = (torch.randn(2 * hidden, width, device="cuda") / width**0.5).to(weight_dtype)
+    w2 = (torch.randn(width, hidden, device="cuda") / hidden**0.5).to(weight_dtype)
+    dy = torch.randn(tokens, width, device="cuda").bfloat16()
+    leaves = [t.clone().requires_grad_() for t in (x, w1, w2)]
+    refs = [t.double().requires_grad_() for t in (x, w1, w2)]
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        y = swiglu_mlp(*leaves)
+    y_ref = _reference(*refs)
+    assert_close("y", y, y_ref, 2e-2)
+    grads = torch.autograd.grad(y, leaves, dy)
+    ref_grads = torch.autograd.grad(y_ref, refs, dy.double())
+    for name, grad, ref, leaf in zip(["dx", "dw_gate_up", "dw_down"], grads, ref_grads, leaves):
+        assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
+        assert_close(name, grad, ref, 2e-2)
