@@ -10,6 +10,8 @@ grad clip, fused AdamW), bf16 autocast:
   stock+compile   the kernels off: SDPA with a block-diagonal document mask, RMSNorm/SwiGLU/RoPE as plain
                   tensor ops, full-logits F.cross_entropy, the chunked PyTorch SSD; whole model under
                   torch.compile (what a PyTorch user gets without custom kernels)
+  ours-cublas-mlp "ours" with `quack_mlp = false`: where quack-kernels is installed, "ours" runs the MLP on its GEMMs
+                  (SwiGLU in the epilogues; the report's header says which MLP ran), this one on cuBLAS + Triton
 
 MFU = useful FLOPs / time / dense bf16 peak (989 TFLOP/s on H100), useful FLOPs = 6 x matmul parameters per
 real token + 12 x d_model per attended (query, key) pair inside documents per attention layer (causal, so
@@ -48,11 +50,13 @@ class Variant(NamedTuple):
     compiled: bool
     """the whole model under torch.compile"""
     cuda_graphs: bool
+    quack_mlp: bool = True
 
 
 VARIANTS = {
     "ours": Variant(kernels=True, compiled=False, cuda_graphs=False),
     "ours+graphs": Variant(kernels=True, compiled=False, cuda_graphs=True),
+    "ours-cublas-mlp": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_mlp=False),
     "ours+compile": Variant(kernels=True, compiled=True, cuda_graphs=False),
     "stock+compile": Variant(kernels=False, compiled=True, cuda_graphs=False),
 }
@@ -73,6 +77,7 @@ def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: st
     cfg.model = getattr(model_presets, model)()
     cfg.data.manifests, cfg.data.seq_len, cfg.data.best_fit_buffer = [corpus], 4096, 512
     cfg.kernels, cfg.cuda_graphs = VARIANTS[variant].kernels, VARIANTS[variant].cuda_graphs
+    cfg.quack_mlp = VARIANTS[variant].quack_mlp
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg

@@ -131,6 +131,10 @@ class TrainConfig:
     """torch.compile each block."""
     kernels: bool = True
     """Use the Triton kernels on GPU; False forces the PyTorch reference ops."""
+    quack_mlp: bool = True
+    """With kernels on a Hopper or newer GPU, run the MLP on quack-kernels' GEMMs (SwiGLU and its gradient in their
+    epilogues) when that optional package is installed (`pip install 'gristmill[quack]'`); False keeps cuBLAS and
+    the Triton SwiGLU kernel."""
     cuda_graphs: bool = False
     """Replay each micro-batch's forward and backward from CUDA graphs (one GPU, kernels on, no compile, no
     gradient accumulation): removes the per-op launch cost from Python that idles the GPU on small models or

@@ -40,12 +40,14 @@ swiglu_mlp_kernel = _opaque_to_compile(swiglu_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 
 _kernels_enabled = True
+_quack_mlp_enabled = True
 
 
-def enable_kernels(enabled: bool) -> None:
-    """Turns the Triton path on or off for the whole process (off: every op takes its reference)."""
-    global _kernels_enabled
-    _kernels_enabled = enabled
+def enable_kernels(enabled: bool, *, quack_mlp: bool = True) -> None:
+    """Turns the Triton path on or off for the whole process (off: every op takes its reference), and with it
+    quack's MLP GEMMs where that package is installed."""
+    global _kernels_enabled, _quack_mlp_enabled
+    _kernels_enabled, _quack_mlp_enabled = enabled, quack_mlp
 
 
 def _on_kernel(tensor: torch.Tensor) -> bool:
@@ -108,7 +110,7 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -
     """down(silu(gate) * up) of the MLP's projections (w_gate_up's rows are [gate | up]): quack's GEMMs with the
     activation in their epilogues where quack is installed and runs these inputs, else two matmuls around
     `swiglu_halves`."""
-    if _on_kernel(x) and swiglu_mlp_unavailable_reason(x, w_gate_up, w_down) is None:
+    if _on_kernel(x) and _quack_mlp_enabled and swiglu_mlp_unavailable_reason(x, w_gate_up, w_down) is None:
         return swiglu_mlp_kernel(x, w_gate_up, w_down)
     return F.linear(swiglu_halves(F.linear(x, w_gate_up)), w_down)
 
