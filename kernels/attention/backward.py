@@ -319,7 +319,7 @@ def attention_backward(
         query_sources = (head_rows(q), head_rows(do), statistic_rows(lse), statistic_rows(delta))
     q_src, do_src, lse_src, delta_src = query_sources
     _attention_bwd_dkdv_kernel[paired_grid(max_seqlen, "BLOCK_N", num_docs, heads_kv)](
-        q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, doc_order, *input_strides, dk.stride(0), dk.stride(1),
-        lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=use_descriptors,
+        q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, doc_order, *input_strides,
+        dk.stride(0), dk.stride(1), lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=use_descriptors,
     )
     return dq, dk, dv

@@ -3,8 +3,8 @@
 The projection's output `[T, (Hq + 2 Hkv) D]` is used where it lies: RoPE rotates its q and k columns in place,
 attention reads q, k and v as strided views, and the backward writes dq, dk and dv into one buffer shaped like
 it, dq and dk rotated back inside the attention kernels (a separate inverse RoPE pass would read and write
-[T, (Hq + Hkv) D] once more per layer). Separate q, k, v projections would cost three thin matmuls, two sums of their input gradients and a concat
-(or a gradient rebuilt through views) per layer.
+[T, (Hq + Hkv) D] once more per layer). Separate q, k, v projections would cost three thin matmuls, two sums of
+their input gradients and a concat (or a gradient rebuilt through views) per layer.
 """
 
 import torch

@@ -13,8 +13,8 @@ from gristmill.kernels.testing import assert_close
 def _quack_ready() -> bool:
     if not torch.cuda.is_available():
         return False
-    x, w1, w2 = torch.empty(8, 64, device="cuda"), torch.empty(128, 64, device="cuda"), torch.empty(64, 64, device="cuda")
-    return swiglu_mlp_unavailable_reason(x.bfloat16(), w1.bfloat16(), w2.bfloat16()) is None
+    x, w1, w2 = (torch.empty(shape, device="cuda", dtype=torch.bfloat16) for shape in ((8, 64), (128, 64), (64, 64)))
+    return swiglu_mlp_unavailable_reason(x, w1, w2) is None
 
 
 ON_QUACK = pytest.mark.skipif(not _quack_ready(), reason="needs a Hopper GPU with quack-kernels installed")

@@ -1,8 +1,8 @@
 """Linear + cross-entropy that never holds `[N, V]` logits: chunks of rows through cuBLAS and one Triton kernel.
 
 Per chunk of rows: logits = h @ W.T (GEMM, float32 accumulation) into a reused buffer; the rows kernel
-(rows_kernel.py) finds each row's logsumexp in float32 and overwrites the logits with d loss / d logits; two more GEMMs turn
-that into the chunk's d hidden and add its share of d weight. For a scalar loss this runs in the
+(rows_kernel.py) finds each row's logsumexp in float32 and overwrites the logits with d loss / d logits; two
+more GEMMs turn that into the chunk's d hidden and add its share of d weight. For a scalar loss this runs in the
 forward (the backward only scales by the incoming gradient); for reduction="none" the backward
 recomputes the chunks with per-row gradient scales.
 """
@@ -135,9 +135,10 @@ def linear_cross_entropy(
 
     Adds `z_loss · logsumexp²` per non-ignored token; label smoothing spreads `label_smoothing` evenly
     over the vocab (as torch's cross_entropy). Labels must be in [0, V) or equal ignore_index (others
-are not checked, to avoid a device sync, and give a wrong loss). "mean" divides by the non-ignored count (an all-ignored
-    batch gives 0). Under autocast, hidden and weight are cast to its dtype first. `chunk_size` rows of logits live at a time (default: about 2^28 logits). Gradients
-    are computed in the forward for "mean"/"sum", so call backward once per loss.
+are not checked, to avoid a device sync, and give a wrong loss). "mean" divides by the non-ignored count (an
+    all-ignored batch gives 0). Under autocast, hidden and weight are cast to its dtype first. `chunk_size` rows of
+    logits live at a time (default: about 2^28 logits). Gradients are computed in the forward for "mean"/"sum", so
+    call backward once per loss.
 
     Example: `loss = linear_cross_entropy(h.flatten(0, 1), lm_head.weight, labels.flatten())`.
     """
@@ -158,7 +159,9 @@ are not checked, to avoid a device sync, and give a wrong loss). "mean" divides 
     if reduction not in REDUCTIONS:
         raise ValueError(f"linear_cross_entropy: reduction {reduction!r} is not one of {REDUCTIONS}")
     if not 0.0 <= label_smoothing < 1.0 or z_loss < 0.0:
-        raise ValueError(f"linear_cross_entropy: need 0 <= label_smoothing < 1 ({label_smoothing}), z_loss >= 0 ({z_loss})")
+        raise ValueError(
+            f"linear_cross_entropy: need 0 <= label_smoothing < 1 ({label_smoothing}), z_loss >= 0 ({z_loss})"
+        )
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"linear_cross_entropy: chunk_size must be positive, got {chunk_size}")
     if hidden.shape[0] == 0:

@@ -38,7 +38,8 @@ def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_do
         return "quack's GEMMs need compute capability 9.0 (Hopper) or newer"
     hidden, width = w_down.shape[1], x.shape[-1]
     if x.dim() != 2 or w_gate_up.shape != (2 * hidden, width) or w_down.shape != (width, hidden):
-        return f"shapes x {tuple(x.shape)}, w_gate_up {tuple(w_gate_up.shape)}, w_down {tuple(w_down.shape)} are not an MLP"
+        shapes = f"x {tuple(x.shape)}, w_gate_up {tuple(w_gate_up.shape)}, w_down {tuple(w_down.shape)}"
+        return f"shapes {shapes} are not an MLP's [T, d], [2F, d], [d, F]"
     if width % 8 or hidden % 8:
         return f"d_model ({width}) and the hidden size ({hidden}) must be multiples of 8 for quack's GEMMs"
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
