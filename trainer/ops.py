@@ -19,9 +19,10 @@ from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
 from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp as swiglu_mlp_kernel
-from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp_unavailable_reason
+from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed, swiglu_mlp_unavailable_reason
 from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
 from gristmill.kernels.ssd.mixer_reference import mamba_mixer_core_reference
+from gristmill.pipeline.log import get_logger
 from gristmill.trainer.models.segments import Segments
 
 
@@ -38,6 +39,8 @@ rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
 swiglu_mlp_kernel = _opaque_to_compile(swiglu_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
+
+_log = get_logger(__name__)
 
 _kernels_enabled = True
 _quack_mlp_enabled = True
@@ -111,7 +114,11 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -
     activation in their epilogues where quack is installed and runs these inputs, else two matmuls around
     `swiglu_halves`."""
     if _on_kernel(x) and _quack_mlp_enabled and swiglu_mlp_unavailable_reason(x, w_gate_up, w_down) is None:
-        return swiglu_mlp_kernel(x, w_gate_up, w_down)
+        try:
+            return swiglu_mlp_kernel(x, w_gate_up, w_down)
+        except QuackMLPFailed as failure:
+            _log.warning(f"quack's MLP failed ({failure}); this run goes on with cuBLAS and the Triton SwiGLU "
+                         "(quack_mlp = false skips quack from the start)")
     return F.linear(swiglu_halves(F.linear(x, w_gate_up)), w_down)
 
 

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.kernels.fused import swiglu_halves_reference
-from gristmill.kernels.fused.swiglu_mlp import interleave_gate_up, swiglu_mlp, swiglu_mlp_unavailable_reason
+from gristmill.kernels.fused.swiglu_mlp import (
+    QuackMLPFailed, interleave_gate_up, quack_mlp, swiglu_mlp, swiglu_mlp_unavailable_reason,
+)
 from gristmill.kernels.testing import assert_close
 
 
@@ -61,3 +63,17 @@ def test_matches_reference(tokens: int, width: int, hidden: int, autocast: bool)
     for name, grad, ref, leaf in zip(["dx", "dw_gate_up", "dw_down"], grads, ref_grads, leaves):
         assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
         assert_close(name, grad, ref, 2e-2)
+
+
+def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken quack install raises in its first compile: the op names the error once and says so from then on."""
+
+    def broken_mlp_func(*args: object, **kwargs: object) -> torch.Tensor:
+        raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
+
+    monkeypatch.setattr(quack_mlp, "_quack_mlp_func", lambda: (broken_mlp_func, None))
+    monkeypatch.setattr(quack_mlp, "_failure", None)
+    x, w1, w2 = torch.randn(4, 16), torch.randn(32, 16), torch.randn(16, 16)
+    with pytest.raises(QuackMLPFailed, match="TypeError: epilogue fn"):
+        swiglu_mlp(x, w1, w2)
+    assert "quack failed earlier in this run: TypeError" in swiglu_mlp_unavailable_reason(x, w1, w2)

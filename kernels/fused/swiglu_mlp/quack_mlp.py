@@ -19,6 +19,15 @@ from gristmill.pipeline.log import get_logger
 _log = get_logger(__name__)
 
 
+class QuackMLPFailed(RuntimeError):
+    """quack raised on the MLP (a broken or mismatched install, typically in its first compile); the run can go on
+    without it."""
+
+
+_failure: str | None = None
+"""Why quack's MLP failed in this process, once it has: from then on `swiglu_mlp_unavailable_reason` says so."""
+
+
 @functools.cache
 def _quack_mlp_func() -> tuple[Callable | None, str | None]:
     """quack's MLP function, or None and why it cannot be imported (not installed, or its CUDA libraries fail)."""
@@ -32,6 +41,8 @@ def _quack_mlp_func() -> tuple[Callable | None, str | None]:
 
 def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> str | None:
     """None when `swiglu_mlp` can run these inputs, else why not (the caller takes the cuBLAS + Triton path)."""
+    if _failure is not None:
+        return f"quack failed earlier in this run: {_failure}"
     if not x.is_cuda:
         return f"x is on {x.device}, quack's GEMMs need CUDA"
     if torch.cuda.get_device_capability(x.device) < (9, 0):
@@ -56,7 +67,9 @@ def interleave_gate_up(w_gate_up: torch.Tensor) -> torch.Tensor:
 
 def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
     """x `[T, d]` -> `[T, d]`, differentiable in all three; check `swiglu_mlp_unavailable_reason` first. Under
-    autocast the inputs are cast as a matmul would cast them (quack's functions are not autocast ops)."""
+    autocast the inputs are cast as a matmul would cast them (quack's functions are not autocast ops). A failure
+    inside quack's forward raises `QuackMLPFailed` and makes every later `swiglu_mlp_unavailable_reason` name it."""
+    global _failure
     mlp_func, reason = _quack_mlp_func()
     if mlp_func is None:
         raise ValueError(f"swiglu_mlp needs quack-kernels: {reason}")
@@ -64,4 +77,10 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -
         dtype = torch.get_autocast_dtype("cuda")
         x, w_gate_up, w_down = x.to(dtype), w_gate_up.to(dtype), w_down.to(dtype)
     with torch.autocast("cuda", enabled=False):
-        return mlp_func(x, interleave_gate_up(w_gate_up), w_down, "swiglu")
+        try:
+            return mlp_func(x, interleave_gate_up(w_gate_up), w_down, "swiglu")
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as error:  # quack's own failure (compile, cache key, library): recorded, then reported
+            _failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            raise QuackMLPFailed(_failure) from error
