@@ -108,7 +108,8 @@ class RowsLaunch:
 
 def plan_rows_launch(vocab: int, element_size: int, one_pass_max_row_bytes: int = ONE_PASS_MAX_ROW_BYTES) -> RowsLaunch:
     """One pass when the row's power-of-two tile fits `one_pass_max_row_bytes` (32 values per thread, the
-    fastest on H100 at V 32000), else main's two-pass launch, which no wider block or warp count beat."""
+    fastest on H100 at V 32000), else the two-pass launch of 4096-wide blocks, which no wider block or warp count
+    beat."""
     tile = triton.next_power_of_2(vocab)
     if tile * element_size <= one_pass_max_row_bytes:
         return RowsLaunch(one_pass=True, block_v=tile, num_warps=max(1, min(32, tile // 1024)))
