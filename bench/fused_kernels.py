@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
+import triton
 from triton.runtime.errors import OutOfResources
 
 from bench.harness import markdown_table, peak_memory_mb, run_stamp, time_ms, write_report
@@ -129,7 +130,7 @@ def rows_launch_candidates(vocab: int) -> dict[str, RowsLaunch | None]:
     """Main's launch first (one 8-warp program per row, 4096-wide blocks), the planned one (None), one pass
     where a 32k tile holds the row, then two passes on other blocks and warp counts."""
     candidates: dict[str, RowsLaunch | None] = {"main's launch": RowsLaunch(False, 4096, 8), "planned": None}
-    tile = 1 << (vocab - 1).bit_length()
+    tile = triton.next_power_of_2(vocab)
     if tile <= 32768:
         candidates.update({f"one-pass w{w}": RowsLaunch(True, tile, w) for w in (16, 32)})
     for block, warps in ((2048, 4), (4096, 16), (8192, 16), (16384, 16)):
