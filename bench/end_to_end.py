@@ -75,7 +75,7 @@ def mlp_backend() -> str:
 def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: str) -> TrainConfig:
     cfg = transformer_350m_2k()
     cfg.model = getattr(model_presets, model)()
-    cfg.data.manifests, cfg.data.seq_len, cfg.data.best_fit_buffer = [corpus], 4096, 512
+    cfg.data.manifests, cfg.data.seq_len = [corpus], 4096
     cfg.kernels, cfg.cuda_graphs = VARIANTS[variant].kernels, VARIANTS[variant].cuda_graphs
     cfg.quack_mlp = VARIANTS[variant].quack_mlp
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir

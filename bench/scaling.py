@@ -39,7 +39,7 @@ def bench_config(
     """The 1B recipe (seq_len 4096, best-fit packing, 2 loader workers) with the chosen model."""
     cfg = hybrid_1b_4k()
     cfg.model = getattr(model_presets, model)()
-    cfg.data.manifests, cfg.data.best_fit_buffer = [corpus], 512
+    cfg.data.manifests = [corpus]
     cfg.micro_batch_rows, cfg.parallelism, cfg.out_dir = rows, parallelism, out_dir
     cfg.reshard_after_forward = not keep_params
     cfg.metrics.tensorboard, cfg.eval_every = False, 0

@@ -147,7 +147,7 @@ def main() -> None:
         for name, packed, kernels in variants:
             cfg = preset()
             cfg.data.manifests, cfg.out_dir = [corpus], work / f"{preset.__name__}-{name}"
-            cfg.data.best_fit_buffer, cfg.kernels = 512, kernels
+            cfg.kernels = kernels
             cfg.metrics.tensorboard, cfg.eval_every = False, 0
             results[name] = measure(cfg, packed, args.warmup, args.steps)
             print(preset.__name__, name, results[name], flush=True)

@@ -36,7 +36,7 @@ def transformer_125m_2k() -> TrainConfig:
     """~125M transformer at seq_len 2048, best-fit packing, 8 rows x 2048 tokens per micro-batch per GPU."""
     return TrainConfig(
         model=transformer_125m(),
-        data=DataConfig(seq_len=2048, packing="best_fit", best_fit_buffer=2048, num_workers=2),
+        data=DataConfig(seq_len=2048, packing="best_fit", num_workers=2),
         optimizer=OptimizerConfig(lr=6e-4),
         schedule=ScheduleConfig(warmup_steps=700),
         checkpoint=CheckpointConfig(every_steps=1000),
