@@ -93,13 +93,19 @@ def mamba_mixer_core(
     )  # fmt: skip
 
 
-def rms_norm(
-    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """norm(x), or with `residual` (norm(x + residual), x + residual) from one pass over each row."""
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(norm(x), x). The kernel hands x back through the norm, so the gradient that reaches x from where it is
+    used next (the output projection that adds into the residual stream) joins the norm's own gradient in the
+    norm's one backward pass instead of in a separate add."""
     if _on_kernel(x):
-        return rms_norm_kernel(x, weight, eps, residual)
-    return rms_norm_reference(x, weight, eps, residual)
+        return rms_norm_kernel(x, weight, eps, return_stream=True)
+    return rms_norm_reference(x, weight, eps), x
+
+
+def project_into_stream(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+    """stream + x @ weight.T from one matmul whose epilogue reads the stream (cuBLAS's beta = 1): the residual add
+    costs no pass of its own, and the next norm reads one tensor instead of a delta and the stream."""
+    return torch.addmm(stream, x, weight.t())
 
 
 def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
@@ -109,17 +115,19 @@ def swiglu_halves(gate_up: torch.Tensor) -> torch.Tensor:
     return swiglu_halves_reference(gate_up)
 
 
-def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
-    """down(silu(gate) * up) of the MLP's projections (w_gate_up's rows are [gate | up]): quack's GEMMs with the
-    activation in their epilogues where quack is installed and runs these inputs, else two matmuls around
-    `swiglu_halves`."""
+def swiglu_mlp(
+    x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor
+) -> torch.Tensor:
+    """stream + down(silu(gate) * up) of the MLP's projections (w_gate_up's rows are [gate | up]): quack's GEMMs with
+    the activation and the residual add in their epilogues where quack is installed and runs these inputs, else a
+    matmul, `swiglu_halves` and `project_into_stream`."""
     if _on_kernel(x) and _quack_mlp_enabled and swiglu_mlp_unavailable_reason(x, w_gate_up, w_down) is None:
         try:
-            return swiglu_mlp_kernel(x, w_gate_up, w_down)
+            return swiglu_mlp_kernel(x, w_gate_up, w_down, stream)
         except QuackMLPFailed as failure:
             _log.warning(f"quack's MLP failed ({failure}); this run goes on with cuBLAS and the Triton SwiGLU "
                          "(quack_mlp = false skips quack from the start)")
-    return F.linear(swiglu_halves(F.linear(x, w_gate_up)), w_down)
+    return project_into_stream(swiglu_halves(F.linear(x, w_gate_up)), w_down, stream)
 
 
 def linear_cross_entropy(

@@ -27,9 +27,19 @@ def _leaves(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.detach().clone().requires_grad_() for t in tensors]
 
 
+def _norm_returning_the_stream(fn, x, weight, eps):
+    """(y, x): the kernel hands x back through the norm (`return_stream`), the reference returns x itself and
+    autograd sums x's two gradients."""
+    if fn is rms_norm:
+        return fn(x, weight, eps=eps, return_stream=True)
+    return fn(x, weight, eps=eps), x
+
+
 @pytest.mark.parametrize("dtype, shape, tol", CASES)
-@pytest.mark.parametrize("with_residual", [False, True], ids=["plain", "residual"])
-def test_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, with_residual: bool) -> None:
+@pytest.mark.parametrize("stream_mode", ["plain", "residual", "returned"])
+def test_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, stream_mode: str) -> None:
+    """plain: y alone; residual: y and the stream x + residual; returned: y and x handed back, whose gradient
+    joins the norm's (the trainer's layers add into the stream after the norm)."""
     torch.manual_seed(0)
     x = torch.randn(shape, device=DEVICE, dtype=dtype)
     residual = torch.randn(shape, device=DEVICE, dtype=dtype)
@@ -37,9 +47,13 @@ def test_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, with_r
     dy, dstream = torch.randn_like(x), torch.randn_like(x)
 
     def run(fn, x, weight, residual):
-        if not with_residual:
+        if stream_mode == "plain":
             y = fn(x, weight, eps=1e-6)
             return (y,), torch.autograd.grad(y, (x, weight), dy.to(y.dtype))
+        if stream_mode == "returned":
+            y, stream = _norm_returning_the_stream(fn, x, weight, 1e-6)
+            grads = torch.autograd.grad((y, stream), (x, weight), (dy.to(y.dtype), dstream.to(y.dtype)))
+            return (y, stream), grads
         y, stream = fn(x, weight, eps=1e-6, residual=residual)
         grads = torch.autograd.grad((y, stream), (x, weight, residual), (dy.to(y.dtype), dstream.to(y.dtype)))
         return (y, stream), grads

@@ -1,5 +1,6 @@
-"""The SwiGLU MLP on quack's GEMMs against two matmuls around the SwiGLU reference: output and all three gradients
-(GPU with quack-kernels installed), the interleaved weight layout it reads, and when it declines to run."""
+"""The SwiGLU MLP on quack's GEMMs, added into the residual stream, against two matmuls around the SwiGLU reference:
+output and all four gradients (GPU with quack-kernels installed), the interleaved weight layout it reads, and when
+it declines to run."""
 
 import pytest
 import torch
@@ -22,8 +23,8 @@ def _quack_ready() -> bool:
 ON_QUACK = pytest.mark.skipif(not _quack_ready(), reason="needs a Hopper GPU with quack-kernels installed")
 
 
-def _reference(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
-    return F.linear(swiglu_halves_reference(F.linear(x, w_gate_up)), w_down)
+def _reference(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+    return stream + F.linear(swiglu_halves_reference(F.linear(x, w_gate_up)), w_down)
 
 
 def test_interleaved_rows_pair_each_gate_with_its_up() -> None:
@@ -51,16 +52,17 @@ def test_matches_reference(tokens: int, width: int, hidden: int, autocast: bool)
     x = torch.randn(tokens, width, device="cuda").bfloat16()
     w1 = (torch.randn(2 * hidden, width, device="cuda") / width**0.5).to(weight_dtype)
     w2 = (torch.randn(width, hidden, device="cuda") / hidden**0.5).to(weight_dtype)
+    stream = torch.randn(tokens, width, device="cuda").bfloat16()
     dy = torch.randn(tokens, width, device="cuda").bfloat16()
-    leaves = [t.clone().requires_grad_() for t in (x, w1, w2)]
-    refs = [t.double().requires_grad_() for t in (x, w1, w2)]
+    leaves = [t.clone().requires_grad_() for t in (x, w1, w2, stream)]
+    refs = [t.double().requires_grad_() for t in (x, w1, w2, stream)]
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
         y = swiglu_mlp(*leaves)
     y_ref = _reference(*refs)
     assert_close("y", y, y_ref, 2e-2)
     grads = torch.autograd.grad(y, leaves, dy)
     ref_grads = torch.autograd.grad(y_ref, refs, dy.double())
-    for name, grad, ref, leaf in zip(["dx", "dw_gate_up", "dw_down"], grads, ref_grads, leaves):
+    for name, grad, ref, leaf in zip(["dx", "dw_gate_up", "dw_down", "dstream"], grads, ref_grads, leaves):
         assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
         assert_close(name, grad, ref, 2e-2)
 
@@ -68,12 +70,13 @@ def test_matches_reference(tokens: int, width: int, hidden: int, autocast: bool)
 def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
     """A broken quack install raises in its first compile: the op names the error once and says so from then on."""
 
-    def broken_mlp_func(*args: object, **kwargs: object) -> torch.Tensor:
+    def broken_gemm(*args: object, **kwargs: object) -> torch.Tensor:
         raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
 
-    monkeypatch.setattr(quack_mlp, "_quack_mlp_func", lambda: (broken_mlp_func, None))
+    broken = quack_mlp._QuackGEMMs(broken_gemm, broken_gemm, broken_gemm, broken_gemm)
+    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (broken, None))
     monkeypatch.setattr(quack_mlp, "_failure", None)
     x, w1, w2 = torch.randn(4, 16), torch.randn(32, 16), torch.randn(16, 16)
     with pytest.raises(QuackMLPFailed, match="TypeError: epilogue fn"):
-        swiglu_mlp(x, w1, w2)
+        swiglu_mlp(x, w1, w2, torch.randn(4, 16))
     assert "quack failed earlier in this run: TypeError" in swiglu_mlp_unavailable_reason(x, w1, w2)

@@ -45,9 +45,10 @@ class Mamba2(nn.Module):
         nn.init.ones_(self.D)
         nn.init.ones_(self.norm_weight)
 
-    def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
-        """x [T, d_model] -> [T, d_model]. The mixer core reads z, xBC and dt in place from the in_proj output,
-        ends with the gated RMSNorm and hands back one gradient for it (one fused function on GPU)."""
+    def forward(self, x: torch.Tensor, segments: Segments, stream: torch.Tensor) -> torch.Tensor:
+        """x [T, d_model] -> the residual stream [T, d_model] with this layer's output added. The mixer core reads
+        z, xBC and dt in place from the in_proj output, ends with the gated RMSNorm and hands back one gradient for
+        it (one fused function on GPU)."""
         normed = ops.mamba_mixer_core(
             self.in_proj(x),
             self.conv_weight,
@@ -61,4 +62,4 @@ class Mamba2(nn.Module):
             chunk_size=self.chunk_size,
             cu_seqlens=segments.cu_seqlens,
         )
-        return self.out_proj(normed)
+        return ops.project_into_stream(normed, self.out_proj.weight, stream)

@@ -12,5 +12,6 @@ class SwiGLU(nn.Module):
         self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)  # output [gate | up]
         self.down = nn.Linear(hidden, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.swiglu_mlp(x, self.gate_up.weight, self.down.weight)
+    def forward(self, x: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+        """x [T, d_model] -> the residual stream [T, d_model] with this layer's output added."""
+        return ops.swiglu_mlp(x, self.gate_up.weight, self.down.weight, stream)

@@ -17,8 +17,9 @@ IGNORE_INDEX = -100
 
 
 class AttentionBlock(nn.Module):
-    """Pre-norm attention and MLP. Takes and returns (delta, stream): the residual stream is summed inside
-    the next norm (`RMSNorm`), so a block adds its output to the stream without a kernel of its own."""
+    """Pre-norm attention and MLP, residual stream in and out. Each sublayer's output projection adds into the
+    stream in its matmul's epilogue (`ops.project_into_stream`, quack's GEMM in the MLP), so no residual add is a
+    pass of its own and each norm reads only the stream."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -27,27 +28,23 @@ class AttentionBlock(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_hidden)
 
-    def forward(
-        self, delta: torch.Tensor, stream: torch.Tensor | None, segments: Segments
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        h, stream = self.attn_norm(delta, stream)
-        h, stream = self.mlp_norm(self.attn(h, segments), stream)
-        return self.mlp(h), stream
+    def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
+        h, stream = self.attn_norm(stream)
+        h, stream = self.mlp_norm(self.attn(h, segments, stream))
+        return self.mlp(h, stream)
 
 
 class MambaBlock(nn.Module):
-    """Pre-norm Mamba2 mixer; (delta, stream) in and out like `AttentionBlock`."""
+    """Pre-norm Mamba2 mixer, residual stream in and out like `AttentionBlock`."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mixer = Mamba2(cfg)
 
-    def forward(
-        self, delta: torch.Tensor, stream: torch.Tensor | None, segments: Segments
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        h, stream = self.norm(delta, stream)
-        return self.mixer(h, segments), stream
+    def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
+        h, stream = self.norm(stream)
+        return self.mixer(h, segments, stream)
 
 
 _BLOCKS = {"A": AttentionBlock, "M": MambaBlock}
@@ -81,10 +78,9 @@ class LanguageModel(nn.Module):
             # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream
             # would make every projection cast its input again and double the residual adds' memory traffic.
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        stream = None
         for layer in self.layers:
-            x, stream = layer(x, stream, segments)
-        x, _ = self.norm(x, stream)
+            x = layer(x, segments)
+        x, _ = self.norm(x)
         head = self.embed.weight if self.output is None else self.output.weight
         return ops.linear_cross_entropy(
             x, head, labels.reshape(-1), ignore_index=IGNORE_INDEX, z_loss=self.cfg.z_loss

@@ -1,4 +1,4 @@
-"""RMSNorm as a module whose forward goes through the kernel dispatch, with the residual add fused in."""
+"""RMSNorm as a module whose forward goes through the kernel dispatch."""
 
 import torch
 from torch import nn
@@ -12,12 +12,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(norm(stream), stream) with stream = x + residual (x alone without one): the residual add rides on
-        the norm's pass over each row, in both directions, instead of being a kernel of its own."""
-        if residual is None:
-            return ops.rms_norm(x, self.weight, self.eps), x
-        return ops.rms_norm(x, self.weight, self.eps, residual)
+    def forward(self, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(stream), stream), the stream handed back through the norm: the layer after it adds into the
+        stream in its output projection's matmul, and that gradient joins the norm's in one backward pass."""
+        return ops.rms_norm(stream, self.weight, self.eps)
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)

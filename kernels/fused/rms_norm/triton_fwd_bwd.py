@@ -175,7 +175,7 @@ def _matrix(t: torch.Tensor) -> torch.Tensor:
 
 class RMSNormFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, eps, residual, gate):
+    def forward(ctx, x, weight, eps, residual, gate, return_stream):
         shape = x.shape
         x2 = _matrix(x) if residual is None else x.reshape(-1, shape[-1]).contiguous()
         residual2 = None if residual is None else residual.reshape(-1, shape[-1]).contiguous()
@@ -183,9 +183,9 @@ class RMSNormFn(torch.autograd.Function):
         y, hidden, rstd = rms_norm_fwd(x2, weight.contiguous(), eps, residual2, gate2)
         ctx.save_for_backward(hidden, gate2, weight, rstd)
         ctx.set_materialize_grads(False)
-        ctx.has_residual = residual is not None
+        ctx.has_residual, ctx.returns_stream = residual is not None, return_stream
         ctx.shapes = shape, None if gate is None else gate.shape
-        if residual is None:
+        if not return_stream:
             return y.view(shape)
         return y.view(shape), hidden.view(shape)
 
@@ -195,7 +195,7 @@ class RMSNormFn(torch.autograd.Function):
         shape, gate_shape = ctx.shapes
         rows = (hidden.shape[0], shape[-1])
         dy2 = torch.zeros(rows, dtype=hidden.dtype, device=hidden.device) if dy is None else dy.reshape(rows)
-        dhidden = maybe_dhidden[0] if ctx.has_residual else None
+        dhidden = maybe_dhidden[0] if ctx.returns_stream else None
         dx = torch.empty(rows, dtype=hidden.dtype, device=hidden.device)
         dgate = None if gate is None else torch.empty(rows, dtype=gate.dtype, device=gate.device)
         dweight = rms_norm_bwd(
@@ -203,7 +203,9 @@ class RMSNormFn(torch.autograd.Function):
             dhidden=None if dhidden is None else dhidden.reshape(rows).contiguous(), gate=gate, dgate=dgate,
         )  # fmt: skip
         dx = dx.view(shape)
-        return dx, dweight, None, dx if ctx.has_residual else None, None if dgate is None else dgate.view(gate_shape)
+        return (
+            dx, dweight, None, dx if ctx.has_residual else None, None if dgate is None else dgate.view(gate_shape), None
+        )
 
 
 def _check_norm_arguments(op: str, x: torch.Tensor, weight: torch.Tensor, eps: float) -> None:
@@ -216,12 +218,19 @@ def _check_norm_arguments(op: str, x: torch.Tensor, weight: torch.Tensor, eps: f
 
 
 def rms_norm(
-    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, residual: torch.Tensor | None = None
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float = 1e-6,
+    residual: torch.Tensor | None = None,
+    *,
+    return_stream: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm over the last dim of x `[..., D]` with weight `[D]`, fused with `x + residual` if given.
 
     Returns y, or (y, x + residual) so the caller keeps the pre-norm residual stream without a second
-    pass. Statistics in float32; y and the stream in x's dtype.
+    pass. Without a residual, `return_stream` returns (y, x): a caller that norms the residual stream and also
+    adds into it (say in an output projection's matmul) gets x's two gradients summed inside the norm's one
+    backward pass instead of by a separate add. Statistics in float32; y and the stream in x's dtype.
 
     Example: `y, stream = rms_norm(block_out, norm.weight, residual=stream)`.
     """
@@ -231,7 +240,7 @@ def rms_norm(
             f"rms_norm: residual {tuple(residual.shape)} {residual.dtype} must match x {tuple(x.shape)} {x.dtype}"
         )
     check_triton_device("rms_norm", x, weight)
-    return RMSNormFn.apply(x, weight, eps, residual, None)
+    return RMSNormFn.apply(x, weight, eps, residual, None, return_stream or residual is not None)
 
 
 def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -247,4 +256,4 @@ def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, ep
     if gate.shape != x.shape:
         raise ValueError(f"gated_rms_norm: gate shape {tuple(gate.shape)} must match x's {tuple(x.shape)}")
     check_triton_device("gated_rms_norm", x, gate, weight)
-    return RMSNormFn.apply(x, weight, eps, None, gate)
+    return RMSNormFn.apply(x, weight, eps, None, gate, False)

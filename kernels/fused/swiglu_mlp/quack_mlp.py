@@ -4,13 +4,15 @@ cuBLAS cannot apply SwiGLU in a GEMM epilogue, so the plain path writes gate_up,
 and in the backward writes dA for the activation's gradient to read again: passes that run at HBM bandwidth and
 cost about 12 ms per transformer_350m step on an H100. Our own Triton GEMMs with those epilogues ran no faster
 (the GEMMs lost what the epilogues saved, bench/results/swiglu_mlp.md); quack's warp-specialized kernels overlap
-the epilogue with the next tile's main loop. quack wants gate and up interleaved column by column; the model keeps
-`[gate | up]` rows (checkpoints and the CPU path unchanged) and interleaves a copy per call, whose gradient
-autograd turns back.
+the epilogue with the next tile's main loop. The down projection adds the residual stream in its epilogue too, so
+the norm after the MLP reads one tensor instead of a delta and the stream. quack wants gate and up interleaved column
+by column; the model keeps `[gate | up]` rows (checkpoints and the CPU path unchanged) and interleaves a copy per
+call, whose gradient autograd turns back.
 """
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -28,15 +30,46 @@ _failure: str | None = None
 """Why quack's MLP failed in this process, once it has: from then on `swiglu_mlp_unavailable_reason` says so."""
 
 
+class _QuackGEMMs(NamedTuple):
+    gated_linear: Callable
+    """x, w (interleaved [gate, up] rows), activation -> (preact, postact), differentiable in x, w through preact"""
+    gemm: Callable
+    gemm_add: Callable
+    gemm_dgated: Callable
+
+
 @functools.cache
-def _quack_mlp_func() -> tuple[Callable | None, str | None]:
-    """quack's MLP function, or None and why it cannot be imported (not installed, or its CUDA libraries fail)."""
+def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
+    """quack's GEMMs the MLP uses, or None and why they cannot be imported (not installed, or its CUDA libraries
+    fail)."""
     try:
-        from quack.mlp import mlp_func
+        from quack.gemm_interface import gemm, gemm_add, gemm_dgated
+        from quack.linear import linear_gated_func
     except Exception as error:  # any import failure means "use the other path"; the reason is reported
         return None, f"{type(error).__name__}: {error}"
-    _log.info("MLP: quack GEMMs with the SwiGLU in their epilogues")
-    return mlp_func, None
+    _log.info("MLP: quack GEMMs with the SwiGLU and the residual add in their epilogues")
+    return _QuackGEMMs(linear_gated_func, gemm, gemm_add, gemm_dgated), None
+
+
+class _DownIntoStream(torch.autograd.Function):
+    """stream + postact @ w_down.T in one GEMM (the stream read in its epilogue); the backward's dA GEMM turns
+    dout @ w_down into d(preact) through the SwiGLU's gradient in its epilogue and hands back the activation it
+    recomputes there, for w_down's gradient. quack's own MLP has no stream to add into."""
+
+    @staticmethod
+    def forward(ctx, preact, w_down, postact, stream, gemms):
+        ctx.save_for_backward(preact, w_down)
+        ctx.gemms = gemms
+        return gemms.gemm_add(postact, w_down.T, stream)
+
+    @staticmethod
+    def backward(ctx, dout):
+        preact, w_down = ctx.saved_tensors
+        gemms = ctx.gemms
+        dout = dout if dout.stride(-1) == 1 else dout.contiguous()
+        dpreact, postact = gemms.gemm_dgated(dout, w_down, preact, activation="swiglu", dynamic_scheduler=True)
+        dw_down = gemms.gemm(dout.T, postact, out_dtype=w_down.dtype, dynamic_scheduler=True)
+        return dpreact, dw_down, None, dout, None
 
 
 def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> str | None:
@@ -56,7 +89,7 @@ def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_do
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
     if dtype not in (torch.bfloat16, torch.float16):
         return f"quack's MLP runs in bf16 or fp16, not {dtype}"
-    return _quack_mlp_func()[1]
+    return _quack_gemms()[1]
 
 
 def interleave_gate_up(w_gate_up: torch.Tensor) -> torch.Tensor:
@@ -65,20 +98,24 @@ def interleave_gate_up(w_gate_up: torch.Tensor) -> torch.Tensor:
     return w_gate_up.view(2, hidden, -1).transpose(0, 1).reshape(2 * hidden, -1)
 
 
-def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
-    """x `[T, d]` -> `[T, d]`, differentiable in all three; check `swiglu_mlp_unavailable_reason` first. Under
-    autocast the inputs are cast as a matmul would cast them (quack's functions are not autocast ops). A failure
-    inside quack's forward raises `QuackMLPFailed` and makes every later `swiglu_mlp_unavailable_reason` name it."""
+def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+    """stream + down(silu(gate) * up) for x `[T, d]`, stream `[T, d]`, differentiable in all four; check
+    `swiglu_mlp_unavailable_reason` first. Under autocast the inputs are cast as a matmul would cast them (quack's
+    functions are not autocast ops). A failure inside quack's forward raises `QuackMLPFailed` and makes every later
+    `swiglu_mlp_unavailable_reason` name it."""
     global _failure
-    mlp_func, reason = _quack_mlp_func()
-    if mlp_func is None:
+    gemms, reason = _quack_gemms()
+    if gemms is None:
         raise ValueError(f"swiglu_mlp needs quack-kernels: {reason}")
+    if stream.shape != x.shape:
+        raise ValueError(f"swiglu_mlp: stream {tuple(stream.shape)} must be shaped like x {tuple(x.shape)}")
     if torch.is_autocast_enabled("cuda"):
         dtype = torch.get_autocast_dtype("cuda")
-        x, w_gate_up, w_down = x.to(dtype), w_gate_up.to(dtype), w_down.to(dtype)
+        x, w_gate_up, w_down, stream = (t.to(dtype) for t in (x, w_gate_up, w_down, stream))
     with torch.autocast("cuda", enabled=False):
         try:
-            return mlp_func(x, interleave_gate_up(w_gate_up), w_down, "swiglu")
+            preact, postact = gemms.gated_linear(x, interleave_gate_up(w_gate_up), "swiglu", store_preact=True)
+            return _DownIntoStream.apply(preact, w_down, postact, stream, gemms)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as error:  # quack's own failure (compile, cache key, library): recorded, then reported
