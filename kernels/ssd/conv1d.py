@@ -33,20 +33,22 @@ range-checked ones, a few ulp apart. The interpreter has no libdevice, so it kee
 
 
 def _walk_candidates() -> list[triton.Config]:
-    """Tokens and channels per program and how many tokens the walk unrolls (a multiple of 3 turns the window's
-    register rotation into renaming). Under the interpreter one config: blocks of 16 tokens, so the tests' short
-    documents cross block edges, and 32 channels, since its time goes per token and channel block."""
+    """Tokens and channels per program, how many tokens the walk unrolls (a multiple of 3 turns the window's
+    register rotation into renaming) and its loop stages: above 1, Triton copies the rows of the next tokens into
+    shared memory (cp.async) ahead of the walk, so a program has more rows in flight than the two it carries in
+    registers. Under the interpreter one config: blocks of 16 tokens, so the tests' short documents cross block
+    edges, and 32 channels, since its time goes per token and channel block."""
     if interpreting():
-        small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": 2 * INTERPRETER_BLOCK, "UNROLL": 1}
+        small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": 2 * INTERPRETER_BLOCK, "UNROLL": 1, "STAGES": 1}
         return [triton.Config(small, num_warps=1, num_stages=1)]
-    options = ((128, 256, 3, 1), (64, 256, 3, 1), (32, 256, 3, 1), (128, 128, 3, 1), (64, 128, 3, 1), (128, 256, 1, 1))
+    options = ((128, 256, 3, 1), (64, 256, 3, 1), (128, 128, 3, 1), (128, 256, 3, 4), (64, 256, 3, 4), (128, 128, 3, 4))
     return [
-        triton.Config({"BLOCK_T": t, "BLOCK_C": c, "UNROLL": u}, num_warps=w, num_stages=1) for t, c, u, w in options
+        triton.Config({"BLOCK_T": t, "BLOCK_C": c, "UNROLL": u, "STAGES": s}, num_warps=1, num_stages=1)
+        for t, c, u, s in options
     ]
 
 
 _WALK_CANDIDATES = _walk_candidates()
-_SHORTEST_BLOCK = min(config.kwargs["BLOCK_T"] for config in _WALK_CANDIDATES)
 
 
 @triton.jit
@@ -125,14 +127,15 @@ def _conv1d_fwd_kernel(
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
     UNROLL: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3 = _walk_start(
         x, weight, bias, T, stride_x, CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C
     )
-    # loads run two tokens ahead of the arithmetic (the compiler does not pipeline loads outside dots)
+    # two rows ride ahead of the arithmetic in registers; STAGES > 1 has Triton fetch further rows into shared memory
     x_ahead1 = _row(x, block_start, stride_x, offs_c, mask_c, T)
     x_ahead2 = _row(x, block_start + 1, stride_x, offs_c, mask_c, T)
-    for u in tl.range(block_start, block_end, loop_unroll_factor=UNROLL):
+    for u in tl.range(block_start, block_end, loop_unroll_factor=UNROLL, num_stages=STAGES):
         x0 = x_ahead1.to(tl.float32)
         x_ahead1 = x_ahead2
         x_ahead2 = _row(x, u + 2, stride_x, offs_c, mask_c, T)
@@ -168,6 +171,7 @@ def _conv1d_bwd_kernel(
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
     UNROLL: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     """At token u the walk forms the pre-activation gradient of u and emits dx for t = u - 3, which needs the
     gradients of t .. t + 3 (carried for u-1 .. u-3); it walks three tokens past its block for them, and those
@@ -190,7 +194,7 @@ def _conv1d_bwd_kernel(
     dy_ahead1 = _row(dy, block_start, CHANNELS, offs_c, mask_c, T)
     x_ahead2 = _row(x, block_start + 1, stride_x, offs_c, mask_c, T)
     dy_ahead2 = _row(dy, block_start + 1, CHANNELS, offs_c, mask_c, T)
-    for u in tl.range(block_start, block_end + MAX_WIDTH - 1, loop_unroll_factor=UNROLL):
+    for u in tl.range(block_start, block_end + MAX_WIDTH - 1, loop_unroll_factor=UNROLL, num_stages=STAGES):
         x0, grad = x_ahead1.to(tl.float32), dy_ahead1.to(tl.float32)
         x_ahead1, dy_ahead1 = x_ahead2, dy_ahead2
         x_ahead2 = _row(x, u + 2, stride_x, offs_c, mask_c, T)
@@ -271,7 +275,8 @@ def conv1d_bwd(
     # one row per token block: the weight's partial sums, then the bias's, so one reduction sums both
     weight_columns = channels * width
     row = weight_columns + (0 if bias is None else channels)
-    partial = torch.empty(triton.cdiv(T, _SHORTEST_BLOCK), row, device=x.device, dtype=torch.float32)
+    shortest_block = min(config.kwargs["BLOCK_T"] for config in _conv1d_bwd_kernel.configs)
+    partial = torch.empty(triton.cdiv(T, shortest_block), row, device=x.device, dtype=torch.float32)
 
     _conv1d_bwd_kernel[_blocks_grid(T, channels)](
         x, weight, bias, doc_start, dy, dx, partial, partial[:, weight_columns:], T, x.stride(0), dx.stride(0), row,
