@@ -329,11 +329,12 @@ def norm_candidates(dim: int) -> list[triton.Config]:
 
 
 def conv_candidates() -> list[triton.Config]:
-    """The conv1d walks' launch candidates for `--sweep`: tokens and channels per program, loop stages."""
+    """The conv1d walks' launch candidates for `--sweep`: tokens, channels and warps per program, loop stages."""
     return [
-        triton.Config({"BLOCK_T": block_t, "BLOCK_C": block_c, "UNROLL": 3, "STAGES": stages}, num_warps=1,
+        triton.Config({"BLOCK_T": block_t, "BLOCK_C": block_c, "UNROLL": 3, "STAGES": stages}, num_warps=warps,
                       num_stages=1)
-        for block_t in (64, 128, 256) for block_c in (128, 256) for stages in (1, 3, 4, 6)
+        for block_t in (64, 128, 256) for block_c, warps in ((128, 1), (256, 1), (256, 2), (512, 2))
+        for stages in (1, 3, 5)
     ]
 
 
