@@ -348,7 +348,8 @@ def measure_passes(baseline_root: str, sweep: bool) -> list[list[object]]:
     }
     torch.manual_seed(0)
     rows = []
-    for case in [gated_norm_backward_pass(), residual_norm_backward_pass(), *conv1d_passes()]:
+    conv_forward, conv_backward = conv1d_passes()
+    for case in [conv_backward, gated_norm_backward_pass(), conv_forward, residual_norm_backward_pass()]:
         for label, tree in trees.items():
             row = _pass_row(case, tree[case.source], label, 300)
             row[2] = f"{label}, tuned pick {getattr(tree[case.source], case.kernel).best_config}"
