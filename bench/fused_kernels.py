@@ -4,8 +4,8 @@ Run on the GPU from the repository root, after the kernel tests pass:
     source bench/gpu_env.sh && python -m pytest -o addopts="" tests/kernels/test_rms_norm.py ... \
         && python -m bench.fused_kernels --out $OUT/fused.md
 `--lce-rows` first times linear + cross-entropy's rows kernel alone, main's launch against the candidates.
-`--passes BASELINE_ROOT` times the hybrid's bandwidth-bound kernels alone at the trainer's shapes, this tree's
-against the same files of another checkout (main's), and `--sweep` adds each launch candidate of this tree's.
+`--passes ROOT...` times the hybrid's bandwidth-bound kernels alone at the trainer's shapes, the same files of other
+checkouts (main's first) against this tree's, and `--sweep` adds each launch candidate of this tree's.
 """
 
 import argparse
@@ -212,7 +212,7 @@ def load_kernel_file(root: str, relative: str) -> ModuleType:
     path = Path(root) / relative
     if not path.is_file():
         raise FileNotFoundError(f"--passes: no kernel file {path}")
-    spec = importlib.util.spec_from_file_location(f"baseline_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(f"{Path(root).resolve().name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -338,14 +338,13 @@ def conv_candidates() -> list[triton.Config]:
     ]
 
 
-def measure_passes(baseline_root: str, sweep: bool) -> list[list[object]]:
-    """Baseline and this tree's kernels (autotuned as the trainer runs them) on the same inputs; with `sweep`,
-    each launch candidate of this tree's pinned as the kernel's only config, then the autotuned list again."""
-    trees = {
-        "baseline": {name: load_kernel_file(baseline_root, relative) for name, relative in PASS_FILES.items()},
-        "this tree": {name: importlib.import_module(f"gristmill.{relative[:-3].replace('/', '.')}")
-                      for name, relative in PASS_FILES.items()},
-    }
+def measure_passes(roots: list[str], sweep: bool) -> list[list[object]]:
+    """The kernels of other checkouts and this tree's (autotuned as the trainer runs them) on the same inputs; with
+    `sweep`, each launch candidate of this tree's pinned as the kernel's only config, then the autotuned list again."""
+    trees = {Path(root).name: {name: load_kernel_file(root, relative) for name, relative in PASS_FILES.items()}
+             for root in roots}
+    trees["this tree"] = {name: importlib.import_module(f"gristmill.{relative[:-3].replace('/', '.')}")
+                          for name, relative in PASS_FILES.items()}
     torch.manual_seed(0)
     rows = []
     conv_forward, conv_backward = conv1d_passes()
@@ -354,7 +353,7 @@ def measure_passes(baseline_root: str, sweep: bool) -> list[list[object]]:
             row = _pass_row(case, tree[case.source], label, 300)
             row[2] = f"{label}, tuned pick {getattr(tree[case.source], case.kernel).best_config}"
             rows.append(row)
-        print(markdown_table(PASS_HEADER, rows[-2:]), flush=True)
+        print(markdown_table(PASS_HEADER, rows[-len(trees):]), flush=True)
         kernel = getattr(trees["this tree"][case.source], case.kernel)
         if not sweep:
             continue
@@ -413,8 +412,8 @@ def main() -> None:
     parser.add_argument("--ops", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", help="also write the markdown table here")
     parser.add_argument("--lce-rows", action="store_true", help="first time the cross-entropy rows kernel alone")
-    parser.add_argument("--passes", metavar="BASELINE_ROOT", help="time the hybrid's bandwidth passes against the "
-                        "kernel files of this checkout (main's), then stop")
+    parser.add_argument("--passes", nargs="+", metavar="ROOT", help="time the hybrid's bandwidth passes of these "
+                        "checkouts (main's first) and this tree's, then stop")
     parser.add_argument("--sweep", action="store_true", help="with --passes, also time each launch candidate")
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -1,8 +1,9 @@
 """Fused RMSNorm in Triton, with the residual add or the Mamba2 gate folded into its input.
 
 The forward runs one program per row. The backward is a persistent grid whose programs walk tiles of one or more
-rows; the autotuner picks the tile and how many programs share a multiprocessor (more programs keep more loads in
-flight). The weight gradient is summed in registers over a program's rows and stored once per program.
+rows; the autotuner picks the tile, how many programs share a multiprocessor and how many tiles ahead Triton's loop
+pipelining copies into shared memory (the loads in flight that keep the pass at memory speed). The weight gradient
+is summed in registers over a program's rows and stored once per program.
 """
 
 import torch
@@ -16,13 +17,14 @@ _MAX_DIM = 65536
 
 
 def _backward_configs() -> list[triton.Config]:
-    """Elements per tile (rows = TILE // BLOCK_D, at least one), warps, programs per multiprocessor and loop stages.
-    With LOOP_STAGES > 1 Triton copies the next tiles into shared memory (cp.async) while the current one is
-    reduced, so each program keeps loads in flight on its own instead of only between its load and reduce. Under
-    the interpreter one small tile, so the tests' row counts leave a ragged last tile."""
+    """Elements per tile (rows = TILE // BLOCK_D, at least one), warps, programs per multiprocessor and the loop's
+    stages: Triton copies the next LOOP_STAGES - 1 tiles into shared memory (cp.async) while the current one is
+    reduced, so a program keeps loads in flight on its own rather than only between its load and its reduce (on an
+    H100 at T 65536: gated D 2048 597 -> 478 us, D 1024 with the residual 210 -> 194 us). Under the interpreter
+    one small tile, so the tests' row counts leave a ragged last tile."""
     if interpreting():
         return [triton.Config({"TILE": 256, "PROGRAMS_PER_SM": 4, "LOOP_STAGES": 1}, num_warps=1, num_stages=1)]
-    options = ((2048, 4, 4, 1), (2048, 4, 8, 1), (2048, 4, 3, 3), (2048, 4, 4, 2), (2048, 8, 2, 3), (1024, 4, 4, 3))
+    options = ((2048, 4, 2, 3), (2048, 8, 2, 3), (1024, 4, 3, 4), (4096, 8, 2, 3), (2048, 4, 4, 1))
     return [
         triton.Config({"TILE": tile, "PROGRAMS_PER_SM": programs, "LOOP_STAGES": stages}, num_warps=warps,
                       num_stages=1)
