@@ -4,13 +4,18 @@ Run on the GPU from the repository root, after the kernel tests pass:
     source bench/gpu_env.sh && python -m pytest -o addopts="" tests/kernels/test_rms_norm.py ... \
         && python -m bench.fused_kernels --out $OUT/fused.md
 `--lce-rows` first times linear + cross-entropy's rows kernel alone, main's launch against the candidates.
+`--passes ROOT...` times the hybrid's bandwidth-bound kernels alone at the trainer's shapes, the same files of other
+checkouts (main's first) against this tree's, and `--sweep` adds each launch candidate of this tree's.
 """
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from types import ModuleType
 
 import torch
 import triton
@@ -21,6 +26,9 @@ from gristmill.kernels import fused
 from gristmill.kernels.fused.linear_cross_entropy.reference import cross_entropy_reference
 from gristmill.kernels.fused.linear_cross_entropy.rows_kernel import RowsLaunch, cross_entropy_rows
 from gristmill.kernels.fused.linear_cross_entropy.triton_fwd_bwd import default_chunk_size
+from gristmill.kernels.fused.rms_norm import gated_rms_norm_reference, rms_norm_reference
+from gristmill.kernels.ssd import causal_conv1d_reference
+from gristmill.kernels.ssd.documents import stream_doc_start
 from gristmill.kernels.testing import relative_error
 
 DEVICE = "cuda"
@@ -179,6 +187,191 @@ def measure_rows_kernel(n_rows: int, vocab: int) -> list[list[object]]:
 ROWS_HEADER = ["shape", "launch", "ms", "main's launch / this", "GB/s (read + write once)", "rel err vs fp64"]
 
 
+PASS_TOKENS = 65536  # hybrid_350m: 16 rows of 4096
+PASS_FILES = {"rms_norm": "kernels/fused/rms_norm/triton_fwd_bwd.py", "conv1d": "kernels/ssd/conv1d.py"}
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One kernel launch as the trainer makes it: `launch(module)` runs it through `module` (this tree's kernel
+    file or another checkout's) into fixed output buffers and returns them; `reference` is the float32 result.
+    `source` names the file in PASS_FILES, `kernel` the autotuned kernel in it."""
+
+    name: str
+    shape: str
+    source: str
+    kernel: str
+    min_bytes: int
+    launch: Callable[[ModuleType], tuple[torch.Tensor, ...]]
+    reference: tuple[torch.Tensor, ...]
+    candidates: list[triton.Config]
+
+
+def load_kernel_file(root: str, relative: str) -> ModuleType:
+    """A kernel file of another checkout, imported under a name of its own (its imports resolve to this tree)."""
+    path = Path(root) / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"--passes: no kernel file {path}")
+    spec = importlib.util.spec_from_file_location(f"{Path(root).resolve().name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def packed_cu_seqlens(tokens: int, row: int = 4096, mean_doc: int = 700) -> torch.Tensor:
+    """Document boundaries as the packer makes them: random lengths, every row start a boundary."""
+    cuts = torch.randint(1, tokens, (tokens // mean_doc,)).tolist()
+    offsets = sorted({0, tokens, *range(row, tokens, row), *cuts})
+    return torch.tensor(offsets, dtype=torch.int32, device=DEVICE)
+
+
+def _reference_grads(fn: Callable, leaves: list[torch.Tensor], grad_out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    leaves = [t.detach().float().requires_grad_() for t in leaves]
+    return torch.autograd.grad(fn(*leaves), leaves, grad_out.float())
+
+
+def gated_norm_backward_pass(tokens: int = PASS_TOKENS, dim: int = 2048, projection_width: int = 4384) -> Pass:
+    """The mixer's gated norm backward: z a column slice of the in_proj output, dz written into the gradient
+    buffer shaped like it. Bytes: y, z, dout read, dy, dz written, rstd read."""
+    from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import rms_norm_fwd
+
+    projection = torch.randn(tokens, projection_width, device=DEVICE, dtype=torch.bfloat16)
+    y = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
+    weight = 1 + 0.1 * torch.randn(dim, device=DEVICE)
+    dout = torch.randn_like(y)
+    gate = projection[:, :dim]
+    _, _, rstd = rms_norm_fwd(y, weight, 1e-5, gate=gate)
+    dy, grad = torch.empty_like(y), torch.empty_like(projection)
+
+    def launch(module: ModuleType) -> tuple[torch.Tensor, ...]:
+        dweight = module.rms_norm_bwd(dout, y, weight, rstd, dy, gate=gate, dgate=grad[:, :dim])
+        return dy, grad[:, :dim], dweight
+
+    reference = _reference_grads(lambda y, z, w: gated_rms_norm_reference(y, z, w, 1e-5), [y, gate, weight], dout)
+    return Pass("gated rms_norm bwd", f"T{tokens} D{dim} z, dz in [T, {projection_width}] bf16", "rms_norm",
+                "_rms_norm_bwd_kernel", 10 * tokens * dim + 4 * tokens, launch, reference, norm_candidates(dim))
+
+
+def residual_norm_backward_pass(tokens: int = PASS_TOKENS, dim: int = 1024) -> Pass:
+    """The blocks' norm backward with the residual stream's gradient. Bytes: dy, stream, dstream read, dx
+    written, rstd read."""
+    from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import rms_norm_fwd
+
+    stream = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
+    weight = 1 + 0.1 * torch.randn(dim, device=DEVICE)
+    dout, dstream = torch.randn_like(stream), torch.randn_like(stream)
+    _, _, rstd = rms_norm_fwd(stream, weight, 1e-6)
+    dx = torch.empty_like(stream)
+
+    def launch(module: ModuleType) -> tuple[torch.Tensor, ...]:
+        return dx, module.rms_norm_bwd(dout, stream, weight, rstd, dx, dhidden=dstream)
+
+    dstream_ref, dweight_ref = _reference_grads(rms_norm_reference, [stream, weight], dout)
+    reference = (dstream_ref + dstream.float(), dweight_ref)
+    return Pass("rms_norm+residual bwd", f"T{tokens} D{dim} bf16", "rms_norm", "_rms_norm_bwd_kernel",
+                8 * tokens * dim + 4 * tokens, launch, reference, norm_candidates(dim))
+
+
+def conv1d_passes(tokens: int = PASS_TOKENS, d_inner: int = 2048, d_state: int = 128, heads: int = 32) -> list[Pass]:
+    """The mixer's conv1d forward and backward over packed documents: xBC read in place from the in_proj output,
+    dxBC written into its gradient buffer. Bytes: x read and y written; x, dy read and dx written."""
+    from gristmill.kernels.ssd.conv1d import conv1d_fwd
+
+    channels = d_inner + 2 * d_state
+    projection = torch.randn(tokens, d_inner + channels + heads, device=DEVICE, dtype=torch.bfloat16)
+    x = projection[:, d_inner : d_inner + channels]
+    weight = torch.randn(channels, 4, device=DEVICE) / 2
+    bias = torch.randn(channels, device=DEVICE)
+    cu_seqlens = packed_cu_seqlens(tokens)
+    doc_start = stream_doc_start(cu_seqlens, tokens, x.device)
+    y = conv1d_fwd(x, weight, bias, doc_start, True)
+    dy, grad = torch.randn_like(y), torch.empty_like(projection)
+
+    def forward(module: ModuleType) -> tuple[torch.Tensor, ...]:
+        return (module.conv1d_fwd(x, weight, bias, doc_start, True),)
+
+    def backward(module: ModuleType) -> tuple[torch.Tensor, ...]:
+        dx = grad[:, d_inner : d_inner + channels]
+        return dx, *module.conv1d_bwd(x, weight, bias, doc_start, dy, True, dx)
+
+    def conv(x, weight, bias):
+        return causal_conv1d_reference(x, weight, bias, cu_seqlens=cu_seqlens)
+
+    shape = f"T{tokens} C{channels} W4 {cu_seqlens.numel() - 1} docs, x, dx in [T, {projection.shape[1]}] bf16"
+    with torch.no_grad():
+        y_ref = conv(x.float(), weight, bias)
+    return [
+        Pass("conv1d fwd", shape, "conv1d", "_conv1d_fwd_kernel", 4 * tokens * channels, forward, (y_ref,),
+             conv_candidates()),
+        Pass("conv1d bwd", shape, "conv1d", "_conv1d_bwd_kernel", 6 * tokens * channels, backward,
+             _reference_grads(conv, [x, weight, bias], dy), conv_candidates()),
+    ]
+
+
+def _pass_row(case: Pass, module: ModuleType, label: str, rep_ms: int) -> list[object]:
+    """Time and error of one launch; outputs are NaN-poisoned first, so an unwritten element fails the check."""
+    for out in case.launch(module):
+        out.fill_(float("nan"))
+    error = max(relative_error(out.float(), ref) for out, ref in zip(case.launch(module), case.reference))
+    us = 1e3 * time_ms(lambda: case.launch(module), warmup_ms=50, rep_ms=rep_ms)
+    return [case.name, case.shape, label, us, f"{case.min_bytes / us / 1e3:.0f}", f"{error:.1e}"]
+
+
+def norm_candidates(dim: int) -> list[triton.Config]:
+    """The norm backward's launch candidates for `--sweep`: one or two rows per tile, warps, programs per
+    multiprocessor (each recompiles: PROGRAMS_PER_SM is a constexpr), loop stages."""
+    shapes = [(1, 4), (1, 8), (2, 4), (2, 8), (1, 2) if dim <= 1024 else (1, 16)]
+    return [
+        triton.Config({"TILE": rows * dim, "PROGRAMS_PER_SM": programs, "LOOP_STAGES": stages}, num_warps=warps,
+                      num_stages=1)
+        for rows, warps in shapes for programs in (2, 3, 4, 8) for stages in (1, 3, 4)
+    ]
+
+
+def conv_candidates() -> list[triton.Config]:
+    """The conv1d walks' launch candidates for `--sweep`: tokens, channels and warps per program, loop stages."""
+    return [
+        triton.Config({"BLOCK_T": block_t, "BLOCK_C": block_c, "UNROLL": 3, "STAGES": stages}, num_warps=warps,
+                      num_stages=1)
+        for block_t in (64, 128, 256) for block_c, warps in ((128, 1), (256, 1), (256, 2), (512, 2))
+        for stages in (1, 3, 5)
+    ]
+
+
+def measure_passes(roots: list[str], sweep: bool) -> list[list[object]]:
+    """The kernels of other checkouts and this tree's (autotuned as the trainer runs them) on the same inputs; with
+    `sweep`, each launch candidate of this tree's pinned as the kernel's only config, then the autotuned list again."""
+    trees = {Path(root).name: {name: load_kernel_file(root, relative) for name, relative in PASS_FILES.items()}
+             for root in roots}
+    trees["this tree"] = {name: importlib.import_module(f"gristmill.{relative[:-3].replace('/', '.')}")
+                          for name, relative in PASS_FILES.items()}
+    torch.manual_seed(0)
+    rows = []
+    conv_forward, conv_backward = conv1d_passes()
+    for case in [conv_backward, gated_norm_backward_pass(), conv_forward, residual_norm_backward_pass()]:
+        for label, tree in trees.items():
+            row = _pass_row(case, tree[case.source], label, 300)
+            row[2] = f"{label}, tuned pick {getattr(tree[case.source], case.kernel).best_config}"
+            rows.append(row)
+        print(markdown_table(PASS_HEADER, rows[-len(trees):]), flush=True)
+        kernel = getattr(trees["this tree"][case.source], case.kernel)
+        if not sweep:
+            continue
+        tuned = kernel.configs
+        for config in case.candidates:
+            kernel.configs, kernel.cache = [config], {}
+            try:
+                rows.append(_pass_row(case, trees["this tree"][case.source], str(config), 120))
+            except OutOfResources as error:
+                rows.append([case.name, case.shape, str(config), "-", "-", f"does not launch: {error}"])
+            print(markdown_table(PASS_HEADER, rows[-1:]), flush=True)
+        kernel.configs, kernel.cache = tuned, {}
+    return rows
+
+
+PASS_HEADER = ["pass", "shape", "kernel", "us", "GB/s (bytes it must move)", "max rel err vs fp32 ref"]
+
+
 def measure(case: Case) -> list[object]:
     """Times and peak memory of eager, compiled and Triton fwd+bwd, and the Triton result's error."""
     compiled = torch.compile(case.reference_fn, dynamic=False)
@@ -219,9 +412,16 @@ def main() -> None:
     parser.add_argument("--ops", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", help="also write the markdown table here")
     parser.add_argument("--lce-rows", action="store_true", help="first time the cross-entropy rows kernel alone")
+    parser.add_argument("--passes", nargs="+", metavar="ROOT", help="time the hybrid's bandwidth passes of these "
+                        "checkouts (main's first) and this tree's, then stop")
+    parser.add_argument("--sweep", action="store_true", help="with --passes, also time each launch candidate")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("fused_kernels benchmark needs a CUDA GPU")
+    if args.passes:
+        table = markdown_table(PASS_HEADER, measure_passes(args.passes, args.sweep))
+        print(write_report([f"{run_stamp()} · one launch, median of do_bench", table], args.out))
+        return
     report_lines = [f"{run_stamp()} · fwd+bwd, median of do_bench, peak = max allocated above inputs"]
     if args.lce_rows:
         rows_table = markdown_table(ROWS_HEADER, [row for shape in ROWS_SHAPES for row in measure_rows_kernel(*shape)])

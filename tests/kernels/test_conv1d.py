@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gristmill.kernels.ssd import causal_conv1d, causal_conv1d_reference
+from gristmill.kernels.ssd.conv1d import _conv1d_bwd_kernel, _conv1d_fwd_kernel
 from gristmill.kernels.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,6 +53,21 @@ def check_against_reference(doc_lens, channels: int, width: int, dtype: torch.dt
 def test_causal_conv1d(doc_lens, channels: int, dtype: torch.dtype, tol: float, activation, with_bias: bool) -> None:
     torch.manual_seed(0)
     check_against_reference(doc_lens, channels, 4, dtype, tol, activation, with_bias)
+
+
+@ON_GPU
+@pytest.mark.parametrize(
+    "config", _conv1d_bwd_kernel.configs,
+    ids=lambda c: f"T{c.kwargs['BLOCK_T']}-C{c.kwargs['BLOCK_C']}-w{c.num_warps}-stages{c.kwargs['STAGES']}",
+)
+def test_causal_conv1d_every_launch_candidate(config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The autotuner may pick any candidate at some width, so each is checked with both walks pinned to it: a
+    pipelined loop can miscompile on Hopper where the interpreter sees nothing."""
+    for kernel in (_conv1d_fwd_kernel, _conv1d_bwd_kernel):
+        monkeypatch.setattr(kernel, "configs", [config])
+        monkeypatch.setattr(kernel, "cache", {})
+    torch.manual_seed(4)
+    check_against_reference((1, 700, 3, 0, 250, 1, 41), 2304, 4, torch.bfloat16, 1e-2, "silu", True)
 
 
 @pytest.mark.parametrize("width", [1, 2, 3])

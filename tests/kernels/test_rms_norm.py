@@ -5,8 +5,10 @@ are not a multiple of it (15, 13, 7, 5) and widths that are not powers of two ex
 
 import pytest
 import torch
+import triton
 
 from gristmill.kernels.fused.rms_norm import gated_rms_norm, gated_rms_norm_reference, rms_norm, rms_norm_reference
+from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import _rms_norm_bwd_kernel
 from gristmill.kernels.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -98,6 +100,23 @@ def test_gated_rms_norm(dtype: torch.dtype, shape: tuple[int, ...], tol: float, 
     assert_close("y", y, y_ref, tol)
     for name, grad, ref in zip(["dx", "dgate", "dweight"], grads, ref_grads):
         assert_close(name, grad, ref, tol)
+
+
+def _launch_id(config: triton.Config) -> str:
+    meta = config.kwargs
+    return f"tile{meta['TILE']}-w{config.num_warps}-{meta['PROGRAMS_PER_SM']}-per-sm-stages{meta['LOOP_STAGES']}"
+
+
+@ON_GPU
+@pytest.mark.parametrize("config", _rms_norm_bwd_kernel.configs, ids=_launch_id)
+def test_backward_every_launch_candidate(config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The autotuner may pick any candidate at some width, so each is checked pinned, on the gated norm (gate in a
+    wider tensor) and on the residual one: a pipelined loop can miscompile on Hopper where the interpreter sees
+    nothing."""
+    monkeypatch.setattr(_rms_norm_bwd_kernel, "configs", [config])
+    monkeypatch.setattr(_rms_norm_bwd_kernel, "cache", {})
+    test_gated_rms_norm(torch.bfloat16, (4097, 2048), 1e-2, "column-slice")
+    test_rms_norm(torch.bfloat16, (3001, 1024), 1e-2, with_residual=True)
 
 
 def test_rms_norm_rejects_mismatched_weight() -> None:
