@@ -111,12 +111,13 @@ def _launch_id(config: triton.Config) -> str:
 @pytest.mark.parametrize("config", _rms_norm_bwd_kernel.configs, ids=_launch_id)
 def test_backward_every_launch_candidate(config, monkeypatch: pytest.MonkeyPatch) -> None:
     """The autotuner may pick any candidate at some width, so each is checked pinned, on the gated norm (gate in a
-    wider tensor) and on the residual one: a pipelined loop can miscompile on Hopper where the interpreter sees
-    nothing."""
+    wider tensor), the residual one and the one that hands its input back (the trainer's): a pipelined loop can
+    miscompile on Hopper where the interpreter sees nothing."""
     monkeypatch.setattr(_rms_norm_bwd_kernel, "configs", [config])
     monkeypatch.setattr(_rms_norm_bwd_kernel, "cache", {})
     test_gated_rms_norm(torch.bfloat16, (4097, 2048), 1e-2, "column-slice")
-    test_rms_norm(torch.bfloat16, (3001, 1024), 1e-2, with_residual=True)
+    for stream_mode in ("residual", "returned"):
+        test_rms_norm(torch.bfloat16, (3001, 1024), 1e-2, stream_mode)
 
 
 def test_rms_norm_rejects_mismatched_weight() -> None:
