@@ -80,3 +80,18 @@ def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.M
     with pytest.raises(QuackMLPFailed, match="TypeError: epilogue fn"):
         swiglu_mlp(x, w1, w2, torch.randn(4, 16))
     assert "quack failed earlier in this run: TypeError" in swiglu_mlp_unavailable_reason(x, w1, w2)
+
+
+def test_mixed_dtypes_are_the_callers_error_and_keep_quack_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside autocast a float32 stream beside bf16 activations is a clear ValueError, not a quack failure that
+    would switch quack off for the rest of the run."""
+
+    def unreachable(*args: object, **kwargs: object) -> torch.Tensor:
+        raise AssertionError("quack must not be called with mixed dtypes")
+
+    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (quack_mlp._QuackGEMMs(*[unreachable] * 4), None))
+    monkeypatch.setattr(quack_mlp, "_failure", None)
+    x, w1, w2 = torch.randn(4, 16).bfloat16(), torch.randn(32, 16).bfloat16(), torch.randn(16, 16).bfloat16()
+    with pytest.raises(ValueError, match="one dtype"):
+        swiglu_mlp(x, w1, w2, torch.randn(4, 16))
+    assert quack_mlp._failure is None

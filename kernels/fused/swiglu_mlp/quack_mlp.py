@@ -112,6 +112,9 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
     if torch.is_autocast_enabled("cuda"):
         dtype = torch.get_autocast_dtype("cuda")
         x, w_gate_up, w_down, stream = (t.to(dtype) for t in (x, w_gate_up, w_down, stream))
+    dtypes = [t.dtype for t in (x, w_gate_up, w_down, stream)]
+    if len(set(dtypes)) > 1:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
+        raise ValueError(f"swiglu_mlp: x, w_gate_up, w_down and stream need one dtype outside autocast, got {dtypes}")
     with torch.autocast("cuda", enabled=False):
         try:
             preact, postact = gemms.gated_linear(x, interleave_gate_up(w_gate_up), "swiglu", store_preact=True)
