@@ -12,6 +12,8 @@ grad clip, fused AdamW), bf16 autocast:
                   torch.compile (what a PyTorch user gets without custom kernels)
   ours-cublas-mlp "ours" with `quack_mlp = false`: where quack-kernels is installed, "ours" runs the MLP on its GEMMs
                   (SwiGLU in the epilogues; the report's header says which MLP ran), this one on cuBLAS + Triton
+  ours-triton-loss "ours" with `quack_loss = false`: where quack-kernels is installed on a Hopper GPU, "ours" computes
+                  the head's linear + cross-entropy with quack's scaled-exp pipeline, this one with our chunked kernel
 
 MFU = useful FLOPs / time / dense bf16 peak (989 TFLOP/s on H100), useful FLOPs = 6 x matmul parameters per
 real token + 12 x d_model per attended (query, key) pair inside documents per attention layer (causal, so
@@ -35,6 +37,7 @@ import torch
 
 from bench.harness import git_revision, machine, markdown_table, print_and_append, today
 from bench.trainer_throughput import measure, synthetic_corpus, warmed_up
+from gristmill.kernels.fused.linear_cross_entropy.quack_lce import quack_linear_cross_entropy_unavailable_reason
 from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp_unavailable_reason
 from gristmill.trainer.config import TrainConfig
 from gristmill.trainer.models import presets as model_presets
@@ -51,12 +54,14 @@ class Variant(NamedTuple):
     """the whole model under torch.compile"""
     cuda_graphs: bool
     quack_mlp: bool = True
+    quack_loss: bool = True
 
 
 VARIANTS = {
     "ours": Variant(kernels=True, compiled=False, cuda_graphs=False),
     "ours+graphs": Variant(kernels=True, compiled=False, cuda_graphs=True),
     "ours-cublas-mlp": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_mlp=False),
+    "ours-triton-loss": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_loss=False),
     "ours+compile": Variant(kernels=True, compiled=True, cuda_graphs=False),
     "stock+compile": Variant(kernels=False, compiled=True, cuda_graphs=False),
 }
@@ -72,12 +77,24 @@ def mlp_backend() -> str:
     return f"cuBLAS + Triton SwiGLU ({reason.splitlines()[0][:80]})"
 
 
+def loss_backend(model: str) -> str:
+    """Which linear + cross-entropy the head runs here: quack's scaled-exp pipeline when it takes the model's head,
+    else our chunked Triton kernel."""
+    cfg = getattr(model_presets, model)()
+    hidden = torch.empty(8, cfg.d_model, device="cuda", dtype=torch.bfloat16)
+    weight = torch.empty(cfg.vocab_size, cfg.d_model, device="cuda", dtype=torch.bfloat16)
+    reason = quack_linear_cross_entropy_unavailable_reason(hidden, weight, z_loss=cfg.z_loss)
+    if reason is None:
+        return f"quack-kernels {importlib.metadata.version('quack-kernels')} scaled-exp linear + cross-entropy"
+    return f"Triton chunked linear + cross-entropy ({reason.splitlines()[0][:80]})"
+
+
 def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: str) -> TrainConfig:
     cfg = transformer_350m_2k()
     cfg.model = getattr(model_presets, model)()
     cfg.data.manifests, cfg.data.seq_len = [corpus], 4096
     cfg.kernels, cfg.cuda_graphs = VARIANTS[variant].kernels, VARIANTS[variant].cuda_graphs
-    cfg.quack_mlp = VARIANTS[variant].quack_mlp
+    cfg.quack_mlp, cfg.quack_loss = VARIANTS[variant].quack_mlp, VARIANTS[variant].quack_loss
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg
@@ -181,7 +198,8 @@ def main() -> None:
               f"x {BASELINE}", "graphs compiled while timed (must be 0)"]
     report = (
         f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.end_to_end` (rows {args.rows} x 4096, "
-        f"steps {args.steps}, warmup {args.warmup}) · our MLP: {mlp_backend()}\n\n" + markdown_table(header, rows)
+        f"steps {args.steps}, warmup {args.warmup}) · our MLP: {mlp_backend()} · our loss: "
+        f"{'; '.join(f'{model} {loss_backend(model)}' for model in models)}\n\n" + markdown_table(header, rows)
     )
     print_and_append(report, args.out)
 

@@ -4,6 +4,9 @@ Run on the GPU from the repository root, after the kernel tests pass:
     source bench/gpu_env.sh && python -m pytest -o addopts="" tests/kernels/test_rms_norm.py ... \
         && python -m bench.fused_kernels --out $OUT/fused.md
 `--lce-rows` first times linear + cross-entropy's rows kernel alone, main's launch against the candidates.
+`--quack-lce` times our linear + cross-entropy against quack-kernels' scaled-exp pipeline (the trainer's choice on
+Hopper where quack is installed) at the models' head and the issue's 128k vocab, both against a float32 reference,
+then stops.
 `--passes ROOT...` times the hybrid's bandwidth-bound kernels alone at the trainer's shapes, the same files of other
 checkouts (main's first) against this tree's, and `--sweep` adds each launch candidate of this tree's.
 """
@@ -185,6 +188,56 @@ def measure_rows_kernel(n_rows: int, vocab: int) -> list[list[object]]:
 
 
 ROWS_HEADER = ["shape", "launch", "ms", "main's launch / this", "GB/s (read + write once)", "rel err vs fp64"]
+
+
+QUACK_LCE_SHAPES = ((65536, 1024, 50304), (8192, 4096, 128256))  # the 350m models' 16-row step; the issue's 128k
+QUACK_LCE_HEADER = ["shape", "ours ms", "quack ms", "ours / quack", "ours MiB", "quack MiB",
+                    "ours rel err loss / dh / dW", "quack rel err loss / dh / dW"]
+
+
+def _float32_loss_and_grads(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
+    """Summed loss and its gradients in float32, 4096 rows of logits at a time (the full logits do not fit)."""
+    hidden32, weight32 = (t.detach().float().requires_grad_() for t in (hidden, weight))
+    total = torch.zeros((), device=DEVICE)
+    for start in range(0, hidden.shape[0], 4096):
+        part = fused.linear_cross_entropy_reference(hidden32[start:start + 4096], weight32, labels[start:start + 4096],
+                                                    reduction="sum")
+        part.backward()
+        total += part.detach()
+    return [total, hidden32.grad, weight32.grad]
+
+
+def measure_quack_lce(tokens: int, dim: int, vocab: int) -> list[object]:
+    """Ours and quack's summed-loss fwd+bwd on one bf16 input, with their errors against float32."""
+    from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
+        quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
+    )
+
+    hidden = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
+    weight = torch.randn(vocab, dim, device=DEVICE, dtype=torch.bfloat16) / dim**0.5
+    labels = torch.randint(0, vocab, (tokens,), device=DEVICE)
+    labels[::17] = -100
+    hidden, weight = _leaves(hidden, weight)
+    reason = quack_linear_cross_entropy_unavailable_reason(hidden, weight)
+    if reason is not None:
+        sys.exit(f"--quack-lce: quack's loss cannot run here: {reason}")
+    impls = {
+        "ours": partial(fused.linear_cross_entropy, ignore_index=-100, reduction="sum"),
+        "quack": partial(quack_linear_cross_entropy, ignore_index=-100),
+    }
+
+    def step(fn: Callable) -> list[torch.Tensor]:
+        loss = fn(hidden, weight, labels)
+        return [loss.detach(), *torch.autograd.grad(loss, (hidden, weight))]
+
+    reference = _float32_loss_and_grads(hidden, weight, labels)
+    errors = {label: " / ".join(f"{relative_error(out.float(), ref):.1e}" for out, ref in zip(step(fn), reference))
+              for label, fn in impls.items()}  # also compiles quack's kernels before the timing
+    del reference
+    times = {label: time_ms(lambda fn=fn: step(fn)) for label, fn in impls.items()}
+    memory = {label: peak_memory_mb(lambda fn=fn: step(fn)) for label, fn in impls.items()}
+    return [f"N{tokens} D{dim} V{vocab} bf16", times["ours"], times["quack"], times["ours"] / times["quack"],
+            memory["ours"], memory["quack"], errors["ours"], errors["quack"]]
 
 
 PASS_TOKENS = 65536  # hybrid_350m: 16 rows of 4096
@@ -415,9 +468,21 @@ def main() -> None:
     parser.add_argument("--passes", nargs="+", metavar="ROOT", help="time the hybrid's bandwidth passes of these "
                         "checkouts (main's first) and this tree's, then stop")
     parser.add_argument("--sweep", action="store_true", help="with --passes, also time each launch candidate")
+    parser.add_argument("--quack-lce", action="store_true", help="time our linear + cross-entropy against quack's, "
+                        "then stop")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("fused_kernels benchmark needs a CUDA GPU")
+    if args.quack_lce:
+        rows = []
+        for shape in QUACK_LCE_SHAPES:
+            rows.append(measure_quack_lce(*shape))
+            print(markdown_table(QUACK_LCE_HEADER, rows[-1:]), flush=True)
+            torch.cuda.empty_cache()
+        table = markdown_table(QUACK_LCE_HEADER, rows)
+        print(write_report([f"{run_stamp()} · summed loss, fwd+bwd, median of do_bench, peak above inputs", table],
+                           args.out))
+        return
     if args.passes:
         table = markdown_table(PASS_HEADER, measure_passes(args.passes, args.sweep))
         print(write_report([f"{run_stamp()} · one launch, median of do_bench", table], args.out))

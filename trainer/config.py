@@ -137,6 +137,10 @@ class TrainConfig:
     """With kernels on a Hopper or newer GPU, run the MLP on quack-kernels' GEMMs (SwiGLU and its gradient in their
     epilogues) when that optional package is installed (`pip install 'gristmill[quack]'`); False keeps cuBLAS and
     the Triton SwiGLU kernel."""
+    quack_loss: bool = True
+    """With kernels on a Hopper GPU and no z-loss, compute the head's linear + cross-entropy with quack-kernels'
+    scaled-exp pipeline (no pass over the logits, float32 weight-gradient accumulation) when that package is
+    installed; False keeps the Triton chunked kernel."""
     cuda_graphs: bool = False
     """Replay each micro-batch's forward and backward from CUDA graphs (one GPU, kernels on, no compile, no
     gradient accumulation): removes the per-op launch cost from Python that idles the GPU on small models or

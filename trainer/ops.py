@@ -15,6 +15,9 @@ from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_referenc
 from gristmill.kernels.fused import linear_cross_entropy as linear_cross_entropy_kernel
 from gristmill.kernels.fused import rms_norm as rms_norm_kernel
 from gristmill.kernels.fused import swiglu_halves as swiglu_halves_kernel
+from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
+    QuackLossFailed, quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
+)
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
@@ -39,18 +42,20 @@ rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
 swiglu_mlp_kernel = _opaque_to_compile(swiglu_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
+quack_linear_cross_entropy = _opaque_to_compile(quack_linear_cross_entropy)
 
 _log = get_logger(__name__)
 
 _kernels_enabled = True
 _quack_mlp_enabled = True
+_quack_loss_enabled = True
 
 
-def enable_kernels(enabled: bool, *, quack_mlp: bool = True) -> None:
+def enable_kernels(enabled: bool, *, quack_mlp: bool = True, quack_loss: bool = True) -> None:
     """Turns the Triton path on or off for the whole process (off: every op takes its reference), and with it
-    quack's MLP GEMMs where that package is installed."""
-    global _kernels_enabled, _quack_mlp_enabled
-    _kernels_enabled, _quack_mlp_enabled = enabled, quack_mlp
+    quack's MLP GEMMs and its linear + cross-entropy where that package is installed."""
+    global _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled
+    _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled = enabled, quack_mlp, quack_loss
 
 
 def _on_kernel(tensor: torch.Tensor) -> bool:
@@ -133,8 +138,15 @@ def swiglu_mlp(
 def linear_cross_entropy(
     hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *, ignore_index: int, z_loss: float
 ) -> torch.Tensor:
-    """Summed (not averaged) token loss of hidden [N, D] @ weight[V, D].T against labels [N]."""
+    """Summed (not averaged) token loss of hidden [N, D] @ weight[V, D].T against labels [N]: quack's scaled-exp
+    pipeline where quack is installed and runs these inputs, else our chunked kernel."""
     if _on_kernel(hidden):
+        if _quack_loss_enabled and quack_linear_cross_entropy_unavailable_reason(hidden, weight, z_loss=z_loss) is None:
+            try:
+                return quack_linear_cross_entropy(hidden, weight, labels, ignore_index=ignore_index)
+            except QuackLossFailed as failure:
+                _log.warning(f"quack's loss failed ({failure}); this run goes on with the Triton linear + "
+                             "cross-entropy (quack_loss = false skips quack from the start)")
         if torch.is_autocast_enabled(hidden.device.type):  # a custom kernel is not autocast: cast as a matmul would
             dtype = torch.get_autocast_dtype(hidden.device.type)
             hidden, weight = hidden.to(dtype), weight.to(dtype)

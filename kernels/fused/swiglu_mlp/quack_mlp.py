@@ -16,14 +16,14 @@ from typing import NamedTuple
 
 import torch
 
+from gristmill.kernels.fused.quack_support import QuackFailed, compute_dtype, describe_failure, hopper_reason
 from gristmill.pipeline.log import get_logger
 
 _log = get_logger(__name__)
 
 
-class QuackMLPFailed(RuntimeError):
-    """quack raised on the MLP (a broken or mismatched install, typically in its first compile); the run can go on
-    without it."""
+class QuackMLPFailed(QuackFailed):
+    """quack raised on the MLP; the MLP can go on with cuBLAS and the Triton SwiGLU."""
 
 
 _failure: str | None = None
@@ -76,17 +76,16 @@ def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_do
     """None when `swiglu_mlp` can run these inputs, else why not (the caller takes the cuBLAS + Triton path)."""
     if _failure is not None:
         return f"quack failed earlier in this run: {_failure}"
-    if not x.is_cuda:
-        return f"x is on {x.device}, quack's GEMMs need CUDA"
-    if torch.cuda.get_device_capability(x.device) < (9, 0):
-        return "quack's GEMMs need compute capability 9.0 (Hopper) or newer"
+    device = hopper_reason(x)
+    if device is not None:
+        return device
     hidden, width = w_down.shape[1], x.shape[-1]
     if x.dim() != 2 or w_gate_up.shape != (2 * hidden, width) or w_down.shape != (width, hidden):
         shapes = f"x {tuple(x.shape)}, w_gate_up {tuple(w_gate_up.shape)}, w_down {tuple(w_down.shape)}"
         return f"shapes {shapes} are not an MLP's [T, d], [2F, d], [d, F]"
     if width % 8 or hidden % 8:
         return f"d_model ({width}) and the hidden size ({hidden}) must be multiples of 8 for quack's GEMMs"
-    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+    dtype = compute_dtype(x)
     if dtype not in (torch.bfloat16, torch.float16):
         return f"quack's MLP runs in bf16 or fp16, not {dtype}"
     return _quack_gemms()[1]
@@ -122,5 +121,5 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as error:  # quack's own failure (compile, cache key, library): recorded, then reported
-            _failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            _failure = describe_failure(error)
             raise QuackMLPFailed(_failure) from error

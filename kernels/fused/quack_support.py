@@ -1,0 +1,30 @@
+"""What the optional quack-kernels paths share: the device check, the dtype they would compute in, and how quack's
+own failures are told apart from a caller's mistakes."""
+
+import torch
+
+
+class QuackFailed(RuntimeError):
+    """quack raised (a broken or mismatched install, typically in its first compile); the run can go on without it."""
+
+
+def hopper_reason(x: torch.Tensor, *, exactly: bool = False) -> str | None:
+    """None when x is on a Hopper GPU (or newer, unless `exactly`), else why quack cannot run there."""
+    if not x.is_cuda:
+        return f"{x.device} tensors; quack's kernels need CUDA"
+    capability = torch.cuda.get_device_capability(x.device)
+    if capability < (9, 0) or (exactly and capability != (9, 0)):
+        wanted = "exactly 9.0 (Hopper)" if exactly else "9.0 (Hopper) or newer"
+        return f"quack's kernels here need compute capability {wanted}, this GPU has {capability[0]}.{capability[1]}"
+    return None
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a matmul on x computes in: autocast's where it is on, else x's own."""
+    return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line naming quack's error, for the warning and for every later refusal."""
+    first_line = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {first_line}"
