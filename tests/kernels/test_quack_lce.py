@@ -7,7 +7,7 @@ import torch
 from gristmill.kernels.fused import linear_cross_entropy_reference
 from gristmill.kernels.fused.linear_cross_entropy import quack_lce
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
-    QuackLossFailed, quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
+    QuackLossFailed, chunk_rows, quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
 )
 from gristmill.kernels.testing import assert_close
 
@@ -28,6 +28,19 @@ def test_declines_cpu_tensors_and_the_options_it_lacks(monkeypatch: pytest.Monke
     assert "CUDA" in quack_linear_cross_entropy_unavailable_reason(hidden, weight)
     assert "z-loss" in quack_linear_cross_entropy_unavailable_reason(hidden, weight, z_loss=1e-4)
     assert "label smoothing" in quack_linear_cross_entropy_unavailable_reason(hidden, weight, label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("n_rows, width, vocab, expected", [
+    (65536, 1024, 50304, 4096),   # the 350m models' step: 16 chunks of 4096
+    (65536, 4096, 128256, 8192),  # 4096-row chunks would be as tall as the width
+    (5000, 1024, 50304, 8192),    # 4096 leaves a last chunk of 904 rows, padded to 1024 = the width
+    (4096, 1024, 4096, 2048),     # a single chunk would be 4096 rows = the vocab, whatever its size
+    (4096, 2048, 4096, None),     # and 2048-row chunks are as tall as the width
+])
+def test_chunks_are_never_as_tall_as_the_width_or_the_vocab(
+    n_rows: int, width: int, vocab: int, expected: int | None
+) -> None:
+    assert chunk_rows(n_rows, width, vocab) == expected
 
 
 def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,7 +70,9 @@ def test_bad_labels_are_the_callers_error_and_keep_quack_on(monkeypatch: pytest.
 
 
 @ON_QUACK
-@pytest.mark.parametrize("tokens, width, vocab", [(8192, 1024, 50304), (1000, 256, 4096), (4099, 512, 32000)])
+@pytest.mark.parametrize("tokens, width, vocab", [
+    (8192, 1024, 50304), (1000, 256, 4096), (4099, 512, 32000), (8192, 4096, 32000), (5000, 1024, 8192),
+])
 @pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weight"])
 def test_matches_reference(tokens: int, width: int, vocab: int, autocast: bool) -> None:
     """Several chunks and a ragged last one; under autocast the float32 weight gets a float32 gradient."""

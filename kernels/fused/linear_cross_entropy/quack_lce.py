@@ -17,8 +17,23 @@ from gristmill.pipeline.log import get_logger
 
 _log = get_logger(__name__)
 
-QUACK_CHUNK_ROWS = 4096
-"""Rows per chunk; 8192 ran no faster at V 50304 and held 400 MiB more."""
+CHUNK_ROWS_CHOICES = (4096, 8192, 2048)
+"""Rows per chunk, in order of preference: 8192 ran no faster than 4096 at V 50304 and held 400 MiB more."""
+QUACK_ROW_MULTIPLE = 128
+"""quack pads the last chunk to a multiple of this many rows."""
+
+
+def chunk_rows(n_rows: int, width: int, vocab: int) -> int | None:
+    """The first chunk size whose chunks (the padded last one too) are neither `width` nor `vocab` rows tall, or
+    None. quack 0.6.5 tells its epilogue's row vectors from column vectors by the GEMM's shape and raises when the
+    chunk's rows equal the other dimension (`m == n makes row/col inference ambiguous`, seen at width 4096)."""
+    for rows in CHUNK_ROWS_CHOICES:
+        full_chunks = (n_rows - 1) // rows
+        last = n_rows - full_chunks * rows
+        heights = {-(-last // QUACK_ROW_MULTIPLE) * QUACK_ROW_MULTIPLE} | ({rows} if full_chunks else set())
+        if not heights & {width, vocab}:
+            return rows
+    return None
 
 
 class QuackLossFailed(QuackFailed):
@@ -59,8 +74,12 @@ def quack_linear_cross_entropy_unavailable_reason(
     functions, reason = _quack_loss()
     if functions is None:
         return reason
-    if not functions[1](hidden, weight, QUACK_CHUNK_ROWS, "sum"):
-        return f"quack's scaled-exp pipeline does not take vocab {weight.shape[0]} x width {weight.shape[1]}"
+    vocab, width = weight.shape
+    rows = chunk_rows(hidden.shape[0], width, vocab)
+    if rows is None:
+        return f"every chunk size of quack's loss would make a chunk {width} or {vocab} rows tall"
+    if not functions[1](hidden, weight, rows, "sum"):
+        return f"quack's scaled-exp pipeline does not take vocab {vocab} x width {width}"
     return None
 
 
@@ -80,8 +99,11 @@ def quack_linear_cross_entropy(
             f"quack_linear_cross_entropy: labels {tuple(labels.shape)} {labels.dtype} must be int32/int64 "
             f"[{hidden.shape[0]}]"
         )
+    rows = chunk_rows(hidden.shape[0], weight.shape[1], weight.shape[0])
+    if rows is None:
+        raise ValueError("quack_linear_cross_entropy: no chunk size fits these shapes; check the unavailable reason")
     try:
-        return functions[0](hidden, weight, labels, QUACK_CHUNK_ROWS, ignore_index, "sum")
+        return functions[0](hidden, weight, labels, rows, ignore_index, "sum")
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as error:  # quack's own failure (compile, cache key, library): recorded, then reported
