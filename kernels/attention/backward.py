@@ -33,7 +33,6 @@ from gristmill.kernels.attention.descriptors import (
     statistic_rows,
     statistics_start,
 )
-from gristmill.kernels.attention.exp2 import exp2_split
 from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
 from gristmill.kernels.attention.tiles import (
@@ -48,8 +47,6 @@ from gristmill.kernels.attention.tiles import (
     tile_dot,
 )
 from gristmill.kernels.fused.rope.tile_rotation import unrotate_rows
-
-SPLIT_EXP2 = True
 
 
 @triton.jit
@@ -67,7 +64,7 @@ def _attention_bwd_key_tiles(
     dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
     stride_qh, stride_dot, stride_doh, stride_lse_h, start, end, group, seqlen, window, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr, SPLIT_EXP2: tl.constexpr,
+    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
 ):
     """Query tiles [start, end) of every q head of the group, in one flat loop (one loop per head spilled)."""
     tiles_per_head = tl.cdiv(end - start, BLOCK_M)
@@ -89,10 +86,7 @@ def _attention_bwd_key_tiles(
             delta_row = load_statistics(delta + stat_offset, rows, seqlen, MASKED)
         qk_t = tile_dot(k_tile, tl.trans(q_tile))  # [BN, BM]
         dp_t = tile_dot(v_tile, tl.trans(do_tile))  # [BN, BM]
-        if SPLIT_EXP2:
-            p_t = exp2_split(qk_t * qk_scale - lse_row[None, :])
-        else:
-            p_t = tl.math.exp2(qk_t * qk_scale - lse_row[None, :])
+        p_t = tl.math.exp2(qk_t * qk_scale - lse_row[None, :])
         if MASKED:
             # rows past the document end hold the next document's values when read through a descriptor
             seen = visible(rows[None, :], cols[:, None], seqlen, window, CAUSAL, HAS_WINDOW) & (rows[None, :] < seqlen)
@@ -110,7 +104,7 @@ def _attention_bwd_key_tile(
     stride_dkt, stride_dkh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, SPLIT_EXP2: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dk and dv of keys [n0, n0 + BLOCK_N) of one kv head, summed over its q-head group; dk rotated back by RoPE
     when ROTATE (k was rotated, v never is)."""
@@ -131,17 +125,17 @@ def _attention_bwd_key_tile(
     dk_acc, dv_acc = _attention_bwd_key_tiles(
         dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
         stride_qh, stride_dot, stride_doh, stride_lse_h, lo, mid_lo, group, seqlen, window, qk_scale,
-        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dk_acc, dv_acc = _attention_bwd_key_tiles(
         dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
         stride_qh, stride_dot, stride_doh, stride_lse_h, mid_lo, mid_hi, group, seqlen, window, qk_scale,
-        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=False, DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=False, DESCRIPTORS=DESCRIPTORS,
     )
     dk_acc, dv_acc = _attention_bwd_key_tiles(
         dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
         stride_qh, stride_dot, stride_doh, stride_lse_h, mid_hi, hi, group, seqlen, window, qk_scale,
-        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dk_tile = dk_acc * softmax_scale
     if ROTATE:
@@ -153,7 +147,7 @@ def _attention_bwd_key_tile(
 
 @triton.autotune(
     configs=key_grad_configs(sized_blocks({"q": "BLOCK_M", "do": "BLOCK_M"}, {"lse": "BLOCK_M", "delta": "BLOCK_M"})),
-    key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "SPLIT_EXP2"],
+    key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"],
 )
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
@@ -162,7 +156,7 @@ def _attention_bwd_dkdv_kernel(
     stride_dkt, stride_dkh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, SPLIT_EXP2: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of key tiles, kv head, document); q, do, lse and delta are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -175,7 +169,7 @@ def _attention_bwd_dkdv_kernel(
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, kv_head,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
             stride_dkt, stride_dkh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window, group,
-            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, SPLIT_EXP2, BLOCK_M, BLOCK_N,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
         )
 
 
@@ -184,7 +178,7 @@ def _attention_bwd_query_tiles(
     dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt,
     stride_vh, start, end, seqlen, window, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr, SPLIT_EXP2: tl.constexpr,
+    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
 ):
     for n0 in range(start, end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
@@ -192,10 +186,7 @@ def _attention_bwd_query_tiles(
                                               seqlen, BLOCK_N, HEAD_DIM, MASKED, DESCRIPTORS)  # [BN, D] each
         qk = tile_dot(q_tile, tl.trans(k_tile))  # [BM, BN]
         dp = tile_dot(do_tile, tl.trans(v_tile))  # [BM, BN]
-        if SPLIT_EXP2:
-            p = exp2_split(qk * qk_scale - lse_row[:, None])
-        else:
-            p = tl.math.exp2(qk * qk_scale - lse_row[:, None])
+        p = tl.math.exp2(qk * qk_scale - lse_row[:, None])
         if MASKED:
             # keys past the document end are hidden here too (through a descriptor they are the next document's)
             p = tl.where(visible(rows[:, None], cols[None, :], seqlen, window, CAUSAL, HAS_WINDOW), p, 0.0)
@@ -211,7 +202,7 @@ def _attention_bwd_query_tile(
     stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, SPLIT_EXP2: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dq and delta of queries [m0, m0 + BLOCK_M) of one q head; dq rotated back by RoPE when ROTATE."""
     rows = m0 + tl.arange(0, BLOCK_M)
@@ -226,17 +217,17 @@ def _attention_bwd_query_tile(
     dq_acc = _attention_bwd_query_tiles(
         dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh,
         stride_vt, stride_vh, lo, mid_lo, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW,
-        MASKED=True, DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dq_acc = _attention_bwd_query_tiles(
         dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh,
         stride_vt, stride_vh, mid_lo, mid_hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW,
-        MASKED=False, DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        MASKED=False, DESCRIPTORS=DESCRIPTORS,
     )
     dq_acc = _attention_bwd_query_tiles(
         dq_acc, q_tile, do_tile, lse_row, delta_row, rows, k, v, doc_start, kv_head, stride_kt, stride_kh,
         stride_vt, stride_vh, mid_hi, hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW,
-        MASKED=True, DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dq_tile = dq_acc * softmax_scale
     if ROTATE:
@@ -246,7 +237,7 @@ def _attention_bwd_query_tile(
 
 
 @triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"})),
-                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "SPLIT_EXP2"])
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
     q, k, v, o, do, lse, delta, dq, cu_seqlens, doc_order,
@@ -254,7 +245,7 @@ def _attention_bwd_dq_kernel(
     stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, SPLIT_EXP2: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of query tiles, q head, document); k and v are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -265,7 +256,7 @@ def _attention_bwd_dq_kernel(
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M, head, head // group,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
             stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window,
-            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, SPLIT_EXP2, BLOCK_M, BLOCK_N,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
         )
 
 
@@ -308,8 +299,7 @@ def attention_backward(
     delta = row_statistics(heads_q, total, num_docs, q.device)
     if doc_order is None:
         doc_order = longest_first(cu_seqlens)
-    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, ROTATE=rope is not None,
-                 SPLIT_EXP2=SPLIT_EXP2)
+    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, ROTATE=rope is not None)
     cos, sin = rope or (None, None)
     scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),

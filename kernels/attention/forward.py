@@ -17,7 +17,6 @@ from gristmill.kernels.attention.descriptors import (
     row_statistics,
     sized_blocks,
 )
-from gristmill.kernels.attention.exp2 import exp2_split
 from gristmill.kernels.attention.masking import key_ranges, visible
 from gristmill.kernels.attention.tiles import (
     load_head_tile,
@@ -29,7 +28,6 @@ from gristmill.kernels.attention.tiles import (
 )
 
 LOG2E = 1.4426950408889634
-SPLIT_EXP2 = True
 
 
 @triton.jit
@@ -37,7 +35,7 @@ def _attention_fwd_tiles(
     acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, start, end,
     seqlen, window, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr, SPLIT_EXP2: tl.constexpr,
+    MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
 ):
     for n0 in range(start, end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
@@ -60,10 +58,7 @@ def _attention_fwd_tiles(
             # scale after the row max (qk_scale > 0), so the exponent is one fused multiply-add per score
             m_new = tl.maximum(m_i, tl.max(scores, 1) * qk_scale)
             m_base = m_new
-            if SPLIT_EXP2:
-                p = exp2_split(scores * qk_scale - m_base[:, None])
-            else:
-                p = tl.math.exp2(scores * qk_scale - m_base[:, None])
+            p = tl.math.exp2(scores * qk_scale - m_base[:, None])
         alpha = tl.math.exp2(m_i - m_base)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = tile_dot(p.to(v_tile.dtype), v_tile, acc * alpha[:, None])
@@ -77,7 +72,7 @@ def _attention_fwd_query_tile(
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse_h,
     qk_scale, window,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    SPLIT_EXP2: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """Output and lse of queries [m0, m0 + BLOCK_M) of one q head."""
     rows = m0 + tl.arange(0, BLOCK_M)
@@ -89,17 +84,16 @@ def _attention_fwd_query_tile(
     acc, l_i, m_i = _attention_fwd_tiles(
         acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, lo,
         mid_lo, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
-        DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        DESCRIPTORS=DESCRIPTORS,
     )
     acc, l_i, m_i = _attention_fwd_tiles(
         acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, mid_lo,
         mid_hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=False,
-        DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        DESCRIPTORS=DESCRIPTORS,
     )
     acc, l_i, m_i = _attention_fwd_tiles(
         acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, mid_hi,
-        hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
-        DESCRIPTORS=DESCRIPTORS, SPLIT_EXP2=SPLIT_EXP2,
+        hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     o_ptrs = o + (doc_start + rows[:, None]) * stride_ot + head * stride_oh + tl.arange(0, HEAD_DIM)[None, :]
     tl.store(o_ptrs, (acc / l_i[:, None]).to(o.dtype.element_ty), mask=rows[:, None] < seqlen)
@@ -107,14 +101,14 @@ def _attention_fwd_query_tile(
 
 
 @triton.autotune(configs=forward_configs(sized_blocks({"q": "BLOCK_M", "k": "BLOCK_N", "v": "BLOCK_N"})),
-                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "SPLIT_EXP2"])
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_fwd_kernel(
     q, k, v, o, lse, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse_h,
     qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    SPLIT_EXP2: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """q, k and v are tensor descriptors when DESCRIPTORS, else pointers."""
     head, doc_start, seqlen, stat_start, mirror, count = query_tile_program(cu_seqlens, doc_order, BLOCK_M)
@@ -122,8 +116,7 @@ def _attention_fwd_kernel(
         _attention_fwd_query_tile(
             q, k, v, o, lse, doc_start, stat_start, seqlen, tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M,
             head, head // group, stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot,
-            stride_oh, stride_lse_h, qk_scale, window, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, SPLIT_EXP2, BLOCK_M,
-            BLOCK_N,
+            stride_oh, stride_lse_h, qk_scale, window, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, BLOCK_M, BLOCK_N,
         )
 
 
@@ -157,6 +150,5 @@ def attention_forward(
         out.stride(0), out.stride(1), lse.stride(0),
         softmax_scale * LOG2E, window or 0, heads_q // k.shape[1],
         HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, DESCRIPTORS=use_descriptors,
-        SPLIT_EXP2=SPLIT_EXP2,
     )
     return out, lse
