@@ -21,8 +21,6 @@ from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
-from gristmill.kernels.fused.stream_projection import QuackProjectionFailed, project_into_stream_unavailable_reason
-from gristmill.kernels.fused.stream_projection import project_into_stream as project_into_stream_kernel
 from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp as swiglu_mlp_kernel
 from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed, swiglu_mlp_unavailable_reason
 from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
@@ -45,7 +43,6 @@ swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
 swiglu_mlp_kernel = _opaque_to_compile(swiglu_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 quack_linear_cross_entropy = _opaque_to_compile(quack_linear_cross_entropy)
-project_into_stream_kernel = _opaque_to_compile(project_into_stream_kernel)
 
 _log = get_logger(__name__)
 
@@ -111,15 +108,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.T
 
 
 def project_into_stream(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
-    """stream + x @ weight.T from one matmul whose epilogue reads the stream: quack's gemm_add where quack runs these
-    inputs (the MLP's switch, `quack_mlp`, covers it), else cuBLAS's beta = 1, which ATen precedes with a copy of the
-    stream. The next norm then reads one tensor instead of a delta and the stream."""
-    if _on_kernel(x) and _quack_mlp_enabled and project_into_stream_unavailable_reason(x, weight, stream) is None:
-        try:
-            return project_into_stream_kernel(x, weight, stream)
-        except QuackProjectionFailed as failure:
-            _log.warning(f"quack's output projection failed ({failure}); this run goes on with torch.addmm "
-                         "(quack_mlp = false skips quack from the start)")
+    """stream + x @ weight.T from one matmul whose epilogue reads the stream (cuBLAS's beta = 1): the residual add
+    costs no pass of its own, and the next norm reads one tensor instead of a delta and the stream."""
     return torch.addmm(stream, x, weight.t())
 
 

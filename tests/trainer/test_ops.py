@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from gristmill.kernels.fused import swiglu_halves_reference
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import QuackLossFailed
-from gristmill.kernels.fused.stream_projection import QuackProjectionFailed
 from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed
 from gristmill.kernels.interpreter import interpreting
 from gristmill.trainer import ops
@@ -67,14 +66,3 @@ def test_the_loss_takes_quack_only_where_enabled(monkeypatch: pytest.MonkeyPatch
     finally:
         ops.enable_kernels(True)
     assert calls == (["quack"] if quack_loss else [])
-
-
-def test_the_projection_goes_on_without_quack_when_quack_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing_quack(*args: object) -> torch.Tensor:
-        raise QuackProjectionFailed("TypeError: no fail-closed semantic key")
-
-    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)
-    monkeypatch.setattr(ops, "project_into_stream_unavailable_reason", lambda *tensors: None)
-    monkeypatch.setattr(ops, "project_into_stream_kernel", failing_quack)
-    x, w, stream = torch.randn(5, 16), torch.randn(24, 16), torch.randn(5, 24)
-    torch.testing.assert_close(ops.project_into_stream(x, w, stream), stream + x @ w.T)
