@@ -54,7 +54,8 @@ def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.M
     hidden, weight, labels = torch.randn(4, 16), torch.randn(32, 16), torch.tensor([1, 2, -100, 3])
     with pytest.raises(QuackLossFailed, match="TypeError: epilogue fn"):
         quack_linear_cross_entropy(hidden, weight, labels, ignore_index=-100)
-    assert "quack failed earlier in this run: TypeError" in quack_linear_cross_entropy_unavailable_reason(hidden, weight)
+    reason = quack_linear_cross_entropy_unavailable_reason(hidden, weight)
+    assert "quack failed earlier in this run: TypeError" in reason
 
 
 def test_bad_labels_are_the_callers_error_and_keep_quack_on(monkeypatch: pytest.MonkeyPatch) -> None:
