@@ -93,3 +93,17 @@ def test_matches_reference(tokens: int, width: int, vocab: int, autocast: bool) 
     for name, grad, ref, leaf in zip(["dhidden", "dweight"], grads, ref_grads, [hidden, weight]):
         assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
         assert_close(name, grad, ref, 1e-2)
+
+
+@ON_QUACK
+def test_loss_without_grad_matches_reference() -> None:
+    """Evaluation under no_grad takes quack's loss-only path (no dx or dW GEMMs)."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    hidden = torch.randn(5000, 1024, device="cuda").bfloat16()
+    weight = (torch.randn(50304, 1024, device="cuda") / 32).bfloat16()
+    labels = torch.randint(0, 50304, (5000,), device="cuda")
+    labels[::7] = -100
+    with torch.no_grad():
+        loss = quack_linear_cross_entropy(hidden, weight, labels, ignore_index=-100)
+    loss_ref = linear_cross_entropy_reference(hidden.double(), weight.double(), labels, reduction="sum")
+    assert_close("loss", loss.double(), loss_ref, 1e-3)
