@@ -98,12 +98,17 @@ def mamba_mixer_core(
     )  # fmt: skip
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(norm(x), x). The kernel hands x back through the norm, so the gradient that reaches x from where it is
-    used next (the output projection that adds into the residual stream) joins the norm's own gradient in the
-    norm's one backward pass instead of in a separate add."""
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(norm(stream), stream) with stream = x (+ residual), added in the norm's kernel. The kernel hands the stream
+    back through the norm, so the gradient that reaches it from where it is used next (the output projection that
+    adds into the residual stream) joins the norm's own gradient in the norm's one backward pass instead of in a
+    separate add."""
     if _on_kernel(x):
-        return rms_norm_kernel(x, weight, eps, return_stream=True)
+        return rms_norm_kernel(x, weight, eps, residual, return_stream=True)
+    if residual is not None:
+        return rms_norm_reference(x, weight, eps, residual)
     return rms_norm_reference(x, weight, eps), x
 
 

@@ -18,7 +18,7 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, segments: Segments, stream: torch.Tensor) -> torch.Tensor:
-        """x [T, d_model] -> the residual stream [T, d_model] with this layer's output added."""
+    def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
+        """x [T, d_model] -> this layer's output [T, d_model], which the next norm adds into the residual stream."""
         out = ops.rotary_qkv_attention(self.wqkv(x), self.n_heads, self.n_kv_heads, self.rope_theta, segments)
-        return ops.project_into_stream(out.reshape(x.shape[0], self.n_heads * self.head_dim), self.wo.weight, stream)
+        return self.wo(out.reshape(x.shape[0], self.n_heads * self.head_dim))

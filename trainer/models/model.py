@@ -17,9 +17,11 @@ IGNORE_INDEX = -100
 
 
 class AttentionBlock(nn.Module):
-    """Pre-norm attention and MLP, residual stream in and out. Each sublayer's output projection adds into the
-    stream in its matmul's epilogue (`ops.project_into_stream`, quack's GEMM in the MLP), so no residual add is a
-    pass of its own and each norm reads only the stream."""
+    """Pre-norm attention and MLP, residual stream in and out; no residual add is a pass of its own. Attention's
+    output joins the stream inside the MLP's norm (one kernel reads both and writes the stream and its norm); the
+    MLP adds into the stream in its down projection's epilogue (quack's GEMM, else `ops.project_into_stream`), so
+    the next block's norm reads only the stream. Through cuBLAS the epilogue add costs a copy of the stream
+    (ATen's addmm copies it into the output first), which the norm's add does not."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -30,7 +32,7 @@ class AttentionBlock(nn.Module):
 
     def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
         h, stream = self.attn_norm(stream)
-        h, stream = self.mlp_norm(self.attn(h, segments, stream))
+        h, stream = self.mlp_norm(self.attn(h, segments), residual=stream)
         return self.mlp(h, stream)
 
 

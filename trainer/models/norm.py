@@ -12,10 +12,13 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(norm(stream), stream), the stream handed back through the norm: the layer after it adds into the
-        stream in its output projection's matmul, and that gradient joins the norm's in one backward pass."""
-        return ops.rms_norm(stream, self.weight, self.eps)
+    def forward(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(stream), stream) with stream = x (+ residual), the stream handed back through the norm: the layer
+        after it adds into the stream in its output projection's matmul, and that gradient joins the norm's in one
+        backward pass."""
+        return ops.rms_norm(x, self.weight, self.eps, residual)
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)
