@@ -102,9 +102,9 @@ def rms_norm(
     x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(norm(stream), stream) with stream = x (+ residual), added in the norm's kernel. The kernel hands the stream
-    back through the norm, so the gradient that reaches it from where it is used next (the output projection that
-    adds into the residual stream) joins the norm's own gradient in the norm's one backward pass instead of in a
-    separate add."""
+    back through the norm, so the gradient that reaches it from where it is used next (an output projection that
+    adds into it, or the next norm's residual) joins the norm's own gradient in the norm's one backward pass
+    instead of in a separate add."""
     if _on_kernel(x):
         return rms_norm_kernel(x, weight, eps, residual, return_stream=True)
     if residual is not None:

@@ -49,7 +49,7 @@ def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.M
     def broken(*args: object, **kwargs: object) -> torch.Tensor:
         raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
 
-    monkeypatch.setattr(quack_lce, "_quack_loss", lambda: ((broken, lambda *args: True), None))
+    monkeypatch.setattr(quack_lce, "_quack_loss", lambda: (quack_lce._QuackLoss(broken, lambda *args: True), None))
     monkeypatch.setattr(quack_lce, "_failure", None)
     hidden, weight, labels = torch.randn(4, 16), torch.randn(32, 16), torch.tensor([1, 2, -100, 3])
     with pytest.raises(QuackLossFailed, match="TypeError: epilogue fn"):
@@ -62,7 +62,7 @@ def test_bad_labels_are_the_callers_error_and_keep_quack_on(monkeypatch: pytest.
     def unreachable(*args: object, **kwargs: object) -> torch.Tensor:
         raise AssertionError("quack must not be called with bad labels")
 
-    monkeypatch.setattr(quack_lce, "_quack_loss", lambda: ((unreachable, lambda *args: True), None))
+    monkeypatch.setattr(quack_lce, "_quack_loss", lambda: (quack_lce._QuackLoss(unreachable, lambda *args: True), None))
     monkeypatch.setattr(quack_lce, "_failure", None)
     hidden, weight = torch.randn(4, 16), torch.randn(32, 16)
     with pytest.raises(ValueError, match="labels"):

@@ -15,9 +15,9 @@ class RMSNorm(nn.Module):
     def forward(
         self, x: torch.Tensor, residual: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(norm(stream), stream) with stream = x (+ residual), the stream handed back through the norm: the layer
-        after it adds into the stream in its output projection's matmul, and that gradient joins the norm's in one
-        backward pass."""
+        """(norm(stream), stream) with stream = x (+ residual), the stream handed back through the norm: the
+        gradient from where the stream is used next (an output projection adding into it, or the next norm's
+        residual) joins the norm's own in one backward pass."""
         return ops.rms_norm(x, self.weight, self.eps, residual)
 
     def reset_parameters(self) -> None:

@@ -9,6 +9,7 @@ on the trainer's head (README.md). It has no z-loss or label smoothing: those ru
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -44,15 +45,22 @@ _failure: str | None = None
 """Why quack's loss failed in this process, once it has: from then on the unavailable reason says so."""
 
 
+class _QuackLoss(NamedTuple):
+    loss: Callable
+    """hidden, weight, labels, chunk rows, ignore_index, reduction -> loss, differentiable in hidden and weight"""
+    supported: Callable
+    """hidden, weight, chunk rows, reduction -> whether the scaled-exp pipeline takes these inputs"""
+
+
 @functools.cache
-def _quack_loss() -> tuple[tuple[Callable, Callable] | None, str | None]:
-    """quack's (scaled_exp_linear_cross_entropy, scaled_exp_lce_supported), or None and why they cannot be imported."""
+def _quack_loss() -> tuple[_QuackLoss | None, str | None]:
+    """quack's scaled-exp loss and its eligibility check, or None and why they cannot be imported."""
     try:
         from quack.linear_cross_entropy import scaled_exp_lce_supported, scaled_exp_linear_cross_entropy
     except Exception as error:  # any import failure means "use our kernel"; the reason is reported
         return None, f"{type(error).__name__}: {error}"
     _log.info("loss: quack's scaled-exp linear + cross-entropy")
-    return (scaled_exp_linear_cross_entropy, scaled_exp_lce_supported), None
+    return _QuackLoss(scaled_exp_linear_cross_entropy, scaled_exp_lce_supported), None
 
 
 def quack_linear_cross_entropy_unavailable_reason(
@@ -71,14 +79,14 @@ def quack_linear_cross_entropy_unavailable_reason(
         return f"quack's loss computes in bf16 only, these inputs in {sorted(map(str, dtypes))}"
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
         return f"hidden {tuple(hidden.shape)} and weight {tuple(weight.shape)} are not [N, D] and [V, D]"
-    functions, reason = _quack_loss()
-    if functions is None:
+    quack, reason = _quack_loss()
+    if quack is None:
         return reason
     vocab, width = weight.shape
     rows = chunk_rows(hidden.shape[0], width, vocab)
     if rows is None:
         return f"every chunk size of quack's loss would make a chunk {width} or {vocab} rows tall"
-    if not functions[1](hidden, weight, rows, "sum"):
+    if not quack.supported(hidden, weight, rows, "sum"):
         return f"quack's scaled-exp pipeline does not take vocab {vocab} x width {width}"
     return None
 
@@ -91,8 +99,8 @@ def quack_linear_cross_entropy(
     and hands weight's gradient back in weight's own dtype (float32 parameters skip a bf16 round trip). A failure
     inside quack's forward raises `QuackLossFailed` and makes every later unavailable reason name it."""
     global _failure
-    functions, reason = _quack_loss()
-    if functions is None:
+    quack, reason = _quack_loss()
+    if quack is None:
         raise ValueError(f"quack_linear_cross_entropy needs quack-kernels: {reason}")
     if labels.shape != (hidden.shape[0],) or labels.dtype not in (torch.int32, torch.int64):
         raise ValueError(
@@ -103,7 +111,7 @@ def quack_linear_cross_entropy(
     if rows is None:
         raise ValueError("quack_linear_cross_entropy: no chunk size fits these shapes; check the unavailable reason")
     try:
-        return functions[0](hidden, weight, labels, rows, ignore_index, "sum")
+        return quack.loss(hidden, weight, labels, rows, ignore_index, "sum")
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as error:  # quack's own failure (compile, cache key, library): recorded, then reported
