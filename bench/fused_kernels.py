@@ -7,6 +7,9 @@ Run on the GPU from the repository root, after the kernel tests pass:
 `--quack-lce` times our linear + cross-entropy against quack-kernels' scaled-exp pipeline (the trainer's choice on
 Hopper where quack is installed) at the models' head and the issue's 128k vocab, both against a float32 reference,
 then stops.
+`--quack-dgrad` times the MLP's dA GEMM with the SwiGLU gradient in its epilogue: quack's `gemm_dgated` (which also
+stores the activation it recomputes) against ours (kernels/fused/swiglu_mlp/quack_epilogue.py: d(gate, up) only),
+then stops.
 `--passes ROOT...` times the hybrid's bandwidth-bound kernels alone at the trainer's shapes, the same files of other
 checkouts (main's first) against this tree's, and `--sweep` adds each launch candidate of this tree's.
 """
@@ -240,6 +243,38 @@ def measure_quack_lce(tokens: int, dim: int, vocab: int) -> list[object]:
             memory["ours"], memory["quack"], errors["ours"], errors["quack"]]
 
 
+QUACK_DGRAD_SHAPES = ((65536, 1024, 2752),)  # (T, d, F): the 350m models' 16-row step
+QUACK_DGRAD_HEADER = ["shape", "quack gemm_dgated ms", "ours (no activation store) ms", "quack / ours",
+                      "ours TFLOP/s", "max abs diff d(gate, up)"]
+
+
+def measure_quack_dgrad(tokens: int, dim: int, hidden: int) -> list[object]:
+    """dout [T, d] @ w_down [d, F] -> d(preact) [T, 2F] through the SwiGLU gradient, both epilogues."""
+    from gristmill.kernels.fused.swiglu_mlp.quack_mlp import _quack_gemms
+
+    gemms, reason = _quack_gemms()
+    if gemms is None:
+        sys.exit(f"--quack-dgrad: quack cannot be imported: {reason}")
+    from quack.gemm_interface import gemm_dgated
+
+    dout = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
+    w_down = torch.randn(dim, hidden, device=DEVICE, dtype=torch.bfloat16) / hidden**0.5
+    preact = torch.randn(tokens, 2 * hidden, device=DEVICE, dtype=torch.bfloat16)
+    ours = torch.empty_like(preact)
+
+    def quack_step() -> torch.Tensor:
+        return gemm_dgated(dout, w_down, preact, activation="swiglu", dynamic_scheduler=True)[0]
+
+    def ours_step() -> torch.Tensor:
+        gemms.swiglu_grad(dout, w_down, preact, out={"D": ours}, dynamic_scheduler=True)
+        return ours
+
+    difference = (quack_step().float() - ours_step().float()).abs().max().item()  # also compiles and tunes both
+    times = {label: time_ms(fn) for label, fn in (("quack", quack_step), ("ours", ours_step))}
+    return [f"T{tokens} d{dim} F{hidden} bf16", times["quack"], times["ours"], times["quack"] / times["ours"],
+            f"{2 * tokens * dim * hidden / times['ours'] / 1e9:.0f}", f"{difference:.1e}"]
+
+
 PASS_TOKENS = 65536  # hybrid_350m: 16 rows of 4096
 PASS_FILES = {"rms_norm": "kernels/fused/rms_norm/triton_fwd_bwd.py", "conv1d": "kernels/ssd/conv1d.py"}
 
@@ -470,9 +505,15 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="with --passes, also time each launch candidate")
     parser.add_argument("--quack-lce", action="store_true", help="time our linear + cross-entropy against quack's, "
                         "then stop")
+    parser.add_argument("--quack-dgrad", action="store_true", help="time the MLP's dA GEMM with the SwiGLU "
+                        "gradient, quack's epilogue against ours, then stop")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("fused_kernels benchmark needs a CUDA GPU")
+    if args.quack_dgrad:
+        table = markdown_table(QUACK_DGRAD_HEADER, [measure_quack_dgrad(*shape) for shape in QUACK_DGRAD_SHAPES])
+        print(write_report([f"{run_stamp()} · one GEMM, median of do_bench", table], args.out))
+        return
     if args.quack_lce:
         rows = []
         for shape in QUACK_LCE_SHAPES:

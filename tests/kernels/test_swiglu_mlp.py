@@ -67,6 +67,24 @@ def test_matches_reference(tokens: int, width: int, hidden: int, autocast: bool)
         assert_close(name, grad, ref, 2e-2)
 
 
+@ON_QUACK
+@pytest.mark.parametrize("tokens, width, hidden", [(4096, 1024, 2752), (300, 256, 512)])
+def test_gradient_epilogue_matches_quacks_dgated(tokens: int, width: int, hidden: int) -> None:
+    """Ours leaves out quack's activation store and nothing else: d(gate, up) as quack's `gemm_dgated` writes it."""
+    from quack.gemm_interface import gemm_dgated
+
+    from gristmill.kernels.fused.swiglu_mlp.quack_epilogue import swiglu_grad_epilogue
+
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    dout = torch.randn(tokens, width, device="cuda").bfloat16()
+    w_down = (torch.randn(width, hidden, device="cuda") / hidden**0.5).bfloat16()
+    preact = (2 * torch.randn(tokens, 2 * hidden, device="cuda")).bfloat16()
+    ours = torch.empty_like(preact)
+    swiglu_grad_epilogue(dout, w_down, preact, out={"D": ours}, dynamic_scheduler=True)
+    theirs, _ = gemm_dgated(dout, w_down, preact, activation="swiglu", dynamic_scheduler=True)
+    assert_close("d(gate, up)", ours, theirs.double(), 1e-3)
+
+
 def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
     """A broken quack install raises in its first compile: the op names the error once and says so from then on."""
 

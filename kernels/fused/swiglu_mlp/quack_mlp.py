@@ -35,7 +35,8 @@ class _QuackGEMMs(NamedTuple):
     """x, w (interleaved [gate, up] rows), activation -> (preact, postact), differentiable in x, w through preact"""
     gemm: Callable
     gemm_add: Callable
-    gemm_dgated: Callable
+    swiglu_grad: Callable
+    """dout, w_down, preact -> {"D": d(preact)}: the dA GEMM with the SwiGLU gradient in its epilogue"""
 
 
 @functools.cache
@@ -43,31 +44,35 @@ def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
     """quack's GEMMs the MLP uses, or None and why they cannot be imported (not installed, or its CUDA libraries
     fail)."""
     try:
-        from quack.gemm_interface import gemm, gemm_add, gemm_dgated
+        from quack.gemm_interface import gemm, gemm_add
         from quack.linear import linear_gated_func
+
+        from gristmill.kernels.fused.swiglu_mlp.quack_epilogue import swiglu_grad_epilogue
     except Exception as error:  # any import failure means "use the other path"; the reason is reported
         return None, f"{type(error).__name__}: {error}"
     _log.info("MLP: quack GEMMs with the SwiGLU and the residual add in their epilogues")
-    return _QuackGEMMs(linear_gated_func, gemm, gemm_add, gemm_dgated), None
+    return _QuackGEMMs(linear_gated_func, gemm, gemm_add, swiglu_grad_epilogue), None
 
 
 class _DownIntoStream(torch.autograd.Function):
     """stream + postact @ w_down.T in one GEMM (the stream read in its epilogue); the backward's dA GEMM turns
-    dout @ w_down into d(preact) through the SwiGLU's gradient in its epilogue and hands back the activation it
-    recomputes there, for w_down's gradient. quack's own MLP has no stream to add into."""
+    dout @ w_down into d(preact) through the SwiGLU's gradient in its epilogue. The activation is kept from the
+    forward for w_down's gradient (half the pre-activation's memory per MLP) rather than recomputed and stored by
+    that epilogue: the store made it the slowest GEMM of the step. quack's own MLP has no stream to add into."""
 
     @staticmethod
     def forward(ctx, preact, w_down, postact, stream, gemms):
-        ctx.save_for_backward(preact, w_down)
+        ctx.save_for_backward(preact, w_down, postact)
         ctx.gemms = gemms
         return gemms.gemm_add(postact, w_down.T, stream)
 
     @staticmethod
     def backward(ctx, dout):
-        preact, w_down = ctx.saved_tensors
+        preact, w_down, postact = ctx.saved_tensors
         gemms = ctx.gemms
         dout = dout if dout.stride(-1) == 1 else dout.contiguous()
-        dpreact, postact = gemms.gemm_dgated(dout, w_down, preact, activation="swiglu", dynamic_scheduler=True)
+        dpreact = torch.empty_like(preact)
+        gemms.swiglu_grad(dout, w_down, preact, out={"D": dpreact}, dynamic_scheduler=True)
         dw_down = gemms.gemm(dout.T, postact, out_dtype=w_down.dtype, dynamic_scheduler=True)
         return dpreact, dw_down, None, dout, None
 
