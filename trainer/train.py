@@ -22,7 +22,7 @@ from gristmill.trainer.cuda_graph import GraphedModel, check_graphable, graph_do
 from gristmill.trainer.loader import DatasetSummary, TrainLoader, check_datasets, empty_batch, validation_batches
 from gristmill.trainer.metrics import MetricsWriter, ThroughputMeter, peak_flops, training_flops
 from gristmill.trainer.models.model import LanguageModel, matmul_params
-from gristmill.trainer.optim import build_optimizer
+from gristmill.trainer.optim import build_optimizer, clipped_step
 from gristmill.trainer.packing import PackedBatch
 from gristmill.trainer.parallel import (
     Runtime,
@@ -150,10 +150,9 @@ class Trainer:
                 (batch_loss * scale).backward()
             loss_sum += batch_loss.detach().float()
         max_norm = self.cfg.optimizer.grad_clip or math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = clipped_step(self.optimizer, list(self.model.parameters()), max_norm)
         if hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
-        self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return self._sum_over_ranks(loss_sum) / targets, grad_norm
