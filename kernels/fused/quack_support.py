@@ -1,7 +1,12 @@
 """What the optional quack-kernels paths share: the device check, the dtype they would compute in, and how quack's
 own failures are told apart from a caller's mistakes."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
+
+_Result = TypeVar("_Result")
 
 
 class QuackFailed(RuntimeError):
@@ -28,3 +33,27 @@ def describe_failure(error: BaseException) -> str:
     """One line naming quack's error, for the warning and for every later refusal."""
     first_line = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {first_line}"
+
+
+class FailureRecord:
+    """quack's first failure on one path of this process (the MLP, the loss, the projections): from then on that
+    path's availability check names it, so the run stays on the path's fallback."""
+
+    def __init__(self, raises: type[QuackFailed]) -> None:
+        self.raises = raises
+        self.reason: str | None = None
+
+    def earlier(self) -> str | None:
+        """Why quack is off for this path, once it has failed here."""
+        return None if self.reason is None else f"quack failed earlier in this run: {self.reason}"
+
+    def call(self, fn: Callable[..., _Result], *args: object) -> _Result:
+        """fn(*args); quack's own exception (compile, cache key, library) is recorded and raised as `raises`. Running
+        out of memory is the batch's size, not quack's failure, and passes through unrecorded."""
+        try:
+            return fn(*args)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as error:
+            self.reason = describe_failure(error)
+            raise self.raises(self.reason) from error

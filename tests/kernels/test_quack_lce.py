@@ -9,6 +9,7 @@ from gristmill.kernels.fused.linear_cross_entropy import quack_lce
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
     QuackLossFailed, chunk_rows, quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
 )
+from gristmill.kernels.fused.quack_support import FailureRecord
 from gristmill.kernels.testing import assert_close
 
 
@@ -23,7 +24,7 @@ ON_QUACK = pytest.mark.skipif(not _quack_ready(), reason="needs an H100-class GP
 
 
 def test_declines_cpu_tensors_and_the_options_it_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quack_lce, "_failure", None)
+    monkeypatch.setattr(quack_lce, "_failures", FailureRecord(QuackLossFailed))
     hidden, weight = torch.randn(8, 64), torch.randn(256, 64)
     assert "CUDA" in quack_linear_cross_entropy_unavailable_reason(hidden, weight)
     assert "z-loss" in quack_linear_cross_entropy_unavailable_reason(hidden, weight, z_loss=1e-4)
@@ -50,7 +51,7 @@ def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.M
         raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
 
     monkeypatch.setattr(quack_lce, "_quack_loss", lambda: (quack_lce._QuackLoss(broken, lambda *args: True), None))
-    monkeypatch.setattr(quack_lce, "_failure", None)
+    monkeypatch.setattr(quack_lce, "_failures", FailureRecord(QuackLossFailed))
     hidden, weight, labels = torch.randn(4, 16), torch.randn(32, 16), torch.tensor([1, 2, -100, 3])
     with pytest.raises(QuackLossFailed, match="TypeError: epilogue fn"):
         quack_linear_cross_entropy(hidden, weight, labels, ignore_index=-100)
@@ -63,11 +64,11 @@ def test_bad_labels_are_the_callers_error_and_keep_quack_on(monkeypatch: pytest.
         raise AssertionError("quack must not be called with bad labels")
 
     monkeypatch.setattr(quack_lce, "_quack_loss", lambda: (quack_lce._QuackLoss(unreachable, lambda *args: True), None))
-    monkeypatch.setattr(quack_lce, "_failure", None)
+    monkeypatch.setattr(quack_lce, "_failures", FailureRecord(QuackLossFailed))
     hidden, weight = torch.randn(4, 16), torch.randn(32, 16)
     with pytest.raises(ValueError, match="labels"):
         quack_linear_cross_entropy(hidden, weight, torch.tensor([1.0, 2.0, 3.0, 4.0]), ignore_index=-100)
-    assert quack_lce._failure is None
+    assert quack_lce._failures.reason is None
 
 
 @ON_QUACK

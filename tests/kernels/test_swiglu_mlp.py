@@ -10,6 +10,7 @@ from gristmill.kernels.fused import swiglu_halves_reference
 from gristmill.kernels.fused.swiglu_mlp import (
     QuackMLPFailed, interleave_gate_up, quack_mlp, swiglu_mlp, swiglu_mlp_unavailable_reason,
 )
+from gristmill.kernels.fused.quack_support import FailureRecord
 from gristmill.kernels.testing import assert_close
 
 
@@ -93,7 +94,7 @@ def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.M
 
     broken = quack_mlp._QuackGEMMs(broken_gemm, broken_gemm, broken_gemm, broken_gemm)
     monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (broken, None))
-    monkeypatch.setattr(quack_mlp, "_failure", None)
+    monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
     x, w1, w2 = torch.randn(4, 16), torch.randn(32, 16), torch.randn(16, 16)
     with pytest.raises(QuackMLPFailed, match="TypeError: epilogue fn"):
         swiglu_mlp(x, w1, w2, torch.randn(4, 16))
@@ -108,8 +109,8 @@ def test_mixed_dtypes_are_the_callers_error_and_keep_quack_on(monkeypatch: pytes
         raise AssertionError("quack must not be called with mixed dtypes")
 
     monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (quack_mlp._QuackGEMMs(*[unreachable] * 4), None))
-    monkeypatch.setattr(quack_mlp, "_failure", None)
+    monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
     x, w1, w2 = torch.randn(4, 16).bfloat16(), torch.randn(32, 16).bfloat16(), torch.randn(16, 16).bfloat16()
     with pytest.raises(ValueError, match="one dtype"):
         swiglu_mlp(x, w1, w2, torch.randn(4, 16))
-    assert quack_mlp._failure is None
+    assert quack_mlp._failures.reason is None

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-from gristmill.kernels.fused.quack_support import QuackFailed, compute_dtype, describe_failure, hopper_reason
+from gristmill.kernels.fused.quack_support import FailureRecord, QuackFailed, compute_dtype, hopper_reason
 from gristmill.pipeline.log import get_logger
 
 _log = get_logger(__name__)
@@ -41,8 +41,7 @@ class QuackLossFailed(QuackFailed):
     """quack raised on the loss; the loss can go on with our chunked kernel."""
 
 
-_failure: str | None = None
-"""Why quack's loss failed in this process, once it has: from then on the unavailable reason says so."""
+_failures = FailureRecord(QuackLossFailed)
 
 
 class _QuackLoss(NamedTuple):
@@ -67,8 +66,8 @@ def quack_linear_cross_entropy_unavailable_reason(
     hidden: torch.Tensor, weight: torch.Tensor, *, z_loss: float = 0.0, label_smoothing: float = 0.0
 ) -> str | None:
     """None when `quack_linear_cross_entropy` can run these inputs, else why not (the caller takes our kernel)."""
-    if _failure is not None:
-        return f"quack failed earlier in this run: {_failure}"
+    if _failures.reason is not None:
+        return _failures.earlier()
     if z_loss or label_smoothing:
         return "quack's loss has no z-loss or label smoothing"
     device = hopper_reason(hidden, exactly=True)
@@ -98,7 +97,6 @@ def quack_linear_cross_entropy(
     weight; check `quack_linear_cross_entropy_unavailable_reason` first. Under autocast quack casts as a matmul would
     and hands weight's gradient back in weight's own dtype (float32 parameters skip a bf16 round trip). A failure
     inside quack's forward raises `QuackLossFailed` and makes every later unavailable reason name it."""
-    global _failure
     quack, reason = _quack_loss()
     if quack is None:
         raise ValueError(f"quack_linear_cross_entropy needs quack-kernels: {reason}")
@@ -110,10 +108,4 @@ def quack_linear_cross_entropy(
     rows = chunk_rows(hidden.shape[0], weight.shape[1], weight.shape[0])
     if rows is None:
         raise ValueError("quack_linear_cross_entropy: no chunk size fits these shapes; check the unavailable reason")
-    try:
-        return quack.loss(hidden, weight, labels, rows, ignore_index, "sum")
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except Exception as error:  # quack's own failure (compile, cache key, library): recorded, then reported
-        _failure = describe_failure(error)
-        raise QuackLossFailed(_failure) from error
+    return _failures.call(quack.loss, hidden, weight, labels, rows, ignore_index, "sum")

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from gristmill.kernels.fused.quack_support import QuackFailed, compute_dtype, describe_failure, hopper_reason
+from gristmill.kernels.fused.quack_support import FailureRecord, QuackFailed, compute_dtype, hopper_reason
 from gristmill.pipeline.log import get_logger
 
 _log = get_logger(__name__)
@@ -26,8 +26,7 @@ class QuackMLPFailed(QuackFailed):
     """quack raised on the MLP; the MLP can go on with cuBLAS and the Triton SwiGLU."""
 
 
-_failure: str | None = None
-"""Why quack's MLP failed in this process, once it has: from then on `swiglu_mlp_unavailable_reason` says so."""
+_failures = FailureRecord(QuackMLPFailed)
 
 
 class _QuackGEMMs(NamedTuple):
@@ -79,8 +78,8 @@ class _DownIntoStream(torch.autograd.Function):
 
 def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> str | None:
     """None when `swiglu_mlp` can run these inputs, else why not (the caller takes the cuBLAS + Triton path)."""
-    if _failure is not None:
-        return f"quack failed earlier in this run: {_failure}"
+    if _failures.reason is not None:
+        return _failures.earlier()
     device = hopper_reason(x)
     if device is not None:
         return device
@@ -107,7 +106,6 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
     `swiglu_mlp_unavailable_reason` first. Under autocast the inputs are cast as a matmul would cast them (quack's
     functions are not autocast ops). A failure inside quack's forward raises `QuackMLPFailed` and makes every later
     `swiglu_mlp_unavailable_reason` name it."""
-    global _failure
     gemms, reason = _quack_gemms()
     if gemms is None:
         raise ValueError(f"swiglu_mlp needs quack-kernels: {reason}")
@@ -120,11 +118,10 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
     if len(set(dtypes)) > 1:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
         raise ValueError(f"swiglu_mlp: x, w_gate_up, w_down and stream need one dtype outside autocast, got {dtypes}")
     with torch.autocast("cuda", enabled=False):
-        try:
-            preact, postact = gemms.gated_linear(x, interleave_gate_up(w_gate_up), "swiglu", store_preact=True)
-            return _DownIntoStream.apply(preact, w_down, postact, stream, gemms)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as error:  # quack's own failure (compile, cache key, library): recorded, then reported
-            _failure = describe_failure(error)
-            raise QuackMLPFailed(_failure) from error
+        return _failures.call(_mlp, x, w_gate_up, w_down, stream, gemms)
+
+
+def _mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor, gemms: _QuackGEMMs
+         ) -> torch.Tensor:
+    preact, postact = gemms.gated_linear(x, interleave_gate_up(w_gate_up), "swiglu", store_preact=True)
+    return _DownIntoStream.apply(preact, w_down, postact, stream, gemms)
