@@ -14,8 +14,6 @@ grad clip, fused AdamW), bf16 autocast:
                   (SwiGLU in the epilogues; the report's header says which MLP ran), this one on cuBLAS + Triton
   ours-triton-loss "ours" with `quack_loss = false`: where quack-kernels is installed on a Hopper GPU, "ours" computes
                   the head's linear + cross-entropy with quack's scaled-exp pipeline, this one with our chunked kernel
-  ours-cublas-proj "ours" with `quack_projections = false`: where quack-kernels is installed, "ours" runs the
-                  attention projections and Mamba2's input projection on its tuned GEMMs, this one on cuBLAS
 
 MFU = useful FLOPs / time / dense bf16 peak (989 TFLOP/s on H100), useful FLOPs = 6 x matmul parameters per
 real token + 12 x d_model per attended (query, key) pair inside documents per attention layer (causal, so
@@ -57,7 +55,6 @@ class Variant(NamedTuple):
     cuda_graphs: bool
     quack_mlp: bool = True
     quack_loss: bool = True
-    quack_projections: bool = True
 
 
 VARIANTS = {
@@ -65,7 +62,6 @@ VARIANTS = {
     "ours+graphs": Variant(kernels=True, compiled=False, cuda_graphs=True),
     "ours-cublas-mlp": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_mlp=False),
     "ours-triton-loss": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_loss=False),
-    "ours-cublas-proj": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_projections=False),
     "ours+compile": Variant(kernels=True, compiled=True, cuda_graphs=False),
     "stock+compile": Variant(kernels=False, compiled=True, cuda_graphs=False),
 }
@@ -97,9 +93,8 @@ def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: st
     cfg = transformer_350m_2k()
     cfg.model = getattr(model_presets, model)()
     cfg.data.manifests, cfg.data.seq_len = [corpus], 4096
-    chosen = VARIANTS[variant]
-    cfg.kernels, cfg.cuda_graphs = chosen.kernels, chosen.cuda_graphs
-    cfg.quack_mlp, cfg.quack_loss, cfg.quack_projections = chosen.quack_mlp, chosen.quack_loss, chosen.quack_projections
+    cfg.kernels, cfg.cuda_graphs = VARIANTS[variant].kernels, VARIANTS[variant].cuda_graphs
+    cfg.quack_mlp, cfg.quack_loss = VARIANTS[variant].quack_mlp, VARIANTS[variant].quack_loss
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg

@@ -141,9 +141,6 @@ class TrainConfig:
     """With kernels on a Hopper GPU and no z-loss, compute the head's linear + cross-entropy with quack-kernels'
     scaled-exp pipeline (no pass over the logits, float32 weight-gradient accumulation) when that package is
     installed; False keeps the Triton chunked kernel."""
-    quack_projections: bool = True
-    """With kernels on a Hopper or newer GPU, run the attention projections and Mamba2's input projection (forward
-    and input gradient) on quack-kernels' autotuned GEMMs when that package is installed; False keeps cuBLAS."""
     cuda_graphs: bool = False
     """Replay each micro-batch's forward and backward from CUDA graphs (one GPU, kernels on, no compile, no
     gradient accumulation): removes the per-op launch cost from Python that idles the GPU on small models or

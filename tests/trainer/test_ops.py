@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from gristmill.kernels.fused import swiglu_halves_reference
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import QuackLossFailed
-from gristmill.kernels.fused.projection import QuackProjectionFailed
 from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed
 from gristmill.kernels.interpreter import interpreting
 from gristmill.trainer import ops
@@ -67,26 +66,3 @@ def test_the_loss_takes_quack_only_where_enabled(monkeypatch: pytest.MonkeyPatch
     finally:
         ops.enable_kernels(True)
     assert calls == (["quack"] if quack_loss else [])
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_projections_take_quack_only_where_enabled_and_go_on_when_it_fails(
-    monkeypatch: pytest.MonkeyPatch, enabled: bool
-) -> None:
-    """ops.project on the kernel path: quack where `quack_projections` is on; when quack raises, F.linear's value."""
-    calls = []
-
-    def failing_quack(*args: object) -> torch.Tensor:
-        calls.append("quack")
-        raise QuackProjectionFailed("RuntimeError: no kernel for this arch")
-
-    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)
-    monkeypatch.setattr(ops, "quack_projection_unavailable_reason", lambda *tensors: None)
-    monkeypatch.setattr(ops, "quack_projection", failing_quack)
-    x, weight = torch.randn(5, 16), torch.randn(24, 16)
-    ops.enable_kernels(True, quack_projections=enabled)
-    try:
-        torch.testing.assert_close(ops.project(x, weight), F.linear(x, weight))
-    finally:
-        ops.enable_kernels(True)
-    assert calls == (["quack"] if enabled else [])

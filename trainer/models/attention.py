@@ -20,6 +20,5 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
         """x [T, d_model] -> this layer's output [T, d_model], which the next norm adds into the residual stream."""
-        qkv = ops.project(x, self.wqkv.weight)
-        out = ops.rotary_qkv_attention(qkv, self.n_heads, self.n_kv_heads, self.rope_theta, segments)
-        return ops.project(out.reshape(x.shape[0], self.n_heads * self.head_dim), self.wo.weight)
+        out = ops.rotary_qkv_attention(self.wqkv(x), self.n_heads, self.n_kv_heads, self.rope_theta, segments)
+        return self.wo(out.reshape(x.shape[0], self.n_heads * self.head_dim))

@@ -50,7 +50,7 @@ class Mamba2(nn.Module):
         z, xBC and dt in place from the in_proj output, ends with the gated RMSNorm and hands back one gradient for
         it (one fused function on GPU)."""
         normed = ops.mamba_mixer_core(
-            ops.project(x, self.in_proj.weight),
+            self.in_proj(x),
             self.conv_weight,
             self.conv_bias,
             self.dt_bias,
