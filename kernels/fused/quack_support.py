@@ -36,8 +36,8 @@ def describe_failure(error: BaseException) -> str:
 
 
 class FailureRecord:
-    """quack's first failure on one path of this process (the MLP, the loss, the projections): from then on that
-    path's availability check names it, so the run stays on the path's fallback."""
+    """quack's first failure on one path of this process (the MLP, the loss): from then on that path's availability
+    check names it, so the run stays on the path's fallback."""
 
     def __init__(self, raises: type[QuackFailed]) -> None:
         self.raises = raises
