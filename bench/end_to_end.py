@@ -36,6 +36,7 @@ from typing import NamedTuple
 import torch
 
 from bench.harness import git_revision, machine, markdown_table, print_and_append, today
+from bench.matmul_ceiling import SQUARE, time_gemm
 from bench.trainer_throughput import measure, synthetic_corpus, warmed_up
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import quack_linear_cross_entropy_unavailable_reason
 from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp_unavailable_reason
@@ -196,10 +197,14 @@ def main() -> None:
                          result["peak_gb"], result["reserved_gb"], ratio, result["graphs_compiled_while_timed"]])
     header = ["model (seq 4096)", "variant", "real tokens/s", "MFU", "step ms", "peak GiB", "peak reserved GiB",
               f"x {BASELINE}", "graphs compiled while timed (must be 0)"]
+    # H100s of one kind differ by a few percent under sustained load; this card's cuBLAS speed, timed warm after the
+    # runs, lets reports from different machines be compared
+    square_tflops = 2 * SQUARE**3 / time_gemm(SQUARE, SQUARE, SQUARE, "dgrad") / 1e9
     report = (
         f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.end_to_end` (rows {args.rows} x 4096, "
         f"steps {args.steps}, warmup {args.warmup}) · our MLP: {mlp_backend()} · our loss: "
-        f"{'; '.join(f'{model} {loss_backend(model)}' for model in models)}\n\n" + markdown_table(header, rows)
+        f"{'; '.join(f'{model} {loss_backend(model)}' for model in models)} · this card's square {SQUARE} bf16 "
+        f"GEMM (cuBLAS): {square_tflops:.0f} TFLOP/s\n\n" + markdown_table(header, rows)
     )
     print_and_append(report, args.out)
 
