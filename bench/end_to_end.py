@@ -94,8 +94,9 @@ def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: st
     cfg = transformer_350m_2k()
     cfg.model = getattr(model_presets, model)()
     cfg.data.manifests, cfg.data.seq_len = [corpus], 4096
-    cfg.kernels, cfg.cuda_graphs = VARIANTS[variant].kernels, VARIANTS[variant].cuda_graphs
-    cfg.quack_mlp, cfg.quack_loss = VARIANTS[variant].quack_mlp, VARIANTS[variant].quack_loss
+    chosen = VARIANTS[variant]
+    cfg.kernels, cfg.cuda_graphs = chosen.kernels, chosen.cuda_graphs
+    cfg.quack_mlp, cfg.quack_loss = chosen.quack_mlp, chosen.quack_loss
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg

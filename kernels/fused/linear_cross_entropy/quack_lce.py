@@ -66,8 +66,8 @@ def quack_linear_cross_entropy_unavailable_reason(
     hidden: torch.Tensor, weight: torch.Tensor, *, z_loss: float = 0.0, label_smoothing: float = 0.0
 ) -> str | None:
     """None when `quack_linear_cross_entropy` can run these inputs, else why not (the caller takes our kernel)."""
-    if _failures.reason is not None:
-        return _failures.earlier()
+    if (earlier := _failures.earlier()) is not None:
+        return earlier
     if z_loss or label_smoothing:
         return "quack's loss has no z-loss or label smoothing"
     device = hopper_reason(hidden, exactly=True)

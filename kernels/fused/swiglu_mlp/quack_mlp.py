@@ -78,8 +78,8 @@ class _DownIntoStream(torch.autograd.Function):
 
 def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> str | None:
     """None when `swiglu_mlp` can run these inputs, else why not (the caller takes the cuBLAS + Triton path)."""
-    if _failures.reason is not None:
-        return _failures.earlier()
+    if (earlier := _failures.earlier()) is not None:
+        return earlier
     device = hopper_reason(x)
     if device is not None:
         return device
@@ -121,7 +121,8 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
         return _failures.call(_mlp, x, w_gate_up, w_down, stream, gemms)
 
 
-def _mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor, gemms: _QuackGEMMs
-         ) -> torch.Tensor:
+def _mlp(
+    x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor, gemms: _QuackGEMMs
+) -> torch.Tensor:
     preact, postact = gemms.gated_linear(x, interleave_gate_up(w_gate_up), "swiglu", store_preact=True)
     return _DownIntoStream.apply(preact, w_down, postact, stream, gemms)
