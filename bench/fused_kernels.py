@@ -10,8 +10,9 @@ then stops.
 `--quack-dgrad` times the MLP's dA GEMM with the SwiGLU gradient in its epilogue: quack's `gemm_dgated` (which also
 stores the activation it recomputes) against ours (kernels/fused/swiglu_mlp/quack_epilogue.py: d(gate, up) only),
 then stops.
-`--passes ROOT...` times the hybrid's bandwidth-bound kernels alone at the trainer's shapes, the same files of other
-checkouts (main's first) against this tree's, and `--sweep` adds each launch candidate of this tree's.
+`--passes ROOT...` times the bandwidth-bound kernels (the norms, the mixer's conv) alone at the trainer's shapes,
+the same files of other checkouts (main's first) against this tree's, and `--sweep` adds each launch candidate of
+this tree's.
 """
 
 import argparse
@@ -360,6 +361,44 @@ def residual_norm_backward_pass(tokens: int = PASS_TOKENS, dim: int = 1024) -> P
                 8 * tokens * dim + 4 * tokens, launch, reference, norm_candidates(dim))
 
 
+def norm_forward_passes(tokens: int = PASS_TOKENS, dim: int = 1024, gated_dim: int = 2048,
+                        projection_width: int = 4384) -> list[Pass]:
+    """The three norm forwards of a step: the block's first norm (reads the stream), the second (adds the
+    attention output into the stream and writes both), the mixer's gated norm (z a column slice of the in_proj
+    output). Bytes: the inputs read, the outputs written (rstd included)."""
+    stream, attended = (torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
+    weight = 1 + 0.1 * torch.randn(dim, device=DEVICE)
+    y = torch.randn(tokens, gated_dim, device=DEVICE, dtype=torch.bfloat16)
+    gate = torch.randn(tokens, projection_width, device=DEVICE, dtype=torch.bfloat16)[:, :gated_dim]
+    gated_weight = 1 + 0.1 * torch.randn(gated_dim, device=DEVICE)
+
+    def run(x: torch.Tensor, w: torch.Tensor, eps: float, **inputs: torch.Tensor) -> Callable:
+        def launch(module: ModuleType) -> tuple[torch.Tensor, ...]:
+            out, hidden, rstd = module.rms_norm_fwd(x, w, eps, **inputs)
+            return (out, rstd) if hidden is x else (out, hidden, rstd)
+        return launch
+
+    with torch.no_grad():
+        plain = rms_norm_reference(stream.float(), weight, 1e-6)
+        added, stream_ref = rms_norm_reference(attended.float(), weight, 1e-6, stream.float())
+        gated = gated_rms_norm_reference(y.float(), gate.float(), gated_weight, 1e-5)
+
+    def rstd(h: torch.Tensor, eps: float) -> torch.Tensor:
+        return h.float().square().mean(-1).add(eps).rsqrt()
+
+    gated_input = y.float() * torch.nn.functional.silu(gate.float())
+    shape, candidates = f"T{tokens} D{dim} bf16", norm_candidates(dim)
+    return [
+        Pass("rms_norm fwd", shape, "rms_norm", "_rms_norm_fwd_kernel", 4 * tokens * dim + 4 * tokens,
+             run(stream, weight, 1e-6), (plain, rstd(stream, 1e-6)), candidates),
+        Pass("rms_norm+residual fwd", shape, "rms_norm", "_rms_norm_fwd_kernel", 8 * tokens * dim + 4 * tokens,
+             run(attended, weight, 1e-6, residual=stream), (added, stream_ref, rstd(stream_ref, 1e-6)), candidates),
+        Pass("gated rms_norm fwd", f"T{tokens} D{gated_dim} z in [T, {projection_width}] bf16", "rms_norm",
+             "_rms_norm_fwd_kernel", 6 * tokens * gated_dim + 4 * tokens, run(y, gated_weight, 1e-5, gate=gate),
+             (gated, rstd(gated_input, 1e-5)), norm_candidates(gated_dim)),
+    ]
+
+
 def conv1d_passes(tokens: int = PASS_TOKENS, d_inner: int = 2048, d_state: int = 128, heads: int = 32) -> list[Pass]:
     """The mixer's conv1d forward and backward over packed documents: xBC read in place from the in_proj output,
     dxBC written into its gradient buffer. Bytes: x read and y written; x, dy read and dx written."""
@@ -436,10 +475,13 @@ def measure_passes(roots: list[str], sweep: bool) -> list[list[object]]:
     torch.manual_seed(0)
     rows = []
     conv_forward, conv_backward = conv1d_passes()
-    for case in [conv_backward, gated_norm_backward_pass(), conv_forward, residual_norm_backward_pass()]:
+    cases = [conv_backward, gated_norm_backward_pass(), conv_forward, residual_norm_backward_pass(),
+             *norm_forward_passes()]
+    for case in cases:
         for label, tree in trees.items():
             row = _pass_row(case, tree[case.source], label, 300)
-            row[2] = f"{label}, tuned pick {getattr(tree[case.source], case.kernel).best_config}"
+            pick = getattr(getattr(tree[case.source], case.kernel), "best_config", "none (not autotuned)")
+            row[2] = f"{label}, tuned pick {pick}"
             rows.append(row)
         print(markdown_table(PASS_HEADER, rows[-len(trees):]), flush=True)
         kernel = getattr(trees["this tree"][case.source], case.kernel)
@@ -500,7 +542,7 @@ def main() -> None:
     parser.add_argument("--ops", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", help="also write the markdown table here")
     parser.add_argument("--lce-rows", action="store_true", help="first time the cross-entropy rows kernel alone")
-    parser.add_argument("--passes", nargs="+", metavar="ROOT", help="time the hybrid's bandwidth passes of these "
+    parser.add_argument("--passes", nargs="+", metavar="ROOT", help="time the bandwidth-bound passes of these "
                         "checkouts (main's first) and this tree's, then stop")
     parser.add_argument("--sweep", action="store_true", help="with --passes, also time each launch candidate")
     parser.add_argument("--quack-lce", action="store_true", help="time our linear + cross-entropy against quack's, "
