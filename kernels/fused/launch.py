@@ -17,6 +17,11 @@ def check_triton_device(op: str, *tensors: torch.Tensor) -> None:
             )
 
 
+def num_warps_for_row(block: int) -> int:
+    """Warps for a program that owns one row of `block` elements: about 512 elements per warp."""
+    return max(1, min(16, block // 512))
+
+
 def multiprocessor_count(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device (sizes persistent grids); 1 elsewhere (the interpreter)."""
     if device.type == "cuda":

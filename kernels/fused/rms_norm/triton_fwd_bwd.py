@@ -1,26 +1,30 @@
 """Fused RMSNorm in Triton, with the residual add or the Mamba2 gate folded into its input.
 
-Both passes run a persistent grid whose programs walk tiles of one or more rows; the autotuner picks the tile, how
-many programs share a multiprocessor and how many tiles ahead Triton's loop pipelining copies into shared memory
-(the loads in flight that keep the pass at memory speed). The backward sums the weight gradient in registers over a
-program's rows and stores it once per program.
+The forward runs one program per row. The backward is a persistent grid whose programs walk tiles of one or more
+rows; the autotuner picks the tile, how many programs share a multiprocessor and how many tiles ahead Triton's loop
+pipelining copies into shared memory (the loads in flight that keep the pass at memory speed). The weight gradient
+is summed in registers over a program's rows and stored once per program.
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.fused.launch import check_triton_device, multiprocessor_count
+from gristmill.kernels.fused.launch import check_triton_device, multiprocessor_count, num_warps_for_row
 from gristmill.kernels.interpreter import interpreting
 
 _MAX_DIM = 65536
 
 
-def _walk_configs(options: tuple[tuple[int, int, int, int], ...]) -> list[triton.Config]:
-    """(elements per tile, warps, programs per multiprocessor, loop stages) as configs; under the interpreter one
-    small tile, so the tests' row counts leave a ragged last tile."""
+def _backward_configs() -> list[triton.Config]:
+    """Elements per tile (rows = TILE // BLOCK_D, at least one), warps, programs per multiprocessor and the loop's
+    stages: Triton copies the next LOOP_STAGES - 1 tiles into shared memory (cp.async) while the current one is
+    reduced, so a program keeps loads in flight on its own rather than only between its load and its reduce (on an
+    H100 at T 65536: gated D 2048 597 -> 478 us, D 1024 with the residual 210 -> 194 us). Under the interpreter
+    one small tile, so the tests' row counts leave a ragged last tile."""
     if interpreting():
-        options = ((256, 1, 4, 1),)
+        return [triton.Config({"TILE": 256, "PROGRAMS_PER_SM": 4, "LOOP_STAGES": 1}, num_warps=1, num_stages=1)]
+    options = ((2048, 4, 2, 3), (2048, 8, 2, 3), (1024, 4, 3, 4), (4096, 8, 2, 3), (2048, 4, 4, 1))
     return [
         triton.Config({"TILE": tile, "PROGRAMS_PER_SM": programs, "LOOP_STAGES": stages}, num_warps=warps,
                       num_stages=1)
@@ -28,26 +32,8 @@ def _walk_configs(options: tuple[tuple[int, int, int, int], ...]) -> list[triton
     ]
 
 
-def _forward_configs() -> list[triton.Config]:
-    """One program per row was ~2 TB/s at T 65536, D 1024 on an H100: a 2 KiB row is too little work per program
-    to keep loads in flight."""
-    return _walk_configs(((2048, 4, 4, 2), (4096, 8, 2, 3), (2048, 4, 2, 3), (4096, 4, 4, 2), (1024, 4, 8, 2)))
-
-
-def _backward_configs() -> list[triton.Config]:
-    """Triton copies the next LOOP_STAGES - 1 tiles into shared memory (cp.async) while the current one is
-    reduced, so a program keeps loads in flight on its own rather than only between its load and its reduce (on an
-    H100 at T 65536: gated D 2048 597 -> 478 us, D 1024 with the residual 210 -> 194 us)."""
-    return _walk_configs(((2048, 4, 2, 3), (2048, 8, 2, 3), (1024, 4, 3, 4), (4096, 8, 2, 3), (2048, 4, 4, 1)))
-
-
 def _rows_per_tile(tile: int, block_d: int) -> int:
     return max(1, tile // block_d)
-
-
-def _walk_programs(n_rows: int, block_d: int, multiprocessors: int, meta: dict) -> int:
-    """The persistent grid: PROGRAMS_PER_SM per multiprocessor, fewer when the rows run out first."""
-    return min(triton.cdiv(n_rows, _rows_per_tile(meta["TILE"], block_d)), multiprocessors * meta["PROGRAMS_PER_SM"])
 
 
 @triton.jit
@@ -57,35 +43,26 @@ def _gated(x, gate):
     return x * gate * sig, sig
 
 
-@triton.autotune(configs=_forward_configs(), key=["D", "HAS_RESIDUAL", "HAS_GATE"])
-@triton.heuristics({"BLOCK_ROWS": lambda args: _rows_per_tile(args["TILE"], args["BLOCK_D"])})
-@triton.jit(do_not_specialize=["n_rows"])
+@triton.jit
 def _rms_norm_fwd_kernel(
-    X, RESIDUAL, GATE, W, Y, HIDDEN, RSTD, n_rows, stride_x, stride_gate, D, eps,
-    HAS_RESIDUAL: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr, TILE: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr, LOOP_STAGES: tl.constexpr,
+    X, RESIDUAL, GATE, W, Y, HIDDEN, RSTD, stride_x, stride_gate, D, eps,
+    HAS_RESIDUAL: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
+    row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
-    col_mask = cols < D
-    w = tl.load(W + cols, mask=col_mask, other=0.0).to(tl.float32)[None, :]
-    for first in tl.range(pid * BLOCK_ROWS, n_rows, tl.num_programs(0) * BLOCK_ROWS, num_stages=LOOP_STAGES):
-        rows = first + tl.arange(0, BLOCK_ROWS)
-        row_mask = rows < n_rows
-        mask = row_mask[:, None] & col_mask[None, :]
-        rows64 = rows.to(tl.int64)[:, None]
-        h = tl.load(X + rows64 * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)  # [BR, BD]
-        if HAS_RESIDUAL:
-            # round the stream to its storage dtype first, so the norm sees what the next block will add to
-            h += tl.load(RESIDUAL + rows64 * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            h = h.to(HIDDEN.dtype.element_ty).to(tl.float32)
-            tl.store(HIDDEN + rows64 * D + cols[None, :], h.to(HIDDEN.dtype.element_ty), mask=mask)
-        if HAS_GATE:
-            gate = tl.load(GATE + rows64 * stride_gate + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            h, _ = _gated(h, gate)
-        rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=1) / D + eps)  # [BR]
-        tl.store(RSTD + rows, rstd, mask=row_mask)
-        tl.store(Y + rows64 * D + cols[None, :], (h * rstd[:, None] * w).to(Y.dtype.element_ty), mask=mask)
+    mask = cols < D
+    h = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        # round the stream to its storage dtype first, so the norm sees what the next block will add to
+        h += tl.load(RESIDUAL + row * D + cols, mask=mask, other=0.0).to(tl.float32)
+        h = h.to(HIDDEN.dtype.element_ty).to(tl.float32)
+        tl.store(HIDDEN + row * D + cols, h.to(HIDDEN.dtype.element_ty), mask=mask)
+    if HAS_GATE:
+        h, _ = _gated(h, tl.load(GATE + row * stride_gate + cols, mask=mask, other=0.0).to(tl.float32))
+    rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=0) / D + eps)
+    tl.store(RSTD + row, rstd)
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * D + cols, (h * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
 
 @triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE"])
@@ -142,12 +119,12 @@ def rms_norm_fwd(
     rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device)
     if n_rows == 0:
         return y, hidden, rstd
-    block_d = triton.next_power_of_2(dim)
-    multiprocessors = multiprocessor_count(x.device)
-    _rms_norm_fwd_kernel[lambda meta: (_walk_programs(n_rows, block_d, multiprocessors, meta),)](
-        x, x if residual is None else residual, x if gate is None else gate, weight, y, hidden, rstd, n_rows,
+    block = triton.next_power_of_2(dim)
+    _rms_norm_fwd_kernel[(n_rows,)](
+        x, x if residual is None else residual, x if gate is None else gate, weight, y, hidden, rstd,
         x.stride(0), 0 if gate is None else gate.stride(0), dim, eps,
-        HAS_RESIDUAL=residual is not None, HAS_GATE=gate is not None, BLOCK_D=block_d,
+        HAS_RESIDUAL=residual is not None, HAS_GATE=gate is not None, BLOCK_D=block,
+        num_warps=num_warps_for_row(block),
     )  # fmt: skip
     return y, hidden, rstd
 
@@ -175,17 +152,20 @@ def rms_norm_bwd(
     block_d = triton.next_power_of_2(dim)
     multiprocessors = multiprocessor_count(hidden.device)
 
+    def programs(meta: dict) -> int:
+        rows_per_tile = _rows_per_tile(meta["TILE"], block_d)
+        return min(triton.cdiv(n_rows, rows_per_tile), multiprocessors * meta["PROGRAMS_PER_SM"])
+
     most_per_sm = max(config.kwargs["PROGRAMS_PER_SM"] for config in _rms_norm_bwd_kernel.configs)
     most = min(n_rows, multiprocessors * most_per_sm)
     dw_partial = torch.empty(most, dim, dtype=torch.float32, device=hidden.device)
-    _rms_norm_bwd_kernel[lambda meta: (_walk_programs(n_rows, block_d, multiprocessors, meta),)](
+    _rms_norm_bwd_kernel[lambda meta: (programs(meta),)](
         dy, dy if dhidden is None else dhidden, hidden, hidden if gate is None else gate, weight, rstd, dx,
         dx if dgate is None else dgate, dw_partial, n_rows, hidden.stride(0),
         0 if gate is None else gate.stride(0), 0 if dgate is None else dgate.stride(0), dim,
         HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, BLOCK_D=block_d,
     )  # fmt: skip
-    used = _walk_programs(n_rows, block_d, multiprocessors, _rms_norm_bwd_kernel.best_config.kwargs)
-    return dw_partial[:used].sum(0).to(weight.dtype)
+    return dw_partial[: programs(_rms_norm_bwd_kernel.best_config.kwargs)].sum(0).to(weight.dtype)
 
 
 def _matrix(t: torch.Tensor) -> torch.Tensor:
