@@ -67,46 +67,6 @@ def _attention_fwd_tiles(
 
 
 @triton.jit
-def _online_softmax_step(scores, l_i, m_i, qk_scale):
-    """Probabilities of a tile every query sees, the factor that rescales what came before, and the new running
-    sum and max. The scale multiplies after the row max (qk_scale > 0), so the exponent is one fused multiply-add."""
-    m_new = tl.maximum(m_i, tl.max(scores, 1) * qk_scale)
-    p = tl.math.exp2(scores * qk_scale - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
-    return p, alpha, l_i * alpha + tl.sum(p, 1), m_new
-
-
-@triton.jit
-def _attention_fwd_seen_tiles(
-    acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, start, end,
-    seqlen, qk_scale,
-    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, DESCRIPTORS: tl.constexpr,
-):
-    """Key tiles [start, end) that every query of the tile sees, one step behind: each step exponentiates the
-    scores of the tile before while the tensor cores finish that tile's p @ v from the step before, then issues
-    the next tile's scores (waited for at once: Triton cannot leave a dot in flight whose result the loop reads)
-    and this tile's p @ v, which the next step's exponentials overlap. v is loaded one tile behind k rather than
-    carried, so both come from the loop's pipelined shared-memory buffers."""
-    if start < end:
-        k_tile = load_head_tile(k, doc_start, start, kv_head, stride_kt, stride_kh, seqlen, BLOCK_N, HEAD_DIM, False,
-                                DESCRIPTORS)
-        scores = tile_dot(q_tile, tl.trans(k_tile))  # [BM, BN]
-        for n0 in range(start + BLOCK_N, end, BLOCK_N):
-            p, alpha, l_i, m_i = _online_softmax_step(scores, l_i, m_i, qk_scale)
-            k_tile = load_head_tile(k, doc_start, n0, kv_head, stride_kt, stride_kh, seqlen, BLOCK_N, HEAD_DIM,
-                                    False, DESCRIPTORS)
-            v_tile = load_head_tile(v, doc_start, n0 - BLOCK_N, kv_head, stride_vt, stride_vh, seqlen, BLOCK_N,
-                                    HEAD_DIM, False, DESCRIPTORS)
-            scores = tile_dot(q_tile, tl.trans(k_tile))
-            acc = tile_dot(p.to(v_tile.dtype), v_tile, acc * alpha[:, None])
-        p, alpha, l_i, m_i = _online_softmax_step(scores, l_i, m_i, qk_scale)
-        v_tile = load_head_tile(v, doc_start, end - BLOCK_N, kv_head, stride_vt, stride_vh, seqlen, BLOCK_N, HEAD_DIM,
-                                False, DESCRIPTORS)
-        acc = tile_dot(p.to(v_tile.dtype), v_tile, acc * alpha[:, None])
-    return acc, l_i, m_i
-
-
-@triton.jit
 def _attention_fwd_query_tile(
     q, k, v, o, lse, doc_start, stat_start, seqlen, m0, head, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh, stride_lse_h,
@@ -126,9 +86,10 @@ def _attention_fwd_query_tile(
         mid_lo, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=True,
         DESCRIPTORS=DESCRIPTORS,
     )
-    acc, l_i, m_i = _attention_fwd_seen_tiles(
-        acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, mid_lo, mid_hi,
-        seqlen, qk_scale, HEAD_DIM, BLOCK_N, DESCRIPTORS,
+    acc, l_i, m_i = _attention_fwd_tiles(
+        acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, mid_lo,
+        mid_hi, seqlen, window, qk_scale, HEAD_DIM, BLOCK_N, CAUSAL, HAS_WINDOW, MASKED=False,
+        DESCRIPTORS=DESCRIPTORS,
     )
     acc, l_i, m_i = _attention_fwd_tiles(
         acc, l_i, m_i, q_tile, k, v, doc_start, kv_head, stride_kt, stride_kh, stride_vt, stride_vh, rows, mid_hi,
