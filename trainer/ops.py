@@ -23,6 +23,10 @@ from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
 from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp as swiglu_mlp_kernel
 from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed, swiglu_mlp_unavailable_reason
+from gristmill.kernels.fused.swiglu_mlp.quack_projected_mlp import (
+    projected_norm_mlp as projected_norm_mlp_kernel,
+)
+from gristmill.kernels.fused.swiglu_mlp.quack_projected_mlp import projected_norm_mlp_unavailable_reason
 from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
 from gristmill.kernels.ssd.mixer_reference import mamba_mixer_core_reference
 from gristmill.pipeline.log import get_logger
@@ -41,6 +45,7 @@ mamba_mixer_core_kernel = _opaque_to_compile(mamba_mixer_core_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
 swiglu_mlp_kernel = _opaque_to_compile(swiglu_mlp_kernel)
+projected_norm_mlp_kernel = _opaque_to_compile(projected_norm_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 quack_linear_cross_entropy = _opaque_to_compile(quack_linear_cross_entropy)
 
@@ -135,9 +140,35 @@ def swiglu_mlp(
         try:
             return swiglu_mlp_kernel(x, w_gate_up, w_down, stream)
         except QuackMLPFailed as failure:
-            _log.warning(f"quack's MLP failed ({failure}); this run goes on with cuBLAS and the Triton SwiGLU "
-                         "(quack_mlp = false skips quack from the start)")
+            _warn_quack_mlp_failed(failure)
     return project_into_stream(swiglu_halves(F.linear(x, w_gate_up)), w_down, stream)
+
+
+def project_norm_mlp(
+    core: torch.Tensor,
+    w_out: torch.Tensor,
+    stream: torch.Tensor,
+    norm_weight: torch.Tensor,
+    eps: float,
+    w_gate_up: torch.Tensor,
+    w_down: torch.Tensor,
+) -> torch.Tensor:
+    """h + MLP(rmsnorm(h)) with h = stream + core @ w_out.T, the residual stream out of an attention block: quack's
+    GEMMs with the residual add, the norm's statistics and its row scale in their epilogues where quack runs
+    these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`."""
+    if _on_kernel(core) and _quack_mlp_enabled:
+        if projected_norm_mlp_unavailable_reason(core, w_out, stream, w_gate_up, w_down) is None:
+            try:
+                return projected_norm_mlp_kernel(core, w_out, stream, norm_weight, eps, w_gate_up, w_down)
+            except QuackMLPFailed as failure:
+                _warn_quack_mlp_failed(failure)
+    h, stream = rms_norm(F.linear(core, w_out), norm_weight, eps, residual=stream)
+    return swiglu_mlp(h, w_gate_up, w_down, stream)
+
+
+def _warn_quack_mlp_failed(failure: QuackMLPFailed) -> None:
+    _log.warning(f"quack's MLP failed ({failure}); this run goes on with cuBLAS and the Triton SwiGLU "
+                 "(quack_mlp = false skips quack from the start)")
 
 
 def linear_cross_entropy(

@@ -92,7 +92,7 @@ def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.M
     def broken_gemm(*args: object, **kwargs: object) -> torch.Tensor:
         raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
 
-    broken = quack_mlp._QuackGEMMs(broken_gemm, broken_gemm, broken_gemm, broken_gemm)
+    broken = quack_mlp._QuackGEMMs(*[broken_gemm] * len(quack_mlp._QuackGEMMs._fields))
     monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (broken, None))
     monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
     x, w1, w2 = torch.randn(4, 16), torch.randn(32, 16), torch.randn(16, 16)
@@ -108,7 +108,7 @@ def test_mixed_dtypes_are_the_callers_error_and_keep_quack_on(monkeypatch: pytes
     def unreachable(*args: object, **kwargs: object) -> torch.Tensor:
         raise AssertionError("quack must not be called with mixed dtypes")
 
-    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (quack_mlp._QuackGEMMs(*[unreachable] * 4), None))
+    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (quack_mlp._QuackGEMMs(*[unreachable] * len(quack_mlp._QuackGEMMs._fields)), None))
     monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
     x, w1, w2 = torch.randn(4, 16).bfloat16(), torch.randn(32, 16).bfloat16(), torch.randn(16, 16).bfloat16()
     with pytest.raises(ValueError, match="one dtype"):

@@ -19,6 +19,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
     def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
-        """x [T, d_model] -> this layer's output [T, d_model], which the next norm adds into the residual stream."""
+        """x [T, d_model] -> the heads' output [T, n_heads * head_dim] before `wo`: the block projects it together
+        with the residual add and the MLP's norm (`ops.project_norm_mlp`)."""
         out = ops.rotary_qkv_attention(self.wqkv(x), self.n_heads, self.n_kv_heads, self.rope_theta, segments)
-        return self.wo(out.reshape(x.shape[0], self.n_heads * self.head_dim))
+        return out.reshape(x.shape[0], self.n_heads * self.head_dim)

@@ -17,11 +17,13 @@ IGNORE_INDEX = -100
 
 
 class AttentionBlock(nn.Module):
-    """Pre-norm attention and MLP, residual stream in and out; no residual add is a pass of its own. Attention's
-    output joins the stream inside the MLP's norm (one kernel reads both and writes the stream and its norm); the
-    MLP adds into the stream in its down projection's epilogue (quack's GEMM, else `ops.project_into_stream`), so
-    the next block's norm reads only the stream. Through cuBLAS the epilogue add costs a copy of the stream
-    (ATen's addmm copies it into the output first), which the norm's add does not."""
+    """Pre-norm attention and MLP, residual stream in and out; no residual add is a pass of its own. The attention
+    heads' output, its projection `wo`, the residual add, the MLP's norm and the MLP run as one op
+    (`ops.project_norm_mlp`): on quack's GEMMs the projection adds the stream and the norm's statistics in its
+    epilogue and the MLP's first GEMM applies them; elsewhere the norm's kernel adds the projection's output into
+    the stream (one kernel reads both and writes the stream and its norm; through cuBLAS an epilogue add would
+    cost a copy of the stream, as ATen's addmm copies it into the output first). The MLP adds into the stream in
+    its down projection's epilogue, so the next block's norm reads only the stream."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -32,8 +34,10 @@ class AttentionBlock(nn.Module):
 
     def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
         h, stream = self.attn_norm(stream)
-        h, stream = self.mlp_norm(self.attn(h, segments), residual=stream)
-        return self.mlp(h, stream)
+        return ops.project_norm_mlp(
+            self.attn(h, segments), self.attn.wo.weight, stream, self.mlp_norm.weight, self.mlp_norm.eps,
+            self.mlp.gate_up.weight, self.mlp.down.weight,
+        )  # fmt: skip
 
 
 class MambaBlock(nn.Module):

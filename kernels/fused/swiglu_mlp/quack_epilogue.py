@@ -11,6 +11,7 @@ kernels by importing it.
 from quack.activation import dswiglu
 from quack.epilogue.frontend import gemm_epilogue
 from quack.epilogue.math import pack, unpack
+from quack.epilogue.ops import ColVecLoad
 
 
 @gemm_epilogue(mode="packed_cd_b16x2")
@@ -19,3 +20,12 @@ def swiglu_grad_epilogue(acc, c):
     gate, up = unpack(c)
     dgate, dup, _ = dswiglu(gate, up, acc)
     return {"D": pack(dgate, dup)}
+
+
+@gemm_epilogue(ops={"rstd": ColVecLoad("rstd")}, mode="packed_cd_b16x2")
+def swiglu_grad_rstd_epilogue(acc, c, rstd):
+    """The same gradient times the row's rstd, for an MLP whose input GEMM applied the norm's rstd in its epilogue:
+    the result is the gradient of the unscaled pre-activation, which both backward GEMMs of that input take as is."""
+    gate, up = unpack(c)
+    dgate, dup, _ = dswiglu(gate, up, acc)
+    return {"D": pack(dgate * rstd, dup * rstd)}

@@ -36,6 +36,12 @@ class _QuackGEMMs(NamedTuple):
     gemm_add: Callable
     swiglu_grad: Callable
     """dout, w_down, preact -> {"D": d(preact)}: the dA GEMM with the SwiGLU gradient in its epilogue"""
+    gemm_rms: Callable
+    """A, B, C, norm_weight, premult_out -> ((A @ B + C) * norm_weight, rstd), A @ B + C written to premult_out"""
+    gemm_norm_act: Callable
+    """A, B, rstd, activation -> (preact, postact) of (A @ B) * rstd, rstd a per-row scale"""
+    swiglu_grad_rstd: Callable
+    """swiglu_grad whose result is scaled by a per-row rstd"""
 
 
 @functools.cache
@@ -43,14 +49,17 @@ def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
     """quack's GEMMs the MLP uses, or None and why they cannot be imported (not installed, or its CUDA libraries
     fail)."""
     try:
-        from quack.gemm_interface import gemm, gemm_add
+        from quack.gemm_interface import gemm, gemm_add, gemm_norm_act, gemm_rms
         from quack.linear import linear_gated_func
 
-        from gristmill.kernels.fused.swiglu_mlp.quack_epilogue import swiglu_grad_epilogue
+        from gristmill.kernels.fused.swiglu_mlp.quack_epilogue import swiglu_grad_epilogue, swiglu_grad_rstd_epilogue
     except Exception as error:  # any import failure means "use the other path"; the reason is reported
         return None, f"{type(error).__name__}: {error}"
     _log.info("MLP: quack GEMMs with the SwiGLU and the residual add in their epilogues")
-    return _QuackGEMMs(linear_gated_func, gemm, gemm_add, swiglu_grad_epilogue), None
+    gemms = _QuackGEMMs(
+        linear_gated_func, gemm, gemm_add, swiglu_grad_epilogue, gemm_rms, gemm_norm_act, swiglu_grad_rstd_epilogue
+    )
+    return gemms, None
 
 
 class _DownIntoStream(torch.autograd.Function):
