@@ -135,9 +135,10 @@ class TrainConfig:
     """Use the Triton kernels on GPU; False forces the PyTorch reference ops."""
     quack_mlp: bool = True
     """With kernels on a Hopper or newer GPU, run the MLP on quack-kernels' GEMMs (SwiGLU and its gradient in their
-    epilogues) when that optional package is installed (`pip install 'gristmill[quack]'`); False keeps cuBLAS and
-    the Triton SwiGLU kernel. quack's MLP keeps each activation for the backward, so its peak memory is the
-    cuBLAS path's (transformer_350m at 16 rows of 4096: 49.6 GiB)."""
+    epilogues; in attention blocks also the output projection, the residual add and the MLP norm's statistics)
+    when that optional package is installed (`pip install 'gristmill[quack]'`); False keeps cuBLAS, the Triton
+    norm and the Triton SwiGLU kernel. quack's MLP keeps each activation for the backward, so its peak memory is
+    about the cuBLAS path's (transformer_350m at 16 rows of 4096: 49.9 GiB)."""
     quack_loss: bool = True
     """With kernels on a Hopper GPU and no z-loss, compute the head's linear + cross-entropy with quack-kernels'
     scaled-exp pipeline (no pass over the logits, float32 weight-gradient accumulation) when that package is
