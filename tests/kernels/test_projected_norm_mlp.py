@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.kernels.fused import rms_norm_reference, swiglu_halves_reference
-from gristmill.kernels.fused.quack_support import FailureRecord
 from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed, quack_mlp, swiglu_mlp_unavailable_reason
 from gristmill.kernels.fused.swiglu_mlp.quack_projected_mlp import (
     projected_norm_mlp, projected_norm_mlp_unavailable_reason,
@@ -43,13 +42,9 @@ def test_declines_cpu_and_shapes_that_are_no_projection() -> None:
     assert "multiple of 8" in projected_norm_mlp_unavailable_reason(core[:, :20], wo[:, :20], stream, w1, w2)
 
 
-def test_a_failure_inside_quack_switches_both_mlp_paths_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_gemm(*args: object, **kwargs: object) -> torch.Tensor:
-        raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
-
-    broken = quack_mlp._QuackGEMMs(*[broken_gemm] * len(quack_mlp._QuackGEMMs._fields))
-    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (broken, None))
-    monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
+@pytest.mark.usefixtures("broken_quack_mlp")
+def test_a_failure_inside_quack_switches_both_mlp_paths_off() -> None:
+    """One failure record for both MLP ops: after quack raised in one, the other declines too."""
     core, wo, stream = torch.randn(4, 24), torch.randn(16, 24), torch.randn(4, 16)
     w1, w2 = torch.randn(64, 16), torch.randn(16, 32)
     with pytest.raises(QuackMLPFailed, match="TypeError: epilogue fn"):
@@ -58,13 +53,9 @@ def test_a_failure_inside_quack_switches_both_mlp_paths_off(monkeypatch: pytest.
     assert "quack failed earlier in this run" in projected_norm_mlp_unavailable_reason(core, wo, stream, w1, w2)
 
 
-def test_mixed_dtypes_are_the_callers_error_and_keep_quack_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    def unreachable(*args: object, **kwargs: object) -> torch.Tensor:
-        raise AssertionError("quack must not be called with mixed dtypes")
-
-    gemms = quack_mlp._QuackGEMMs(*[unreachable] * len(quack_mlp._QuackGEMMs._fields))
-    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (gemms, None))
-    monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
+@pytest.mark.usefixtures("unreachable_quack_mlp")
+def test_mixed_dtypes_are_the_callers_error_and_keep_quack_on() -> None:
+    """A float32 stream beside bf16 operands outside autocast is a ValueError that leaves quack on."""
     core, wo, w1, w2 = (torch.randn(shape).bfloat16() for shape in ((4, 24), (16, 24), (64, 16), (16, 32)))
     with pytest.raises(ValueError, match="one dtype"):
         projected_norm_mlp(core, wo, torch.randn(4, 16), torch.ones(16), EPS, w1, w2)

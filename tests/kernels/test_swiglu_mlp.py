@@ -10,7 +10,6 @@ from gristmill.kernels.fused import swiglu_halves_reference
 from gristmill.kernels.fused.swiglu_mlp import (
     QuackMLPFailed, interleave_gate_up, quack_mlp, swiglu_mlp, swiglu_mlp_unavailable_reason,
 )
-from gristmill.kernels.fused.quack_support import FailureRecord
 from gristmill.kernels.testing import assert_close
 
 
@@ -86,30 +85,19 @@ def test_gradient_epilogue_matches_quacks_dgated(tokens: int, width: int, hidden
     assert_close("d(gate, up)", ours, theirs.double(), 1e-3)
 
 
-def test_a_failure_inside_quack_is_reported_and_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("broken_quack_mlp")
+def test_a_failure_inside_quack_is_reported_and_remembered() -> None:
     """A broken quack install raises in its first compile: the op names the error once and says so from then on."""
-
-    def broken_gemm(*args: object, **kwargs: object) -> torch.Tensor:
-        raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
-
-    broken = quack_mlp._QuackGEMMs(*[broken_gemm] * len(quack_mlp._QuackGEMMs._fields))
-    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (broken, None))
-    monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
     x, w1, w2 = torch.randn(4, 16), torch.randn(32, 16), torch.randn(16, 16)
     with pytest.raises(QuackMLPFailed, match="TypeError: epilogue fn"):
         swiglu_mlp(x, w1, w2, torch.randn(4, 16))
     assert "quack failed earlier in this run: TypeError" in swiglu_mlp_unavailable_reason(x, w1, w2)
 
 
-def test_mixed_dtypes_are_the_callers_error_and_keep_quack_on(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("unreachable_quack_mlp")
+def test_mixed_dtypes_are_the_callers_error_and_keep_quack_on() -> None:
     """Outside autocast a float32 stream beside bf16 activations is a clear ValueError, not a quack failure that
     would switch quack off for the rest of the run."""
-
-    def unreachable(*args: object, **kwargs: object) -> torch.Tensor:
-        raise AssertionError("quack must not be called with mixed dtypes")
-
-    monkeypatch.setattr(quack_mlp, "_quack_gemms", lambda: (quack_mlp._QuackGEMMs(*[unreachable] * len(quack_mlp._QuackGEMMs._fields)), None))
-    monkeypatch.setattr(quack_mlp, "_failures", FailureRecord(QuackMLPFailed))
     x, w1, w2 = torch.randn(4, 16).bfloat16(), torch.randn(32, 16).bfloat16(), torch.randn(16, 16).bfloat16()
     with pytest.raises(ValueError, match="one dtype"):
         swiglu_mlp(x, w1, w2, torch.randn(4, 16))
