@@ -21,12 +21,11 @@ from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
+from gristmill.kernels.fused.swiglu_mlp import projected_norm_mlp as projected_norm_mlp_kernel
 from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp as swiglu_mlp_kernel
-from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed, swiglu_mlp_unavailable_reason
-from gristmill.kernels.fused.swiglu_mlp.quack_projected_mlp import (
-    projected_norm_mlp as projected_norm_mlp_kernel,
+from gristmill.kernels.fused.swiglu_mlp import (
+    QuackMLPFailed, projected_norm_mlp_unavailable_reason, swiglu_mlp_unavailable_reason,
 )
-from gristmill.kernels.fused.swiglu_mlp.quack_projected_mlp import projected_norm_mlp_unavailable_reason
 from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
 from gristmill.kernels.ssd.mixer_reference import mamba_mixer_core_reference
 from gristmill.pipeline.log import get_logger

@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.kernels.fused import rms_norm_reference, swiglu_halves_reference
-from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed, quack_mlp, swiglu_mlp_unavailable_reason
-from gristmill.kernels.fused.swiglu_mlp.quack_projected_mlp import (
-    projected_norm_mlp, projected_norm_mlp_unavailable_reason,
+from gristmill.kernels.fused.swiglu_mlp import (
+    QuackMLPFailed, projected_norm_mlp, projected_norm_mlp_unavailable_reason, quack_mlp, swiglu_mlp_unavailable_reason,
 )
 from gristmill.kernels.testing import assert_close
 
