@@ -155,12 +155,12 @@ def project_norm_mlp(
     """h + MLP(rmsnorm(h)) with h = stream + core @ w_out.T, the residual stream out of an attention block: quack's
     GEMMs with the residual add, the norm's statistics and its row scale in their epilogues where quack runs
     these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`."""
-    if _on_kernel(core) and _quack_mlp_enabled:
-        if projected_norm_mlp_unavailable_reason(core, w_out, stream, w_gate_up, w_down) is None:
-            try:
-                return projected_norm_mlp_kernel(core, w_out, stream, norm_weight, eps, w_gate_up, w_down)
-            except QuackMLPFailed as failure:
-                _warn_quack_mlp_failed(failure)
+    quack_allowed = _on_kernel(core) and _quack_mlp_enabled
+    if quack_allowed and projected_norm_mlp_unavailable_reason(core, w_out, stream, w_gate_up, w_down) is None:
+        try:
+            return projected_norm_mlp_kernel(core, w_out, stream, norm_weight, eps, w_gate_up, w_down)
+        except QuackMLPFailed as failure:
+            _warn_quack_mlp_failed(failure)
     h, stream = rms_norm(F.linear(core, w_out), norm_weight, eps, residual=stream)
     return swiglu_mlp(h, w_gate_up, w_down, stream)
 

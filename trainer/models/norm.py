@@ -12,13 +12,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(
-        self, x: torch.Tensor, residual: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(norm(stream), stream) with stream = x (+ residual), the stream handed back through the norm: the
-        gradient from where the stream is used next (an output projection adding into it, or the next norm's
-        residual) joins the norm's own in one backward pass."""
-        return ops.rms_norm(x, self.weight, self.eps, residual)
+    def forward(self, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(stream), stream), the stream handed back through the norm: the gradient from where the stream is
+        used next (a projection adding into it) joins the norm's own in one backward pass."""
+        return ops.rms_norm(stream, self.weight, self.eps)
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.weight)
