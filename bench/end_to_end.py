@@ -14,6 +14,8 @@ grad clip, fused AdamW), bf16 autocast:
                   (SwiGLU in the epilogues; the report's header says which MLP ran), this one on cuBLAS + Triton
   ours-triton-loss "ours" with `quack_loss = false`: where quack-kernels is installed on a Hopper GPU, "ours" computes
                   the head's linear + cross-entropy with quack's scaled-exp pipeline, this one with our chunked kernel
+  ours-cublas-qkv "ours" with `quack_qkv = false`: where quack-kernels is installed on a Hopper GPU, "ours" projects
+                  qkv on quack's GEMM with RoPE in its epilogue, this one on cuBLAS followed by the Triton RoPE pass
 
 MFU = useful FLOPs / time / dense bf16 peak (989 TFLOP/s on H100), useful FLOPs = 6 x matmul parameters per
 real token + 12 x d_model per attended (query, key) pair inside documents per attention layer (causal, so
@@ -56,6 +58,7 @@ class Variant(NamedTuple):
     cuda_graphs: bool
     quack_mlp: bool = True
     quack_loss: bool = True
+    quack_qkv: bool = True
 
 
 VARIANTS = {
@@ -63,6 +66,7 @@ VARIANTS = {
     "ours+graphs": Variant(kernels=True, compiled=False, cuda_graphs=True),
     "ours-cublas-mlp": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_mlp=False),
     "ours-triton-loss": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_loss=False),
+    "ours-cublas-qkv": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_qkv=False),
     "ours+compile": Variant(kernels=True, compiled=True, cuda_graphs=False),
     "stock+compile": Variant(kernels=False, compiled=True, cuda_graphs=False),
 }
@@ -96,7 +100,7 @@ def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: st
     cfg.data.manifests, cfg.data.seq_len = [corpus], 4096
     chosen = VARIANTS[variant]
     cfg.kernels, cfg.cuda_graphs = chosen.kernels, chosen.cuda_graphs
-    cfg.quack_mlp, cfg.quack_loss = chosen.quack_mlp, chosen.quack_loss
+    cfg.quack_mlp, cfg.quack_loss, cfg.quack_qkv = chosen.quack_mlp, chosen.quack_loss, chosen.quack_qkv
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg

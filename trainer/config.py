@@ -143,6 +143,9 @@ class TrainConfig:
     """With kernels on a Hopper GPU and no z-loss, compute the head's linear + cross-entropy with quack-kernels'
     scaled-exp pipeline (no pass over the logits, float32 weight-gradient accumulation) when that package is
     installed; False keeps the Triton chunked kernel."""
+    quack_qkv: bool = True
+    """With kernels on a Hopper or newer GPU, run attention's qkv projection on quack-kernels' GEMM with RoPE in its
+    epilogue (no RoPE pass of its own) when that package is installed; False keeps cuBLAS and the Triton RoPE pass."""
     cuda_graphs: bool = False
     """Replay each micro-batch's forward and backward from CUDA graphs (one GPU, kernels on, no compile, no
     gradient accumulation): removes the per-op launch cost from Python that idles the GPU on small models or

@@ -10,6 +10,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from gristmill.kernels.attention.projected_rotary_qkv import (
+    QuackQKVFailed, projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
+)
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention as rotary_qkv_attention_kernel
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
 from gristmill.kernels.fused import linear_cross_entropy as linear_cross_entropy_kernel
@@ -40,6 +43,7 @@ def _opaque_to_compile(kernel: Callable) -> Callable:
 
 
 rotary_qkv_attention_kernel = _opaque_to_compile(rotary_qkv_attention_kernel)
+projected_rotary_qkv_attention = _opaque_to_compile(projected_rotary_qkv_attention)
 mamba_mixer_core_kernel = _opaque_to_compile(mamba_mixer_core_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
@@ -53,30 +57,41 @@ _log = get_logger(__name__)
 _kernels_enabled = True
 _quack_mlp_enabled = True
 _quack_loss_enabled = True
+_quack_qkv_enabled = True
 
 
-def enable_kernels(enabled: bool, *, quack_mlp: bool = True, quack_loss: bool = True) -> None:
+def enable_kernels(
+    enabled: bool, *, quack_mlp: bool = True, quack_loss: bool = True, quack_qkv: bool = True
+) -> None:
     """Turns the Triton path on or off for the whole process (off: every op takes its reference), and with it
-    quack's MLP GEMMs and its linear + cross-entropy where that package is installed."""
-    global _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled
-    _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled = enabled, quack_mlp, quack_loss
+    quack's MLP GEMMs, its linear + cross-entropy and its rotary qkv projection where that package is installed."""
+    global _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled, _quack_qkv_enabled
+    _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled, _quack_qkv_enabled = (
+        enabled, quack_mlp, quack_loss, quack_qkv
+    )
 
 
 def _on_kernel(tensor: torch.Tensor) -> bool:
     return _kernels_enabled and tensor.is_cuda
 
 
-def rotary_qkv_attention(
-    qkv: torch.Tensor, n_heads: int, n_kv_heads: int, theta: float, segments: Segments
+def project_rotary_attention(
+    x: torch.Tensor, w_qkv: torch.Tensor, n_heads: int, n_kv_heads: int, theta: float, segments: Segments
 ) -> torch.Tensor:
-    """RoPE and causal attention within each segment, from one fused projection qkv `[T, (Hq + 2 Hkv) D]` ->
-    `[T, Hq, D]`."""
-    args = (qkv, segments.position_ids, segments.cu_seqlens, segments.max_seqlen)
-    if _on_kernel(qkv):
-        return rotary_qkv_attention_kernel(*args, n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta)
-    return rotary_qkv_attention_reference(
-        *args, n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta, rows=segments.rows
-    )
+    """Causal attention within each segment of x `[T, d]` projected by w_qkv (rows [q heads | k heads | v heads])
+    with RoPE on q and k -> `[T, Hq, D]`: quack's GEMM with RoPE in its epilogue where quack runs these inputs, else
+    a matmul and the attention kernel's own RoPE pass."""
+    args = (segments.position_ids, segments.cu_seqlens, segments.max_seqlen)
+    heads = dict(n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta)
+    if not _on_kernel(x):
+        return rotary_qkv_attention_reference(F.linear(x, w_qkv), *args, **heads, rows=segments.rows)
+    if _quack_qkv_enabled and projected_rotary_qkv_attention_unavailable_reason(x, w_qkv, n_heads, n_kv_heads) is None:
+        try:
+            return projected_rotary_qkv_attention(x, w_qkv, *args, **heads)
+        except QuackQKVFailed as failure:
+            _log.warning(f"quack's qkv projection failed ({failure}); this run goes on with cuBLAS and the RoPE pass "
+                         "(quack_qkv = false skips quack from the start)")
+    return rotary_qkv_attention_kernel(F.linear(x, w_qkv), *args, **heads)
 
 
 def mamba_mixer_core(

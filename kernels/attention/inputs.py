@@ -27,7 +27,9 @@ def _check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(f"q, k, v must share a device, got {q.device}, {k.device}, {v.device}")
 
 
-def _check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: int, device: torch.device) -> None:
+def check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: int, device: torch.device) -> None:
+    """Raises ValueError unless cu_seqlens is int32 offsets on `device` from 0 to total_tokens, no document longer than
+    max_seqlen; reads the values back once per tensor (and per in-place change), never while traced or captured."""
     if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dtype != torch.int32:
         kind = cu_seqlens.dtype if isinstance(cu_seqlens, torch.Tensor) else type(cu_seqlens).__name__
         raise ValueError(f"cu_seqlens must be an int32 tensor, got {kind}")
@@ -73,7 +75,7 @@ def check_attention_inputs(
             raise ValueError(f"window must be a positive int or None, got {window!r}")
         if not causal:
             raise ValueError("window needs causal=True (a sliding window looks back from each query)")
-    _check_cu_seqlens(cu_seqlens, q.shape[0], max_seqlen, q.device)
+    check_cu_seqlens(cu_seqlens, q.shape[0], max_seqlen, q.device)
 
 
 def resolve_softmax_scale(head_dim: int, softmax_scale: float | None) -> float:

@@ -40,6 +40,38 @@ def split_qkv(qkv: torch.Tensor, n_heads: int, n_kv_heads: int) -> tuple[torch.T
     return per_head[:, :n_heads], per_head[:, n_heads : n_heads + n_kv_heads], per_head[:, n_heads + n_kv_heads :]
 
 
+def rope_tables(position_ids: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rope_cos_sin` of this step's positions, built by the first attention layer and shared by the rest."""
+    return _ROPE_TABLES.get(position_ids, (head_dim, theta), lambda: rope_cos_sin(position_ids, head_dim, theta))
+
+
+def attend_rotated_qkv(
+    qkv: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, n_heads: int, n_kv_heads: int, softmax_scale: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The attention forward over q, k, v read from qkv in place: (out, lse, document order) for the backward."""
+    doc_order = document_order(cu_seqlens)
+    q, k, v = split_qkv(qkv, n_heads, n_kv_heads)
+    out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, True, None, softmax_scale, doc_order)
+    return out, lse, doc_order
+
+
+def rotated_qkv_attention_grad(
+    grad_out: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, cu_seqlens: torch.Tensor,
+    doc_order: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, settings: tuple[int, int, int, float],
+) -> torch.Tensor:
+    """d(qkv before RoPE), shaped like qkv, of `attend_rotated_qkv` over a qkv whose q and k columns RoPE rotated by
+    (cos, sin): the kernels rotate dq and dk back as they store them. `settings`: (max_seqlen, n_heads, n_kv_heads,
+    softmax_scale)."""
+    max_seqlen, n_heads, n_kv_heads, softmax_scale = settings
+    dqkv = torch.empty(qkv.shape, dtype=qkv.dtype, device=qkv.device)  # every column gets written
+    attention_backward(
+        grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous(),
+        *split_qkv(qkv, n_heads, n_kv_heads), out, lse, cu_seqlens, max_seqlen, True, None, softmax_scale,
+        grads=split_qkv(dqkv, n_heads, n_kv_heads), doc_order=doc_order, rope=(cos, sin),
+    )
+    return dqkv
+
+
 class RotaryQKVAttentionFunction(torch.autograd.Function):
     """Rotates qkv's q and k columns in place (so it returns qkv too, marked dirty) and saves them rotated; the
     backward kernels rotate dq and dk back as they store them into the one gradient buffer."""
@@ -47,11 +79,9 @@ class RotaryQKVAttentionFunction(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, qkv, cos, sin, cu_seqlens, max_seqlen, n_heads, n_kv_heads, softmax_scale):
-        q, k, v = split_qkv(qkv, n_heads, n_kv_heads)
-        rotated = qkv.view(q.shape[0], -1, q.shape[2])[:, : n_heads + n_kv_heads]
+        rotated = qkv.view(qkv.shape[0], n_heads + 2 * n_kv_heads, -1)[:, : n_heads + n_kv_heads]
         rope_rotate(rotated, rotated, cos, sin, inverse=False)
-        doc_order = document_order(cu_seqlens)
-        out, lse = attention_forward(q, k, v, cu_seqlens, max_seqlen, True, None, softmax_scale, doc_order)
+        out, lse, doc_order = attend_rotated_qkv(qkv, cu_seqlens, max_seqlen, n_heads, n_kv_heads, softmax_scale)
         ctx.mark_dirty(qkv)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(qkv, out, lse, cu_seqlens, doc_order, cos, sin)
@@ -62,15 +92,10 @@ class RotaryQKVAttentionFunction(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out, grad_qkv):
         qkv, out, lse, cu_seqlens, doc_order, cos, sin = ctx.saved_tensors
-        max_seqlen, n_heads, n_kv_heads, softmax_scale = ctx.settings
+        _, n_heads, n_kv_heads, _ = ctx.settings
         dqkv = None
-        if grad_out is not None:  # every column of dqkv gets written
-            dqkv = torch.empty(qkv.shape, dtype=qkv.dtype, device=qkv.device)
-            attention_backward(
-                grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous(),
-                *split_qkv(qkv, n_heads, n_kv_heads), out, lse, cu_seqlens, max_seqlen, True, None, softmax_scale,
-                grads=split_qkv(dqkv, n_heads, n_kv_heads), doc_order=doc_order, rope=(cos, sin),
-            )
+        if grad_out is not None:
+            dqkv = rotated_qkv_attention_grad(grad_out, qkv, out, lse, cu_seqlens, doc_order, cos, sin, ctx.settings)
         if grad_qkv is not None:  # someone used the rotated qkv this returns: its q, k part is in the rotated frame
             unrotated = grad_qkv.clone(memory_format=torch.contiguous_format)
             rotated_part = unrotated.view(qkv.shape[0], -1, out.shape[2])[:, : n_heads + n_kv_heads]
@@ -117,8 +142,7 @@ def rotary_qkv_attention(
         q, k = apply_rope_reference(q, k, position_ids, theta)
         return flash_attention_varlen(q, k, v, cu_seqlens, max_seqlen, softmax_scale=scale)
     check_kernel_device(q)
-    head_dim = q.shape[-1]
-    cos, sin = _ROPE_TABLES.get(position_ids, (head_dim, theta), lambda: rope_cos_sin(position_ids, head_dim, theta))
+    cos, sin = rope_tables(position_ids, q.shape[-1], theta)
     out, _ = RotaryQKVAttentionFunction.apply(qkv, cos, sin, cu_seqlens, max_seqlen, n_heads, n_kv_heads, scale)
     return out
 

@@ -44,6 +44,21 @@ def test_apply_rope(dtype, doc_lengths, n_q_heads, n_kv_heads, head_dim, tol) ->
         assert_close(name, grad, ref, tol)
 
 
+def test_reference_turns_adjacent_pairs_as_complex_numbers() -> None:
+    """The layout pinned: pair i is columns (2i, 2i + 1), turned like x[2i] + i x[2i + 1] times e^(i p theta^(-2i/D))."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    n_tokens, head_dim, theta = 11, 16, 500.0
+    positions = torch.randint(0, 3000, (n_tokens,))
+    q, k = torch.randn(n_tokens, 3, head_dim, dtype=torch.float64), torch.randn(n_tokens, 1, head_dim, dtype=torch.float64)
+    pairs = torch.arange(head_dim // 2, dtype=torch.float64)
+    turn = torch.polar(torch.ones(n_tokens, head_dim // 2, dtype=torch.float64),
+                       positions[:, None].double() * theta ** (-2 * pairs / head_dim))[:, None, :]
+    q_rot, k_rot = apply_rope_reference(q, k, positions, theta)
+    for name, rotated, x in [("q", q_rot, q), ("k", k_rot, k)]:
+        expected = torch.view_as_real(torch.view_as_complex(x.view(*x.shape[:2], -1, 2)) * turn).flatten(-2)
+        assert_close(name, rotated, expected, 1e-6)
+
+
 def test_apply_rope_packed_equals_documents_one_by_one() -> None:
     torch.manual_seed(0)
     doc_lengths = [6, 1, 4]

@@ -4,11 +4,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gristmill.kernels.attention.projected_rotary_qkv import QuackQKVFailed
+from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
 from gristmill.kernels.fused import swiglu_halves_reference
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import QuackLossFailed
 from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed
 from gristmill.kernels.interpreter import interpreting
+from gristmill.kernels.testing import assert_close
 from gristmill.trainer import ops
+from gristmill.trainer.models.segments import Segments
 
 # these run the Triton kernels on CPU tensors: on a GPU machine the interpreter is off and they would fail there
 pytestmark = pytest.mark.skipif(not interpreting(), reason="runs Triton on CPU tensors: needs TRITON_INTERPRET=1")
@@ -66,3 +70,41 @@ def test_the_loss_takes_quack_only_where_enabled(monkeypatch: pytest.MonkeyPatch
     finally:
         ops.enable_kernels(True)
     assert calls == (["quack"] if quack_loss else [])
+
+
+def _attention_inputs() -> tuple[torch.Tensor, torch.Tensor, Segments]:
+    doc_lengths = [5, 3]
+    segments = Segments(
+        cu_seqlens=torch.tensor([0, 5, 8], dtype=torch.int32), max_seqlen=5,
+        position_ids=torch.cat([torch.arange(n) for n in doc_lengths]), rows=1,
+    )
+    return torch.randn(8, 32).bfloat16(), (torch.randn(6 * 64, 32) / 6).bfloat16(), segments
+
+
+@pytest.mark.parametrize("quack_qkv", [True, False])
+def test_attention_takes_quack_only_where_enabled_and_goes_on_when_it_fails(
+    monkeypatch: pytest.MonkeyPatch, quack_qkv: bool
+) -> None:
+    """ops.project_rotary_attention on the kernel path: quack's projection is tried only where enabled, and when it
+    raises QuackQKVFailed the step still gets attention's value, from a matmul and the RoPE + attention kernels."""
+    calls = []
+
+    def failing_quack(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append("quack")
+        raise QuackQKVFailed("TypeError: no fail-closed semantic key")
+
+    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)  # the interpreter runs attention on CPU
+    monkeypatch.setattr(ops, "projected_rotary_qkv_attention_unavailable_reason", lambda *args: None)
+    monkeypatch.setattr(ops, "projected_rotary_qkv_attention", failing_quack)
+    x, weight, segments = _attention_inputs()
+    ops.enable_kernels(True, quack_qkv=quack_qkv)
+    try:
+        out = ops.project_rotary_attention(x, weight, 4, 1, 10000.0, segments)
+    finally:
+        ops.enable_kernels(True)
+    assert calls == (["quack"] if quack_qkv else [])
+    expected = rotary_qkv_attention_reference(
+        F.linear(x, weight).float(), segments.position_ids, segments.cu_seqlens, segments.max_seqlen,
+        n_heads=4, n_kv_heads=1,
+    )
+    assert_close("out", out, expected, 1.5e-2)

@@ -21,5 +21,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
         """x [T, d_model] -> the heads' output [T, n_heads * head_dim] before `wo`: the block projects it together
         with the residual add and the MLP's norm (`ops.project_norm_mlp`)."""
-        out = ops.rotary_qkv_attention(self.wqkv(x), self.n_heads, self.n_kv_heads, self.rope_theta, segments)
+        out = ops.project_rotary_attention(
+            x, self.wqkv.weight, self.n_heads, self.n_kv_heads, self.rope_theta, segments
+        )
         return out.reshape(x.shape[0], self.n_heads * self.head_dim)

@@ -10,13 +10,12 @@ import triton.language as tl
 
 @triton.jit
 def unrotate_rows(tile, cos, sin, tokens, valid, ROWS: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """`tile` [ROWS, HEAD_DIM] (fp32) rotated by minus the angle of each row's token: pairs (i, i + HEAD_DIM/2)
+    """`tile` [ROWS, HEAD_DIM] (fp32) rotated by minus the angle of each row's token: pairs (2i, 2i + 1)
     turn by -a, with cos a and sin a read from the `[T, HEAD_DIM/2]` float32 tables at row `tokens` (int64),
     rows where `valid` is false left as they are."""
     half_cols = tl.arange(0, HEAD_DIM // 2)[None, :]
     table_offsets = tokens[:, None] * (HEAD_DIM // 2) + half_cols
     cos_a = tl.load(cos + table_offsets, mask=valid[:, None], other=1.0)  # [ROWS, D/2]
     sin_a = tl.load(sin + table_offsets, mask=valid[:, None], other=0.0)
-    first, second = tl.split(tl.permute(tl.reshape(tile, [ROWS, 2, HEAD_DIM // 2]), (0, 2, 1)))  # [ROWS, D/2] each
-    pairs = tl.join(first * cos_a + second * sin_a, second * cos_a - first * sin_a)  # [ROWS, D/2, 2]
-    return tl.reshape(tl.permute(pairs, (0, 2, 1)), [ROWS, HEAD_DIM])
+    first, second = tl.split(tl.reshape(tile, [ROWS, HEAD_DIM // 2, 2]))  # [ROWS, D/2] each
+    return tl.reshape(tl.join(first * cos_a + second * sin_a, second * cos_a - first * sin_a), [ROWS, HEAD_DIM])

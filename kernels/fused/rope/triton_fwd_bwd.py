@@ -20,13 +20,12 @@ def _rope_kernel(
     if INVERSE:
         sin = -sin
     heads = tl.arange(0, BLOCK_H)[:, None]
-    mask = (heads < n_heads) & (cols[None, :] < half)
-    x_first = X + t * stride_xt + heads * stride_xh + cols[None, :]
-    y_first = Y + t * stride_yt + heads * stride_yh + cols[None, :]
-    x1 = tl.load(x_first, mask=mask, other=0.0).to(tl.float32)  # [BLOCK_H, BLOCK_HALF]
-    x2 = tl.load(x_first + half, mask=mask, other=0.0).to(tl.float32)
-    tl.store(y_first, (x1 * cos - x2 * sin).to(Y.dtype.element_ty), mask=mask)
-    tl.store(y_first + half, (x2 * cos + x1 * sin).to(Y.dtype.element_ty), mask=mask)
+    head_cols = tl.arange(0, 2 * BLOCK_HALF)[None, :]  # pair i is columns (2i, 2i + 1)
+    mask = (heads < n_heads) & (head_cols < 2 * half)
+    x = tl.load(X + t * stride_xt + heads * stride_xh + head_cols, mask=mask, other=0.0).to(tl.float32)
+    x1, x2 = tl.split(tl.reshape(x, [BLOCK_H, BLOCK_HALF, 2]))  # [BLOCK_H, BLOCK_HALF] each
+    y = tl.reshape(tl.join(x1 * cos - x2 * sin, x2 * cos + x1 * sin), [BLOCK_H, 2 * BLOCK_HALF])
+    tl.store(Y + t * stride_yt + heads * stride_yh + head_cols, y.to(Y.dtype.element_ty), mask=mask)
 
 
 def rope_rotate(
@@ -85,10 +84,14 @@ def check_rope_inputs(q: torch.Tensor, k: torch.Tensor, position_ids: torch.Tens
         raise ValueError(f"apply_rope: q dtype {q.dtype} != k dtype {k.dtype}")
     if q.stride(-1) != 1 or k.stride(-1) != 1:
         raise ValueError(f"apply_rope: last dim must be contiguous, got strides {q.stride()} and {k.stride()}")
-    if position_ids.shape != (q.shape[0],) or position_ids.dtype not in (torch.int32, torch.int64):
-        raise ValueError(
-            f"apply_rope: position_ids {tuple(position_ids.shape)} {position_ids.dtype} must be int32/int64 [{q.shape[0]}]"
-        )
+    check_position_ids(position_ids, q.shape[0])
+
+
+def check_position_ids(position_ids: torch.Tensor, n_tokens: int) -> None:
+    """Raises ValueError unless position_ids is int32/int64 `[n_tokens]`."""
+    if position_ids.shape != (n_tokens,) or position_ids.dtype not in (torch.int32, torch.int64):
+        got = f"{tuple(position_ids.shape)} {position_ids.dtype}"
+        raise ValueError(f"apply_rope: position_ids {got} must be int32/int64 [{n_tokens}]")
 
 
 def apply_rope(

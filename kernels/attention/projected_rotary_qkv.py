@@ -1,0 +1,143 @@
+"""The qkv projection on quack's GEMM with RoPE in its epilogue, then attention: no RoPE pass in either direction.
+
+`rotary_qkv_attention` rotates the projection's q and k columns in a pass of its own, which reads and writes
+`[T, (Hq + Hkv) D]` once more (117 us per layer at T 65536 on an H100, ~1% of a transformer_350m step). quack's
+`rope_posfreq_epi` turns adjacent column pairs as the GEMM stores them, by sin and cos of each row's position times
+each column's frequency: zero for v's columns, an exact identity, so v leaves the GEMM as it was computed. The
+backward is `rotary_qkv_attention`'s: the attention kernels rotate dq and dk back as they store them, then the
+projection's two gradient matmuls run on cuBLAS, as `nn.Linear`'s would. The epilogue evaluates its angles in
+float-float arithmetic and the backward reads them from `rope_cos_sin`'s float64-derived tables, so both turn by
+the same angle to float32 rounding.
+"""
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+from gristmill.kernels.attention.function import SUPPORTED_HEAD_DIMS
+from gristmill.kernels.attention.inputs import check_cu_seqlens, resolve_softmax_scale
+from gristmill.kernels.attention.rotary_qkv import attend_rotated_qkv, rope_tables, rotated_qkv_attention_grad
+from gristmill.kernels.fused.quack_support import FailureRecord, QuackFailed, compute_dtype, hopper_reason
+from gristmill.kernels.fused.rope.reference import rope_inv_freq
+from gristmill.kernels.fused.rope.triton_fwd_bwd import check_position_ids
+from gristmill.kernels.tensor_memo import TensorMemo
+from gristmill.pipeline.log import get_logger
+
+_log = get_logger(__name__)
+
+
+class QuackQKVFailed(QuackFailed):
+    """quack raised on the qkv projection; attention can go on with cuBLAS and the RoPE pass."""
+
+
+_failures = FailureRecord(QuackQKVFailed)
+
+_POSITIONS = TensorMemo()
+"""The step's positions as float32, the epilogue's per-row operand, shared by every attention layer."""
+
+
+@functools.cache
+def _rotary_gemm() -> tuple[tuple[Callable, Callable] | None, str | None]:
+    """(quack's GEMM with the position-frequency RoPE epilogue, its frequency-table builder), or None and why they
+    cannot be imported."""
+    try:
+        from quack.epilogue.rotary import make_interleaved_inv_freq, rope_posfreq_epi
+    except Exception as error:  # any import failure means "use the other path"; the reason is reported
+        return None, f"{type(error).__name__}: {error}"
+    _log.info("attention: the qkv projection on quack's GEMM with RoPE in its epilogue")
+    return (rope_posfreq_epi, make_interleaved_inv_freq), None
+
+
+@functools.cache
+def _frequencies(
+    head_dim: int, theta: float, n_heads: int, n_kv_heads: int, device: torch.device
+) -> torch.Tensor:
+    """The epilogue's per-column frequencies: each q and k head's pairs at theta^(-2i/D), v's columns at zero."""
+    _, interleave = _rotary_gemm()[0]
+    table = interleave(rope_inv_freq(head_dim, theta), (n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim)
+    return table.to(device=device, dtype=torch.float32)
+
+
+class _ProjectedRotaryAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen, settings, rotary_gemm):
+        _, n_heads, n_kv_heads, softmax_scale = settings
+        qkv = rotary_gemm(x, weight.T, pos=positions, freq=frequencies, dynamic_scheduler=True)["D"]
+        out, lse, doc_order = attend_rotated_qkv(qkv, cu_seqlens, max_seqlen, n_heads, n_kv_heads, softmax_scale)
+        ctx.save_for_backward(x, weight, qkv, out, lse, cu_seqlens, doc_order, cos, sin)
+        ctx.settings = settings
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, qkv, out, lse, cu_seqlens, doc_order, cos, sin = ctx.saved_tensors
+        dqkv = rotated_qkv_attention_grad(grad_out, qkv, out, lse, cu_seqlens, doc_order, cos, sin, ctx.settings)
+        return dqkv @ weight, dqkv.T @ x, None, None, None, None, None, None, None, None
+
+
+def projected_rotary_qkv_attention_unavailable_reason(
+    x: torch.Tensor, weight: torch.Tensor, n_heads: int, n_kv_heads: int
+) -> str | None:
+    """None when `projected_rotary_qkv_attention` can run these inputs, else why not (the caller projects with
+    cuBLAS and calls `rotary_qkv_attention`)."""
+    if (earlier := _failures.earlier()) is not None:
+        return earlier
+    heads = n_heads + 2 * n_kv_heads
+    if x.dim() != 2 or weight.dim() != 2 or weight.shape[1] != x.shape[1] or weight.shape[0] % heads:
+        shapes = f"x {tuple(x.shape)} and weight {tuple(weight.shape)}"
+        return f"{shapes} are not a [T, d] input and a [{heads} D, d] qkv weight"
+    head_dim = weight.shape[0] // heads
+    if head_dim not in SUPPORTED_HEAD_DIMS:
+        return f"head dim {head_dim} (the attention kernel supports {SUPPORTED_HEAD_DIMS})"
+    if x.shape[1] % 8:
+        return f"d_model ({x.shape[1]}) must be a multiple of 8 for quack's GEMMs"
+    device = hopper_reason(x)
+    if device is not None:
+        return device
+    dtype = compute_dtype(x)
+    if dtype not in (torch.bfloat16, torch.float16):
+        return f"quack's projection runs in bf16 or fp16, not {dtype}"
+    return _rotary_gemm()[1]
+
+
+def projected_rotary_qkv_attention(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    position_ids: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    *,
+    n_heads: int,
+    n_kv_heads: int,
+    theta: float = 10000.0,
+    softmax_scale: float | None = None,
+) -> torch.Tensor:
+    """`rotary_qkv_attention(x @ weight.T, ...)` -> `[T, n_heads, D]`, differentiable in x and weight; check
+    `projected_rotary_qkv_attention_unavailable_reason` first. weight's rows are [q heads | k heads | v heads]. Under
+    autocast x and weight are cast as a matmul would cast them. A failure inside quack raises `QuackQKVFailed` and
+    makes every later availability check name it."""
+    quack, reason = _rotary_gemm()
+    if quack is None:
+        raise ValueError(f"projected_rotary_qkv_attention needs quack-kernels: {reason}")
+    if n_heads < 1 or n_kv_heads < 1 or n_heads % n_kv_heads:
+        raise ValueError(f"n_kv_heads ({n_kv_heads}) must be positive and divide n_heads ({n_heads})")
+    if theta <= 0:
+        raise ValueError(f"theta must be positive, got {theta}")
+    check_position_ids(position_ids, x.shape[0])
+    check_cu_seqlens(cu_seqlens, x.shape[0], max_seqlen, x.device)
+    if torch.is_autocast_enabled("cuda"):
+        x, weight = x.to(compute_dtype(x)), weight.to(compute_dtype(x))
+    if x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
+        raise ValueError(f"projected_rotary_qkv_attention: x {x.dtype} and weight {weight.dtype} need one dtype "
+                         "outside autocast")
+    head_dim = weight.shape[0] // (n_heads + 2 * n_kv_heads)
+    cos, sin = rope_tables(position_ids, head_dim, theta)
+    positions = _POSITIONS.get(position_ids, "float32", lambda: position_ids.to(torch.float32))
+    frequencies = _frequencies(head_dim, float(theta), n_heads, n_kv_heads, x.device)
+    settings = (max_seqlen, n_heads, n_kv_heads, resolve_softmax_scale(head_dim, softmax_scale))
+    with torch.autocast("cuda", enabled=False):
+        return _failures.call(
+            _ProjectedRotaryAttention.apply, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen,
+            settings, quack[0],
+        )  # fmt: skip

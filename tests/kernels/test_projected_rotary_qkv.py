@@ -1,0 +1,151 @@
+"""The qkv projection on quack's GEMM with RoPE in its epilogue, then attention, against the float64 composition of
+the references (GPU with quack-kernels installed): output, dx and dweight over ragged packed documents, a packed row
+against its documents one by one; and when it declines or fails (CPU)."""
+
+import pytest
+import torch
+
+from gristmill.kernels.attention import attention_reference, projected_rotary_qkv
+from gristmill.kernels.attention.projected_rotary_qkv import (
+    QuackQKVFailed, projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
+)
+from gristmill.kernels.attention.rotary_qkv import split_qkv
+from gristmill.kernels.fused import apply_rope_reference
+from gristmill.kernels.fused.quack_support import FailureRecord
+from gristmill.kernels.testing import assert_close
+
+
+def _quack_ready() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    x, weight = torch.empty(8, 64, device="cuda", dtype=torch.bfloat16), torch.empty(384, 64, device="cuda")
+    return projected_rotary_qkv_attention_unavailable_reason(x, weight.bfloat16(), 4, 1) is None
+
+
+ON_QUACK = pytest.mark.skipif(not _quack_ready(), reason="needs a Hopper GPU with quack-kernels installed")
+THETA = 10000.0
+
+
+def _offsets(doc_lengths: list[int], device: str) -> torch.Tensor:
+    return torch.tensor([0, *torch.tensor(doc_lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
+
+
+def _positions(doc_lengths: list[int], device: str) -> torch.Tensor:
+    return torch.cat([torch.arange(n, dtype=torch.int32) for n in doc_lengths]).to(device)
+
+
+def _reference(x, weight, doc_lengths, n_heads, n_kv_heads):
+    """Projection, RoPE, then attention one document at a time, in the inputs' (float64) precision."""
+    q, k, v = split_qkv(x @ weight.T, n_heads, n_kv_heads)
+    q, k = apply_rope_reference(q, k, _positions(doc_lengths, x.device), THETA)
+    return attention_reference(q, k, v, _offsets(doc_lengths, x.device), max(doc_lengths))
+
+
+@pytest.mark.parametrize("width, rows, reason", [
+    (64, 6 * 64, "CUDA"), (64, 380, "qkv weight"), (64, 6 * 48, "head dim 48"), (60, 6 * 64, "multiple of 8"),
+])
+def test_declines_cpu_and_shapes_it_cannot_run(width: int, rows: int, reason: str) -> None:
+    got = projected_rotary_qkv_attention_unavailable_reason(torch.randn(4, width), torch.randn(rows, width), 4, 1)
+    assert got is not None and reason in got, got
+
+
+@pytest.fixture
+def broken_quack_qkv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """quack as a broken install leaves it: its first compile raises; a fresh failure record."""
+
+    def broken_gemm(*args: object, **kwargs: object) -> dict[str, torch.Tensor]:
+        raise TypeError("epilogue fn depends on <Logger>, which has no fail-closed semantic key")
+
+    def frequencies(inv_freq: torch.Tensor, rotary_n: int, nonrotary_n: int) -> torch.Tensor:
+        return torch.zeros(rotary_n + nonrotary_n)
+
+    monkeypatch.setattr(projected_rotary_qkv, "_rotary_gemm", lambda: ((broken_gemm, frequencies), None))
+    monkeypatch.setattr(projected_rotary_qkv, "_failures", FailureRecord(QuackQKVFailed))
+
+
+@pytest.mark.usefixtures("broken_quack_qkv")
+def test_a_failure_inside_quack_switches_it_off_for_the_run() -> None:
+    doc_lengths = [3, 5]
+    x, weight = torch.randn(8, 64), torch.randn(6 * 64, 64)
+    args = (_positions(doc_lengths, "cpu"), _offsets(doc_lengths, "cpu"), 5)
+    with pytest.raises(QuackQKVFailed, match="TypeError: epilogue fn"):
+        projected_rotary_qkv_attention(x, weight, *args, n_heads=4, n_kv_heads=1)
+    assert "quack failed earlier in this run: TypeError" in projected_rotary_qkv_attention_unavailable_reason(
+        x, weight, 4, 1
+    )
+
+
+@pytest.mark.usefixtures("broken_quack_qkv")
+@pytest.mark.parametrize("mistake, message", [
+    ("dtypes", "one dtype"), ("positions", "position_ids"), ("offsets", "cu_seqlens must run from 0"),
+    ("heads", "must be positive and divide"),
+])
+def test_callers_mistakes_are_value_errors_that_keep_quack_on(mistake: str, message: str) -> None:
+    doc_lengths = [3, 5]
+    x, weight = torch.randn(8, 64), torch.randn(6 * 64, 64)
+    positions, offsets, heads = _positions(doc_lengths, "cpu"), _offsets(doc_lengths, "cpu"), (4, 1)
+    if mistake == "dtypes":
+        x = x.bfloat16()
+    elif mistake == "positions":
+        positions = positions[:-1]
+    elif mistake == "offsets":
+        offsets = _offsets([3, 4], "cpu")
+    else:
+        heads = (4, 3)
+    with pytest.raises(ValueError, match=message):
+        projected_rotary_qkv_attention(x, weight, positions, offsets, 5, n_heads=heads[0], n_kv_heads=heads[1])
+    assert projected_rotary_qkv._failures.reason is None
+
+
+@ON_QUACK
+@pytest.mark.parametrize("doc_lengths, width, heads, head_dim", [
+    ([1, 700, 1, 3000, 129, 1, 4361], 1024, (16, 4), 64),
+    ([2048, 1, 1000, 1047], 512, (8, 2), 128),
+    ([37, 3], 128, (2, 2), 64),
+])
+@pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weight"])
+def test_matches_reference(doc_lengths: list[int], width: int, heads: tuple[int, int], head_dim: int,
+                           autocast: bool) -> None:
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    tokens, (n_heads, n_kv_heads) = sum(doc_lengths), heads
+    x = torch.randn(tokens, width, device="cuda").bfloat16().requires_grad_()
+    weight = (torch.randn((n_heads + 2 * n_kv_heads) * head_dim, width, device="cuda") / width**0.5)
+    weight = weight.to(torch.float32 if autocast else torch.bfloat16).requires_grad_()
+    args = (_positions(doc_lengths, "cuda"), _offsets(doc_lengths, "cuda"), max(doc_lengths))
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        out = projected_rotary_qkv_attention(x, weight, *args, n_heads=n_heads, n_kv_heads=n_kv_heads)
+    assert out.shape == (tokens, n_heads, head_dim) and out.dtype == torch.bfloat16
+    refs = [t.detach().double().requires_grad_() for t in (x, weight)]
+    out_ref = _reference(*refs, doc_lengths, n_heads, n_kv_heads)
+    assert_close("out", out, out_ref, 2e-2)
+    dout = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, weight), dout)
+    ref_grads = torch.autograd.grad(out_ref, refs, dout.double())
+    for name, grad, ref, leaf in zip(["dx", "dweight"], grads, ref_grads, (x, weight)):
+        assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
+        assert_close(name, grad, ref, 2e-2)
+
+
+@ON_QUACK
+def test_packed_row_equals_documents_one_by_one() -> None:
+    """Each document alone (positions from 0, no neighbours) gives the packed row's output and input-gradient rows."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    doc_lengths, n_heads, n_kv_heads, head_dim = [300, 1, 77, 1000], 4, 2, 64
+    x = torch.randn(sum(doc_lengths), 256, device="cuda").bfloat16().requires_grad_()
+    weight = (torch.randn((n_heads + 2 * n_kv_heads) * head_dim, 256, device="cuda") / 16).bfloat16()
+    settings = dict(n_heads=n_heads, n_kv_heads=n_kv_heads)
+    packed = projected_rotary_qkv_attention(
+        x, weight, _positions(doc_lengths, "cuda"), _offsets(doc_lengths, "cuda"), max(doc_lengths), **settings
+    )
+    dout = torch.randn_like(packed)
+    (packed_grad,) = torch.autograd.grad(packed, x, dout)
+    start = 0
+    for length in doc_lengths:
+        doc_x = x[start : start + length].detach().requires_grad_()
+        alone = projected_rotary_qkv_attention(
+            doc_x, weight, _positions([length], "cuda"), _offsets([length], "cuda"), length, **settings
+        )
+        (alone_grad,) = torch.autograd.grad(alone, doc_x, dout[start : start + length])
+        assert_close(f"out {start}", packed[start : start + length], alone, 1e-2)
+        assert_close(f"dx {start}", packed_grad[start : start + length], alone_grad, 1e-2)
+        start += length
