@@ -16,6 +16,7 @@ grad clip, fused AdamW), bf16 autocast:
                   the head's linear + cross-entropy with quack's scaled-exp pipeline, this one with our chunked kernel
   ours-cublas-qkv "ours" with `quack_qkv = false`: where quack-kernels is installed on a Hopper GPU, "ours" projects
                   qkv on quack's GEMM with RoPE in its epilogue, this one on cuBLAS followed by the Triton RoPE pass
+  ours-cublas-mamba "ours" with `quack_projections = false`: the Mamba2 mixer's in_proj and out_proj on cuBLAS
 
 MFU = useful FLOPs / time / dense bf16 peak (989 TFLOP/s on H100), useful FLOPs = 6 x matmul parameters per
 real token + 12 x d_model per attended (query, key) pair inside documents per attention layer (causal, so
@@ -59,6 +60,7 @@ class Variant(NamedTuple):
     quack_mlp: bool = True
     quack_loss: bool = True
     quack_qkv: bool = True
+    quack_projections: bool = True
 
 
 VARIANTS = {
@@ -67,6 +69,7 @@ VARIANTS = {
     "ours-cublas-mlp": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_mlp=False),
     "ours-triton-loss": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_loss=False),
     "ours-cublas-qkv": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_qkv=False),
+    "ours-cublas-mamba": Variant(kernels=True, compiled=False, cuda_graphs=False, quack_projections=False),
     "ours+compile": Variant(kernels=True, compiled=True, cuda_graphs=False),
     "stock+compile": Variant(kernels=False, compiled=True, cuda_graphs=False),
 }
@@ -101,6 +104,7 @@ def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: st
     chosen = VARIANTS[variant]
     cfg.kernels, cfg.cuda_graphs = chosen.kernels, chosen.cuda_graphs
     cfg.quack_mlp, cfg.quack_loss, cfg.quack_qkv = chosen.quack_mlp, chosen.quack_loss, chosen.quack_qkv
+    cfg.quack_projections = chosen.quack_projections
     cfg.micro_batch_rows, cfg.out_dir = rows, out_dir
     cfg.metrics.tensorboard, cfg.eval_every = False, 0
     return cfg

@@ -146,6 +146,10 @@ class TrainConfig:
     quack_qkv: bool = True
     """With kernels on a Hopper or newer GPU, run attention's qkv projection on quack-kernels' GEMM with RoPE in its
     epilogue (no RoPE pass of its own) when that package is installed; False keeps cuBLAS and the Triton RoPE pass."""
+    quack_projections: bool = True
+    """With kernels on a Hopper or newer GPU, run the Mamba2 mixer's in_proj and out_proj (forward, with the
+    residual add in its epilogue, and input gradient) on quack-kernels' GEMMs when that package is installed; False
+    keeps cuBLAS."""
     cuda_graphs: bool = False
     """Replay each micro-batch's forward and backward from CUDA graphs (one GPU, kernels on, no compile, no
     gradient accumulation): removes the per-op launch cost from Python that idles the GPU on small models or

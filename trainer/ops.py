@@ -22,6 +22,9 @@ from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
     QuackLossFailed, quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
 )
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
+from gristmill.kernels.fused.quack_projection import (
+    QuackProjectionFailed, quack_projection, quack_projection_unavailable_reason,
+)
 from gristmill.kernels.fused.rms_norm.reference import rms_norm_reference
 from gristmill.kernels.fused.swiglu.reference import swiglu_halves_reference
 from gristmill.kernels.fused.swiglu_mlp import projected_norm_mlp as projected_norm_mlp_kernel
@@ -51,6 +54,7 @@ swiglu_mlp_kernel = _opaque_to_compile(swiglu_mlp_kernel)
 projected_norm_mlp_kernel = _opaque_to_compile(projected_norm_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 quack_linear_cross_entropy = _opaque_to_compile(quack_linear_cross_entropy)
+quack_projection = _opaque_to_compile(quack_projection)
 
 _log = get_logger(__name__)
 
@@ -58,17 +62,19 @@ _kernels_enabled = True
 _quack_mlp_enabled = True
 _quack_loss_enabled = True
 _quack_qkv_enabled = True
+_quack_projections_enabled = True
 
 
 def enable_kernels(
-    enabled: bool, *, quack_mlp: bool = True, quack_loss: bool = True, quack_qkv: bool = True
+    enabled: bool, *, quack_mlp: bool = True, quack_loss: bool = True, quack_qkv: bool = True,
+    quack_projections: bool = True,
 ) -> None:
     """Turns the Triton path on or off for the whole process (off: every op takes its reference), and with it
-    quack's MLP GEMMs, its linear + cross-entropy and its rotary qkv projection where that package is installed."""
-    global _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled, _quack_qkv_enabled
-    _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled, _quack_qkv_enabled = (
-        enabled, quack_mlp, quack_loss, quack_qkv
-    )
+    quack's MLP GEMMs, its linear + cross-entropy, its rotary qkv projection and its GEMMs for the Mamba2 mixer's
+    projections where that package is installed."""
+    global _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled, _quack_qkv_enabled, _quack_projections_enabled
+    _kernels_enabled, _quack_mlp_enabled, _quack_loss_enabled = enabled, quack_mlp, quack_loss
+    _quack_qkv_enabled, _quack_projections_enabled = quack_qkv, quack_projections
 
 
 def _on_kernel(tensor: torch.Tensor) -> bool:
@@ -129,6 +135,18 @@ def rms_norm(
     if residual is not None:
         return rms_norm_reference(x, weight, eps, residual)
     return rms_norm_reference(x, weight, eps), x
+
+
+def project(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ weight.T, plus the stream if given: quack's GEMMs (the stream read in the epilogue) where quack runs these
+    inputs, else cuBLAS (`F.linear`, `project_into_stream`)."""
+    if _on_kernel(x) and _quack_projections_enabled and quack_projection_unavailable_reason(x, weight) is None:
+        try:
+            return quack_projection(x, weight, stream)
+        except QuackProjectionFailed as failure:
+            _log.warning(f"quack's projection failed ({failure}); this run goes on with cuBLAS "
+                         "(quack_projections = false skips quack from the start)")
+    return F.linear(x, weight) if stream is None else project_into_stream(x, weight, stream)
 
 
 def project_into_stream(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,10 @@ class Trainer:
         self.data: DatasetSummary = check_datasets(cfg.data, cfg.model.vocab_size)
         self.runtime: Runtime = init_runtime()
         self.parallelism = resolve_parallelism(cfg, self.runtime)
-        ops.enable_kernels(cfg.kernels, quack_mlp=cfg.quack_mlp, quack_loss=cfg.quack_loss, quack_qkv=cfg.quack_qkv)
+        ops.enable_kernels(
+            cfg.kernels, quack_mlp=cfg.quack_mlp, quack_loss=cfg.quack_loss, quack_qkv=cfg.quack_qkv,
+            quack_projections=cfg.quack_projections,
+        )
         self.model = self._build_model()
         self.graphed = self._build_graphed_model()
         self.optimizer = build_optimizer(self.model, cfg.optimizer, self.runtime.device)

@@ -8,6 +8,7 @@ from gristmill.kernels.attention.projected_rotary_qkv import QuackQKVFailed
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
 from gristmill.kernels.fused import swiglu_halves_reference
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import QuackLossFailed
+from gristmill.kernels.fused.quack_projection import QuackProjectionFailed
 from gristmill.kernels.fused.swiglu_mlp import QuackMLPFailed
 from gristmill.kernels.interpreter import interpreting
 from gristmill.kernels.testing import assert_close
@@ -108,3 +109,27 @@ def test_attention_takes_quack_only_where_enabled_and_goes_on_when_it_fails(
         n_heads=4, n_kv_heads=1,
     )
     assert_close("out", out, expected, 1.5e-2)
+
+
+@pytest.mark.parametrize("quack_projections", [True, False])
+@pytest.mark.parametrize("with_stream", [False, True], ids=["plain", "into-stream"])
+def test_projections_take_quack_only_where_enabled_and_go_on_when_it_fails(
+    monkeypatch: pytest.MonkeyPatch, quack_projections: bool, with_stream: bool
+) -> None:
+    calls = []
+
+    def failing_quack(*args: object) -> torch.Tensor:
+        calls.append("quack")
+        raise QuackProjectionFailed("TypeError: no fail-closed semantic key")
+
+    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)
+    monkeypatch.setattr(ops, "quack_projection_unavailable_reason", lambda *tensors: None)
+    monkeypatch.setattr(ops, "quack_projection", failing_quack)
+    x, weight, stream = torch.randn(5, 16), torch.randn(24, 16), torch.randn(5, 24)
+    ops.enable_kernels(True, quack_projections=quack_projections)
+    try:
+        got = ops.project(x, weight, stream if with_stream else None)
+    finally:
+        ops.enable_kernels(True)
+    assert calls == (["quack"] if quack_projections else [])
+    torch.testing.assert_close(got, F.linear(x, weight) + (stream if with_stream else 0))

@@ -50,7 +50,7 @@ class Mamba2(nn.Module):
         z, xBC and dt in place from the in_proj output, ends with the gated RMSNorm and hands back one gradient for
         it (one fused function on GPU)."""
         normed = ops.mamba_mixer_core(
-            self.in_proj(x),
+            ops.project(x, self.in_proj.weight),
             self.conv_weight,
             self.conv_bias,
             self.dt_bias,
@@ -62,4 +62,4 @@ class Mamba2(nn.Module):
             chunk_size=self.chunk_size,
             cu_seqlens=segments.cu_seqlens,
         )
-        return ops.project_into_stream(normed, self.out_proj.weight, stream)
+        return ops.project(normed, self.out_proj.weight, stream)
