@@ -137,10 +137,18 @@ def rms_norm(
     return rms_norm_reference(x, weight, eps), x
 
 
+QUACK_PROJECTION_MIN_TOKENS = 32769
+"""quack's GEMM call costs more host time than cuBLAS's, so where the host sets the pace its faster GEMMs lose:
+hybrid_350m's eager step with the Mamba2 projections on quack read 0.96x at 16,384 tokens per micro-batch, 1.00x at
+32,768 and 1.014x at 65,536 (bench/results/end_to_end.md run 12). Below this many tokens `project` keeps cuBLAS."""
+
+
 def project(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor | None = None) -> torch.Tensor:
     """x @ weight.T, plus the stream if given: quack's GEMMs (the stream read in the epilogue) where quack runs these
-    inputs, else cuBLAS (`F.linear`, `project_into_stream`)."""
-    if _on_kernel(x) and _quack_projections_enabled and quack_projection_unavailable_reason(x, weight) is None:
+    inputs and the batch is large enough for them to pay (`QUACK_PROJECTION_MIN_TOKENS`), else cuBLAS (`F.linear`,
+    `project_into_stream`)."""
+    quack_allowed = _on_kernel(x) and _quack_projections_enabled and x.shape[0] >= QUACK_PROJECTION_MIN_TOKENS
+    if quack_allowed and quack_projection_unavailable_reason(x, weight) is None:
         try:
             return quack_projection(x, weight, stream)
         except QuackProjectionFailed as failure:

@@ -125,6 +125,7 @@ def test_projections_take_quack_only_where_enabled_and_go_on_when_it_fails(
     monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)
     monkeypatch.setattr(ops, "quack_projection_unavailable_reason", lambda *tensors: None)
     monkeypatch.setattr(ops, "quack_projection", failing_quack)
+    monkeypatch.setattr(ops, "QUACK_PROJECTION_MIN_TOKENS", 5)
     x, weight, stream = torch.randn(5, 16), torch.randn(24, 16), torch.randn(5, 24)
     ops.enable_kernels(True, quack_projections=quack_projections)
     try:
@@ -133,3 +134,16 @@ def test_projections_take_quack_only_where_enabled_and_go_on_when_it_fails(
         ops.enable_kernels(True)
     assert calls == (["quack"] if quack_projections else [])
     torch.testing.assert_close(got, F.linear(x, weight) + (stream if with_stream else 0))
+
+
+def test_projections_of_small_batches_stay_on_cublas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below QUACK_PROJECTION_MIN_TOKENS the host sets the pace and quack's costlier call would lose: not called."""
+
+    def unreachable(*args: object) -> torch.Tensor:
+        raise AssertionError("quack must not run a small batch's projection")
+
+    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)
+    monkeypatch.setattr(ops, "quack_projection_unavailable_reason", lambda *tensors: None)
+    monkeypatch.setattr(ops, "quack_projection", unreachable)
+    x, weight = torch.randn(ops.QUACK_PROJECTION_MIN_TOKENS - 1, 16), torch.randn(24, 16)
+    torch.testing.assert_close(ops.project(x, weight), F.linear(x, weight))
