@@ -18,7 +18,9 @@ import torch
 from gristmill.kernels.attention.function import SUPPORTED_HEAD_DIMS
 from gristmill.kernels.attention.inputs import check_cu_seqlens, resolve_softmax_scale
 from gristmill.kernels.attention.rotary_qkv import attend_rotated_qkv, rope_tables, rotated_qkv_attention_grad
-from gristmill.kernels.fused.quack_support import FailureRecord, QuackFailed, compute_dtype, hopper_reason
+from gristmill.kernels.fused.quack_support import (
+    FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason,
+)
 from gristmill.kernels.fused.rope.reference import rope_inv_freq
 from gristmill.kernels.fused.rope.triton_fwd_bwd import check_position_ids
 from gristmill.kernels.tensor_memo import TensorMemo
@@ -92,13 +94,7 @@ def projected_rotary_qkv_attention_unavailable_reason(
         return f"head dim {head_dim} (the attention kernel supports {SUPPORTED_HEAD_DIMS})"
     if x.shape[1] % 8:
         return f"d_model ({x.shape[1]}) must be a multiple of 8 for quack's GEMMs"
-    device = hopper_reason(x)
-    if device is not None:
-        return device
-    dtype = compute_dtype(x)
-    if dtype not in (torch.bfloat16, torch.float16):
-        return f"quack's projection runs in bf16 or fp16, not {dtype}"
-    return _rotary_gemm()[1]
+    return half_precision_hopper_reason(x, "quack's qkv projection") or _rotary_gemm()[1]
 
 
 def projected_rotary_qkv_attention(

@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 import torch
 
-from gristmill.kernels.fused.quack_support import FailureRecord, QuackFailed, compute_dtype, hopper_reason
+from gristmill.kernels.fused.quack_support import (
+    FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason,
+)
 from gristmill.pipeline.log import get_logger
 
 _log = get_logger(__name__)
@@ -67,13 +69,7 @@ def quack_projection_unavailable_reason(x: torch.Tensor, weight: torch.Tensor) -
         return f"x {tuple(x.shape)} and weight {tuple(weight.shape)} are not a [T, k] input and an [n, k] weight"
     if x.shape[1] % 8 or weight.shape[0] % 8:
         return f"the projection's widths ({x.shape[1]} -> {weight.shape[0]}) must be multiples of 8 for quack's GEMMs"
-    device = hopper_reason(x)
-    if device is not None:
-        return device
-    dtype = compute_dtype(x)
-    if dtype not in (torch.bfloat16, torch.float16):
-        return f"quack's projections run in bf16 or fp16, not {dtype}"
-    return _quack_gemms()[1]
+    return half_precision_hopper_reason(x, "quack's projection") or _quack_gemms()[1]
 
 
 def quack_projection(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor | None = None) -> torch.Tensor:

@@ -29,6 +29,18 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
 
 
+def half_precision_hopper_reason(x: torch.Tensor, what: str) -> str | None:
+    """None when x is on a Hopper (or newer) GPU and a matmul on it computes in bf16 or fp16, else why quack's `what`
+    cannot run it."""
+    device = hopper_reason(x)
+    if device is not None:
+        return device
+    dtype = compute_dtype(x)
+    if dtype not in (torch.bfloat16, torch.float16):
+        return f"{what} runs in bf16 or fp16, not {dtype}"
+    return None
+
+
 def describe_failure(error: BaseException) -> str:
     """One line naming quack's error, for the warning and for every later refusal."""
     first_line = str(error).splitlines()[0] if str(error) else ""
