@@ -35,6 +35,10 @@ from gristmill.pipeline.errors import UserError
 
 _PREFIX = "step-"
 _TEMPORARY = ".partial-"
+LAYOUT = 2
+"""What the saved weights mean beyond their names and shapes, written to meta.json and checked on resume. 2: RoPE
+turns adjacent columns (2i, 2i + 1) of each q and k head; checkpoints without the field (layout 1) paired i with
+i + D/2, so their attention weights would load with the same shapes and train on scrambled positions."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -95,7 +99,7 @@ class Checkpointer:
         final = self.directory / f"{_PREFIX}{step:08d}"
         if self.rank == 0:
             _write_synced(temporary / "trainer.pt", lambda f: torch.save({**shared, "ranks": gathered}, f))
-            meta = {"step": step, "world_size": self.world_size}
+            meta = {"step": step, "world_size": self.world_size, "layout": LAYOUT}
             _write_synced(temporary / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
             if final.exists():
                 shutil.rmtree(final)
@@ -119,6 +123,7 @@ class Checkpointer:
         if not completed:
             return None
         newest = completed[-1]
+        _check_layout(newest)
         if "model" in tensors:
             _check_model_fits(newest, tensors["model"])
         with _one_process_is_intended():
@@ -131,6 +136,16 @@ class Checkpointer:
     def _barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+
+def _check_layout(checkpoint: Path) -> None:
+    layout = json.loads((checkpoint / "meta.json").read_text()).get("layout", 1)
+    if layout != LAYOUT:
+        raise UserError(
+            f"checkpoint {checkpoint} was written with weight layout {layout}, this gristmill reads layout {LAYOUT} "
+            f"(layout 2: RoPE turns adjacent column pairs; before it, pairs i and i + D/2): resume with the version "
+            f"that wrote it, or start a new out_dir"
+        )
 
 
 def _check_model_fits(checkpoint: Path, model_state: dict[str, Any]) -> None:

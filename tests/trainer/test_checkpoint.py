@@ -1,11 +1,13 @@
 """Checkpoints: a crash in the middle of a save leaves the previous checkpoint whole and loadable."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from torch.distributed.checkpoint.api import CheckpointException
 
+from gristmill.pipeline.errors import UserError
 from gristmill.trainer import checkpoint
 from gristmill.trainer.checkpoint import Checkpointer
 
@@ -37,3 +39,16 @@ def test_rank_state_is_left_out_under_another_world_size(tmp_path: Path) -> None
     Checkpointer(tmp_path, keep_last=1, rank=0, world_size=1).save(1, {"w": torch.ones(2)}, {"step": 1}, {"rng": 1})
     restored = Checkpointer(tmp_path, keep_last=1, rank=0, world_size=2).load_latest({"w": torch.zeros(2)})
     assert (restored.shared, restored.own, restored.world_size) == ({"step": 1}, None, 1)
+
+
+def test_a_checkpoint_of_the_older_rope_layout_is_refused(tmp_path: Path) -> None:
+    """Its weights have the same names and shapes but pair RoPE's columns differently: loading would train on
+    scrambled positions, so resuming names the layout instead."""
+    saver = Checkpointer(tmp_path, keep_last=1, rank=0, world_size=1)
+    saved = saver.save(1, {"w": torch.ones(2)}, {"step": 1}, {"rng": 1})
+    meta = json.loads((saved / "meta.json").read_text())
+    assert meta["layout"] == checkpoint.LAYOUT
+    del meta["layout"]
+    (saved / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="weight layout 1, this gristmill reads layout 2"):
+        saver.load_latest({"w": torch.zeros(2)})

@@ -27,7 +27,7 @@ def test_ray_train_runs_two_cpu_workers_that_train_and_checkpoint(
     finally:
         ray.shutdown()
     checkpoint = tiny_run.out_dir / "checkpoints" / "step-00000020"
-    assert json.loads((checkpoint / "meta.json").read_text()) == {"step": 20, "world_size": 2}
+    assert json.loads((checkpoint / "meta.json").read_text()) == {"step": 20, "world_size": 2, "layout": 2}
     records = [json.loads(line) for line in (tiny_run.out_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records]
     assert len(losses) == 20 and losses[-1] < 0.8 * losses[0]
