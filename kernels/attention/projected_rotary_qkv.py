@@ -20,15 +20,11 @@ from gristmill.kernels.attention.function import SUPPORTED_HEAD_DIMS
 from gristmill.kernels.attention.inputs import check_cu_seqlens, resolve_softmax_scale
 from gristmill.kernels.attention.rotary_qkv import attend_rotated_qkv, rope_tables, rotated_qkv_attention_grad
 from gristmill.kernels.fused.quack_support import (
-    FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason,
+    FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason, import_quack,
 )
 from gristmill.kernels.fused.rope.reference import rope_inv_freq
 from gristmill.kernels.fused.rope.triton_fwd_bwd import check_position_ids
 from gristmill.kernels.tensor_memo import TensorMemo
-from gristmill.pipeline.log import get_logger
-
-_log = get_logger(__name__)
-
 
 class QuackQKVFailed(QuackFailed):
     """quack raised on the qkv projection; attention can go on with cuBLAS and the RoPE pass."""
@@ -41,15 +37,13 @@ _POSITIONS = TensorMemo()
 
 
 @functools.cache
-def _rotary_gemm() -> tuple[tuple[Callable, Callable] | None, str | None]:
-    """(quack's GEMM with the position-frequency RoPE epilogue, its frequency-table builder), or None and why they
+def _rotary_gemm() -> tuple[list[Callable] | None, str | None]:
+    """[quack's GEMM with the position-frequency RoPE epilogue, its frequency-table builder], or None and why they
     cannot be imported."""
-    try:
-        from quack.epilogue.rotary import make_interleaved_inv_freq, rope_posfreq_epi
-    except Exception as error:  # any import failure means "use the other path"; the reason is reported
-        return None, f"{type(error).__name__}: {error}"
-    _log.info("attention: the qkv projection on quack's GEMM with RoPE in its epilogue")
-    return (rope_posfreq_epi, make_interleaved_inv_freq), None
+    return import_quack(
+        "attention: the qkv projection on quack's GEMM with RoPE in its epilogue",
+        "quack.epilogue.rotary:rope_posfreq_epi", "quack.epilogue.rotary:make_interleaved_inv_freq",
+    )
 
 
 @functools.cache

@@ -14,12 +14,8 @@ from typing import NamedTuple
 import torch
 
 from gristmill.kernels.fused.quack_support import (
-    FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason,
+    FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason, import_quack,
 )
-from gristmill.pipeline.log import get_logger
-
-_log = get_logger(__name__)
-
 
 class QuackProjectionFailed(QuackFailed):
     """quack raised on a projection; the run can go on with cuBLAS."""
@@ -36,12 +32,11 @@ class _QuackGEMMs(NamedTuple):
 @functools.cache
 def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
     """quack's plain and stream-adding GEMMs, or None and why they cannot be imported."""
-    try:
-        from quack.gemm_interface import gemm, gemm_add
-    except Exception as error:  # any import failure means "use the other path"; the reason is reported
-        return None, f"{type(error).__name__}: {error}"
-    _log.info("projections: quack GEMMs for the forward and the input gradient")
-    return _QuackGEMMs(gemm, gemm_add), None
+    found, reason = import_quack(
+        "projections: quack GEMMs for the forward and the input gradient",
+        "quack.gemm_interface:gemm", "quack.gemm_interface:gemm_add",
+    )
+    return (None if found is None else _QuackGEMMs(*found)), reason
 
 
 class _QuackProjection(torch.autograd.Function):

@@ -1,12 +1,29 @@
 """What the optional quack-kernels paths share: the device check, the dtype they would compute in, and how quack's
 own failures are told apart from a caller's mistakes."""
 
+import importlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
+from gristmill.pipeline.log import get_logger
+
 _Result = TypeVar("_Result")
+_log = get_logger(__name__)
+
+
+def import_quack(uses: str, *names: str) -> tuple[list[Any] | None, str | None]:
+    """The objects `names` ("module:attribute") name, and None; or None and why one of them cannot be imported (not
+    installed, or its CUDA libraries fail: any import failure means "take the other path"). Logs `uses` once they
+    are all in."""
+    try:
+        found = [getattr(importlib.import_module(module), attribute)
+                 for module, attribute in (name.split(":") for name in names)]
+    except Exception as error:
+        return None, f"{type(error).__name__}: {error}"
+    _log.info(uses)
+    return found, None
 
 
 class QuackFailed(RuntimeError):

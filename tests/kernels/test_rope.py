@@ -45,11 +45,13 @@ def test_apply_rope(dtype, doc_lengths, n_q_heads, n_kv_heads, head_dim, tol) ->
 
 
 def test_reference_turns_adjacent_pairs_as_complex_numbers() -> None:
-    """The layout pinned: pair i is columns (2i, 2i + 1), turned like x[2i] + i x[2i + 1] times e^(i p theta^(-2i/D))."""
+    """The layout pinned: pair i is columns (2i, 2i + 1), turned like the complex number x[2i] + i x[2i + 1] times
+    e^(i p theta^(-2i/D))."""
     torch.manual_seed(int(torch.randint(0, 2**31, ())))
     n_tokens, head_dim, theta = 11, 16, 500.0
     positions = torch.randint(0, 3000, (n_tokens,))
-    q, k = torch.randn(n_tokens, 3, head_dim, dtype=torch.float64), torch.randn(n_tokens, 1, head_dim, dtype=torch.float64)
+    q = torch.randn(n_tokens, 3, head_dim, dtype=torch.float64)
+    k = torch.randn(n_tokens, 1, head_dim, dtype=torch.float64)
     pairs = torch.arange(head_dim // 2, dtype=torch.float64)
     turn = torch.polar(torch.ones(n_tokens, head_dim // 2, dtype=torch.float64),
                        positions[:, None].double() * theta ** (-2 * pairs / head_dim))[:, None, :]

@@ -13,10 +13,9 @@ from typing import NamedTuple
 
 import torch
 
-from gristmill.kernels.fused.quack_support import FailureRecord, QuackFailed, compute_dtype, hopper_reason
-from gristmill.pipeline.log import get_logger
-
-_log = get_logger(__name__)
+from gristmill.kernels.fused.quack_support import (
+    FailureRecord, QuackFailed, compute_dtype, hopper_reason, import_quack,
+)
 
 CHUNK_ROWS_CHOICES = (4096, 8192, 2048)
 """Rows per chunk, in order of preference: 8192 ran no faster than 4096 at V 50304 and held 400 MiB more."""
@@ -54,12 +53,12 @@ class _QuackLoss(NamedTuple):
 @functools.cache
 def _quack_loss() -> tuple[_QuackLoss | None, str | None]:
     """quack's scaled-exp loss and its eligibility check, or None and why they cannot be imported."""
-    try:
-        from quack.linear_cross_entropy import scaled_exp_lce_supported, scaled_exp_linear_cross_entropy
-    except Exception as error:  # any import failure means "use our kernel"; the reason is reported
-        return None, f"{type(error).__name__}: {error}"
-    _log.info("loss: quack's scaled-exp linear + cross-entropy")
-    return _QuackLoss(scaled_exp_linear_cross_entropy, scaled_exp_lce_supported), None
+    found, reason = import_quack(
+        "loss: quack's scaled-exp linear + cross-entropy",
+        "quack.linear_cross_entropy:scaled_exp_linear_cross_entropy",
+        "quack.linear_cross_entropy:scaled_exp_lce_supported",
+    )
+    return (None if found is None else _QuackLoss(*found)), reason
 
 
 def quack_linear_cross_entropy_unavailable_reason(

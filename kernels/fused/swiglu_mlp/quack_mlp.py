@@ -16,11 +16,9 @@ from typing import NamedTuple
 
 import torch
 
-from gristmill.kernels.fused.quack_support import FailureRecord, QuackFailed, compute_dtype, hopper_reason
-from gristmill.pipeline.log import get_logger
-
-_log = get_logger(__name__)
-
+from gristmill.kernels.fused.quack_support import (
+    FailureRecord, QuackFailed, compute_dtype, hopper_reason, import_quack,
+)
 
 class QuackMLPFailed(QuackFailed):
     """quack raised on the MLP; the MLP can go on with cuBLAS and the Triton SwiGLU."""
@@ -48,18 +46,14 @@ class _QuackGEMMs(NamedTuple):
 def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
     """quack's GEMMs the MLP uses, or None and why they cannot be imported (not installed, or its CUDA libraries
     fail)."""
-    try:
-        from quack.gemm_interface import gemm, gemm_add, gemm_norm_act, gemm_rms
-        from quack.linear import linear_gated_func
-
-        from gristmill.kernels.fused.swiglu_mlp.quack_epilogue import swiglu_grad_epilogue, swiglu_grad_rstd_epilogue
-    except Exception as error:  # any import failure means "use the other path"; the reason is reported
-        return None, f"{type(error).__name__}: {error}"
-    _log.info("MLP: quack GEMMs with the SwiGLU and the residual add in their epilogues")
-    gemms = _QuackGEMMs(
-        linear_gated_func, gemm, gemm_add, swiglu_grad_epilogue, gemm_rms, gemm_norm_act, swiglu_grad_rstd_epilogue
+    epilogues = "gristmill.kernels.fused.swiglu_mlp.quack_epilogue"
+    found, reason = import_quack(
+        "MLP: quack GEMMs with the SwiGLU and the residual add in their epilogues",
+        "quack.linear:linear_gated_func", "quack.gemm_interface:gemm", "quack.gemm_interface:gemm_add",
+        f"{epilogues}:swiglu_grad_epilogue", "quack.gemm_interface:gemm_rms", "quack.gemm_interface:gemm_norm_act",
+        f"{epilogues}:swiglu_grad_rstd_epilogue",
     )
-    return gemms, None
+    return (None if found is None else _QuackGEMMs(*found)), reason
 
 
 class _DownIntoStream(torch.autograd.Function):
