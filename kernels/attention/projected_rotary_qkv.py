@@ -2,17 +2,18 @@
 
 `rotary_qkv_attention` rotates the projection's q and k columns in a pass of its own, which reads and writes
 `[T, (Hq + Hkv) D]` once more (117 us per layer at T 65536 on an H100; transformer_350m trains 1.013-1.015x faster
-without it, bench/results/end_to_end.md run 12). quack's
-`rope_posfreq_epi` turns adjacent column pairs as the GEMM stores them, by sin and cos of each row's position times
-each column's frequency: zero for v's columns, an exact identity, so v leaves the GEMM as it was computed. The
-backward is `rotary_qkv_attention`'s: the attention kernels rotate dq and dk back as they store them, then the
-projection's two gradient matmuls run on cuBLAS, as `nn.Linear`'s would. The epilogue evaluates its angles in
-float-float arithmetic and the backward reads them from `rope_cos_sin`'s float64-derived tables, so both turn by
-the same angle to float32 rounding.
+without it, bench/results/end_to_end.md run 12). quack's `rope_posfreq_epi` turns adjacent column pairs as the GEMM
+stores them, by sin and cos of each row's position times each column's frequency: zero for v's columns, an exact
+identity, so v leaves the GEMM as it was computed. The backward is `rotary_qkv_attention`'s: the attention kernels
+rotate dq and dk back as they store them; the input gradient runs on quack's GEMM too (faster than cuBLAS at the
+models' shape, bench/results/fused.md run 10) and the weight gradient on cuBLAS, which was faster there. The
+epilogue evaluates its angles in float-float arithmetic and the backward reads them from `rope_cos_sin`'s
+float64-derived tables, so both turn by the same angle to float32 rounding.
 """
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -36,14 +37,24 @@ _POSITIONS = TensorMemo()
 """The step's positions as float32, the epilogue's per-row operand, shared by every attention layer."""
 
 
+class _QuackGEMMs(NamedTuple):
+    rotary_gemm: Callable
+    """x, w.T, pos, freq -> {"D": x @ w.T with adjacent column pairs turned by pos * freq}"""
+    frequencies: Callable
+    """inv_freq, rotated columns, unrotated columns -> the per-column frequency operand"""
+    gemm: Callable
+
+
 @functools.cache
-def _rotary_gemm() -> tuple[list[Callable] | None, str | None]:
-    """[quack's GEMM with the position-frequency RoPE epilogue, its frequency-table builder], or None and why they
-    cannot be imported."""
-    return import_quack(
+def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
+    """quack's GEMM with the position-frequency RoPE epilogue, its frequency-table builder and its plain GEMM (the
+    input gradient), or None and why they cannot be imported."""
+    found, reason = import_quack(
         "attention: the qkv projection on quack's GEMM with RoPE in its epilogue",
         "quack.epilogue.rotary:rope_posfreq_epi", "quack.epilogue.rotary:make_interleaved_inv_freq",
+        "quack.gemm_interface:gemm",
     )
+    return (None if found is None else _QuackGEMMs(*found)), reason
 
 
 @functools.cache
@@ -51,26 +62,26 @@ def _frequencies(
     head_dim: int, theta: float, n_heads: int, n_kv_heads: int, device: torch.device
 ) -> torch.Tensor:
     """The epilogue's per-column frequencies: each q and k head's pairs at theta^(-2i/D), v's columns at zero."""
-    _, interleave = _rotary_gemm()[0]
-    table = interleave(rope_inv_freq(head_dim, theta), (n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim)
+    table = _quack_gemms()[0].frequencies(rope_inv_freq(head_dim, theta), (n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim)
     return table.to(device=device, dtype=torch.float32)
 
 
 class _ProjectedRotaryAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen, settings, rotary_gemm):
+    def forward(ctx, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen, settings, gemms):
         _, n_heads, n_kv_heads, softmax_scale = settings
-        qkv = rotary_gemm(x, weight.T, pos=positions, freq=frequencies, dynamic_scheduler=True)["D"]
+        qkv = gemms.rotary_gemm(x, weight.T, pos=positions, freq=frequencies, dynamic_scheduler=True)["D"]
         out, lse, doc_order = attend_rotated_qkv(qkv, cu_seqlens, max_seqlen, n_heads, n_kv_heads, softmax_scale)
         ctx.save_for_backward(x, weight, qkv, out, lse, cu_seqlens, doc_order, cos, sin)
-        ctx.settings = settings
+        ctx.settings, ctx.gemms = settings, gemms
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight, qkv, out, lse, cu_seqlens, doc_order, cos, sin = ctx.saved_tensors
         dqkv = rotated_qkv_attention_grad(grad_out, qkv, out, lse, cu_seqlens, doc_order, cos, sin, ctx.settings)
-        return dqkv @ weight, dqkv.T @ x, None, None, None, None, None, None, None, None
+        dx = ctx.gemms.gemm(dqkv, weight, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
+        return dx, dqkv.T @ x, None, None, None, None, None, None, None, None
 
 
 def projected_rotary_qkv_attention_unavailable_reason(
@@ -89,7 +100,7 @@ def projected_rotary_qkv_attention_unavailable_reason(
         return f"head dim {head_dim} (the attention kernel supports {SUPPORTED_HEAD_DIMS})"
     if x.shape[1] % 8:
         return f"d_model ({x.shape[1]}) must be a multiple of 8 for quack's GEMMs"
-    return half_precision_hopper_reason(x, "quack's qkv projection") or _rotary_gemm()[1]
+    return half_precision_hopper_reason(x, "quack's qkv projection") or _quack_gemms()[1]
 
 
 def projected_rotary_qkv_attention(
@@ -108,8 +119,8 @@ def projected_rotary_qkv_attention(
     `projected_rotary_qkv_attention_unavailable_reason` first. weight's rows are [q heads | k heads | v heads]. Under
     autocast x and weight are cast as a matmul would cast them. A failure inside quack raises `QuackQKVFailed` and
     makes every later availability check name it."""
-    quack, reason = _rotary_gemm()
-    if quack is None:
+    gemms, reason = _quack_gemms()
+    if gemms is None:
         raise ValueError(f"projected_rotary_qkv_attention needs quack-kernels: {reason}")
     if n_heads < 1 or n_kv_heads < 1 or n_heads % n_kv_heads:
         raise ValueError(f"n_kv_heads ({n_kv_heads}) must be positive and divide n_heads ({n_heads})")
@@ -130,5 +141,5 @@ def projected_rotary_qkv_attention(
     with torch.autocast("cuda", enabled=False):
         return _failures.call(
             _ProjectedRotaryAttention.apply, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen,
-            settings, quack[0],
+            settings, gemms,
         )  # fmt: skip

@@ -59,7 +59,8 @@ def broken_quack_qkv(monkeypatch: pytest.MonkeyPatch) -> None:
     def frequencies(inv_freq: torch.Tensor, rotary_n: int, nonrotary_n: int) -> torch.Tensor:
         return torch.zeros(rotary_n + nonrotary_n)
 
-    monkeypatch.setattr(projected_rotary_qkv, "_rotary_gemm", lambda: ((broken_gemm, frequencies), None))
+    gemms = projected_rotary_qkv._QuackGEMMs(broken_gemm, frequencies, broken_gemm)
+    monkeypatch.setattr(projected_rotary_qkv, "_quack_gemms", lambda: (gemms, None))
     monkeypatch.setattr(projected_rotary_qkv, "_failures", FailureRecord(QuackQKVFailed))
 
 

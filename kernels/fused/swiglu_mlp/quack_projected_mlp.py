@@ -46,7 +46,7 @@ class _ProjectedNormMLP(torch.autograd.Function):
         dnorm_weight = rms_norm_bwd(
             dweighted, hidden, norm_weight, rstd, dhidden, dhidden=dout, dy_before_rstd=True
         )  # the stream's own gradient joins here
-        dcore = dhidden @ w_out
+        dcore = gemms.gemm(dhidden, w_out, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
         dw_out = dhidden.T @ core
         return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None
 
