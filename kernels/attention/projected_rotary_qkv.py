@@ -62,7 +62,8 @@ def _frequencies(
     head_dim: int, theta: float, n_heads: int, n_kv_heads: int, device: torch.device
 ) -> torch.Tensor:
     """The epilogue's per-column frequencies: each q and k head's pairs at theta^(-2i/D), v's columns at zero."""
-    table = _quack_gemms()[0].frequencies(rope_inv_freq(head_dim, theta), (n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim)
+    rotated, unrotated = (n_heads + n_kv_heads) * head_dim, n_kv_heads * head_dim
+    table = _quack_gemms()[0].frequencies(rope_inv_freq(head_dim, theta), rotated, unrotated)
     return table.to(device=device, dtype=torch.float32)
 
 
