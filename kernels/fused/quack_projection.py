@@ -74,14 +74,14 @@ def quack_projection(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor
     gemms, reason = _quack_gemms()
     if gemms is None:
         raise ValueError(f"quack_projection needs quack-kernels: {reason}")
-    operands = (x, weight) if stream is None else (x, weight, stream)
     if torch.is_autocast_enabled("cuda"):
-        operands = tuple(t.to(compute_dtype(x)) for t in operands)
-    dtypes = [t.dtype for t in operands]
+        dtype = compute_dtype(x)
+        x, weight = x.to(dtype), weight.to(dtype)
+        stream = None if stream is None else stream.to(dtype)
+    dtypes = [t.dtype for t in (x, weight, stream) if t is not None]
     if len(set(dtypes)) > 1:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
         raise ValueError(f"quack_projection: x, weight and stream need one dtype outside autocast, got {dtypes}")
     if stream is not None and stream.shape != (x.shape[0], weight.shape[0]):
         raise ValueError(f"quack_projection: stream {tuple(stream.shape)} must be [{x.shape[0]}, {weight.shape[0]}]")
-    x, weight, stream = (*operands, None)[:3]
     with torch.autocast("cuda", enabled=False):
         return _failures.call(_QuackProjection.apply, x, weight, stream, gemms)
