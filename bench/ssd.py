@@ -203,8 +203,7 @@ def tuned_configs() -> dict[str, list[str]]:
     }
 
     def describe(config) -> str:
-        cap = f" maxnreg={config.maxnreg}" if config.maxnreg else ""
-        return f"{config.kwargs} warps={config.num_warps} stages={config.num_stages}{cap}"
+        return f"{config.kwargs} warps={config.num_warps} stages={config.num_stages}"
 
     def timings(kernel) -> list[str]:
         measured = getattr(kernel, "configs_timings", None) or {}

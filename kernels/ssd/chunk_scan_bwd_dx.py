@@ -33,10 +33,6 @@ from gristmill.kernels.ssd.tuning import candidates
         ({"BLOCK_M": 64}, 8, 2),
         ({"BLOCK_M": 128}, 8, 2),
         ({"BLOCK_M": 32}, 4, 3),
-        ({"BLOCK_M": 64}, 4, 2, 168),
-        ({"BLOCK_M": 64}, 4, 1, 168),
-        ({"BLOCK_M": 32}, 4, 2, 168),
-        ({"BLOCK_M": 32}, 4, 2, 128),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK"],
     reset_to_zero=["dD"],  # takes atomic adds, so every tuning trial starts it from zero

@@ -30,8 +30,6 @@ def _decay_inputs(a, dt, h, T, t_u, mask_u, a_last_offset):
         ({"BLOCK_U": 64, "BLOCK_V": 64}, 4, 3),
         ({"BLOCK_U": 64, "BLOCK_V": 64}, 8, 3),
         ({"BLOCK_U": 128, "BLOCK_V": 64}, 8, 2),
-        ({"BLOCK_U": 64, "BLOCK_V": 64}, 4, 2, 168),
-        ({"BLOCK_U": 64, "BLOCK_V": 64}, 4, 2, 128),
     ),
     key=["BLOCK_P", "BLOCK_N", "CHUNK", "H", "G", "SOURCE"],
     restore_value=["da"],  # already holds the other decay gradients and takes atomic adds on top

@@ -11,14 +11,9 @@ from gristmill.kernels.interpreter import interpreting
 INTERPRETER_BLOCK = 16
 
 
-def candidates(*options: tuple[dict[str, int], int, int] | tuple[dict[str, int], int, int, int]) -> list[triton.Config]:
-    """`options` are (block sizes, num_warps, num_stages) for the GPU, optionally with a register cap per thread
-    (maxnreg): the walks hold an fp32 state tile and fill all 255 registers, so only two 4-warp programs share an
-    SM; a cap of 168 lets three in (at some spilling), 128 four, where shared memory leaves room."""
+def candidates(*options: tuple[dict[str, int], int, int]) -> list[triton.Config]:
+    """`options` are (block sizes, num_warps, num_stages) for the GPU."""
     if interpreting():
         meta = {name: INTERPRETER_BLOCK for name in options[0][0]}
         return [triton.Config(meta, num_warps=4, num_stages=1)]
-    return [
-        triton.Config(dict(meta), num_warps=warps, num_stages=stages, maxnreg=cap[0] if cap else None)
-        for meta, warps, stages, *cap in options
-    ]
+    return [triton.Config(dict(meta), num_warps=warps, num_stages=stages) for meta, warps, stages in options]
