@@ -36,9 +36,11 @@ def _head_dim_blocks_within_lanes(configs: list[triton.Config], named_args: dict
 
 
 # H100 triton 3.6 (bench/results/ssd.md run 11): BLOCK_M 64 wins at head dims 64 and 128; 8 warps, BLOCK_P 32,
-# and a whole head dim of 128 per program were 1.5-2x slower
+# and a whole head dim of 128 per program were 1.5-2x slower. With the carry updated before the diagonal (run 13),
+# one stage beat two at head dim 64 (0.595 against 0.670 ms)
 @triton.autotune(
     candidates(
+        ({"BLOCK_M": 64, "BLOCK_P": 64}, 4, 1),
         ({"BLOCK_M": 64, "BLOCK_P": 64}, 4, 2),
         ({"BLOCK_M": 32, "BLOCK_P": 64}, 4, 3),
         ({"BLOCK_M": 16, "BLOCK_P": 64}, 4, 3),
