@@ -24,8 +24,9 @@ from gristmill.kernels.ssd.function import ScanInputs, ssd_forward
 from gristmill.kernels.ssd.score_gradient import score_gradient
 from gristmill.kernels.ssd.state_scan import state_scan_bwd
 
-KINDS = ("output", "dx", "score", "group")
-"""chunk_scan_fwd, chunk_scan_bwd_dx, score_gradient and group_gradient (its source side, dB) modules."""
+KINDS = ("output", "dx", "score", "group", "state")
+"""chunk_scan_fwd, chunk_scan_bwd_dx, score_gradient, group_gradient (its source side, dB) and state_scan (its
+forward) modules."""
 
 
 def load_module(path: Path, tag: str) -> ModuleType:
@@ -83,6 +84,9 @@ class Problem:
                 self.dscores, self.x, self.dleaving, self.C, self.B, s.dt_by_head, s.a, da, p, dB, source=True
             )  # fmt: skip
             return launch, lambda: (da.zero_(), launch(), dB, da)[2:]
+        if kind == "state":
+            launch = lambda: module.state_scan_fwd(self.x, s.dt_by_head, s.a, self.B, s.chunk_decay, None, p, False)
+            return launch, lambda: (launch()[0],)
         raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
 
 
