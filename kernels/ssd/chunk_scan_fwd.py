@@ -7,8 +7,8 @@ N-deep product C_m S(m0) scaled by exp(a_l - a_{m0-1}); only the diagonal BLOCK_
 pairwise exp. Against scoring every earlier block, that is a third fewer tensor-core flops and a quarter of the
 exps, and no program waits on a short causal loop. Every exponent is <= 0: the carry never overflows.
 The carry's fp32 [N, BLOCK_P] tile dominates the registers: a whole head dim of 128 spills on sm_90 (triton
-3.6), so wide heads are split over programs that each recompute the C.B scores; the carry's update scales
-x's [tokens, BLOCK_P] rows rather than B's wider [tokens, N] ones, which halved the spills at head dim 64.
+3.6: ~1 KB per thread at 4 warps), so wide heads are split over programs that each recompute the C.B scores;
+the carry's update scales x's [tokens, BLOCK_P] rows, half as many values as B's [tokens, N] ones.
 dt and `a` are head-major `[H, T]`; S_in comes in the matrix-product dtype. x, B and C may be column slices
 of a wider tensor (each token row addressed through its own stride); y is contiguous.
 """
