@@ -111,11 +111,13 @@ def _ssd_bwd_kernel_dx(
         scores = tl.dot(b_m, tl.trans(c_m)) * decay
         dv = tl.dot(scores.to(dy_m.dtype), dy_m)
         dv += tl.dot(b_m, carried_in) * to_after[:, None]
-        tl.store(ddt_direct + h * T + t_m, tl.sum(dv * x_m.to(tl.float32), axis=1), mask=mask_m)
+        x_f = x_m.to(tl.float32)
+        tl.store(ddt_direct + h * T + t_m, tl.sum(dv * x_f, axis=1), mask=mask_m)
         grad_x = dv * dt_m[:, None]
         if HAS_D:
-            grad_x += d * dy_m.to(tl.float32)
-            dy_dot_x += tl.sum(dy_m.to(tl.float32) * x_m.to(tl.float32), axis=1)
+            dy_f = dy_m.to(tl.float32)
+            grad_x += d * dy_f
+            dy_dot_x += tl.sum(dy_f * x_f, axis=1)
         dx_rows, _ = head_rows(t_m, mask_m, stride_dx, h, offs_p, mask_p, P)
         tl.store(dx + dx_rows, grad_x.to(dx.dtype.element_ty), mask=mask_mp)
     if HAS_D:
