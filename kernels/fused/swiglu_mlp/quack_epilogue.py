@@ -11,7 +11,7 @@ kernels by importing it.
 from quack.activation import dswiglu
 from quack.epilogue.frontend import gemm_epilogue
 from quack.epilogue.math import pack, unpack
-from quack.epilogue.ops import ColVecLoad
+from quack.epilogue.ops import ColVecLoad, ColVecReduce
 
 
 @gemm_epilogue(mode="packed_cd_b16x2")
@@ -22,10 +22,12 @@ def swiglu_grad_epilogue(acc, c):
     return {"D": pack(dgate, dup)}
 
 
-@gemm_epilogue(ops={"rstd": ColVecLoad("rstd")}, mode="packed_cd_b16x2")
+@gemm_epilogue(ops={"rstd": ColVecLoad("rstd")}, reduces={"dsum": ColVecReduce("dsum")}, mode="packed_cd_b16x2")
 def swiglu_grad_rstd_epilogue(acc, c, rstd):
     """The same gradient times the row's rstd, for an MLP whose input GEMM applied the norm's rstd in its epilogue:
-    the result is the gradient of the unscaled pre-activation, which both backward GEMMs of that input take as is."""
+    the result is the gradient of the unscaled pre-activation, which both backward GEMMs of that input take as is.
+    dsum, each row's sum of d(pre-activation) * pre-activation, is the gradient of rstd times rstd: the norm's
+    backward needs no pass of its own to form it."""
     gate, up = unpack(c)
     dgate, dup, _ = dswiglu(gate, up, acc)
-    return {"D": pack(dgate * rstd, dup * rstd)}
+    return {"D": pack(dgate * rstd, dup * rstd), "dsum": dgate * gate + dup * up}

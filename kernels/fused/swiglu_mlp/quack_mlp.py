@@ -39,7 +39,10 @@ class _QuackGEMMs(NamedTuple):
     gemm_norm_act: Callable
     """A, B, rstd, activation -> (preact, postact) of (A @ B) * rstd, rstd a per-row scale"""
     swiglu_grad_rstd: Callable
-    """swiglu_grad whose result is scaled by a per-row rstd"""
+    """swiglu_grad whose result is scaled by a per-row rstd, and each row's sum of d(preact) * preact ("dsum")"""
+    norm_grad_apply: Callable
+    """A, B, C, y, w, corr -> {"D": (A @ B) * w + C + y * corr, "dw": column sums of (A @ B) * y}: an RMSNorm's
+    backward in the epilogue of the GEMM that hands back the gradient of its weighted input"""
 
 
 @functools.cache
@@ -51,7 +54,7 @@ def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
         "MLP: quack GEMMs with the SwiGLU and the residual add in their epilogues",
         "quack.linear:linear_gated_func", "quack.gemm_interface:gemm", "quack.gemm_interface:gemm_add",
         f"{epilogues}:swiglu_grad_epilogue", "quack.gemm_interface:gemm_rms", "quack.gemm_interface:gemm_norm_act",
-        f"{epilogues}:swiglu_grad_rstd_epilogue",
+        f"{epilogues}:swiglu_grad_rstd_epilogue", "quack.epilogue.library:rms_bwd_apply_epi",
     )
     return (None if found is None else _QuackGEMMs(*found)), reason
 

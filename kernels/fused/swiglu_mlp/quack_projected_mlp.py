@@ -13,7 +13,6 @@ norm's backward takes them as they are (`rms_norm_bwd(..., dy_before_rstd=True)`
 import torch
 
 from gristmill.kernels.fused.quack_support import compute_dtype
-from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import rms_norm_bwd
 from gristmill.kernels.fused.swiglu_mlp import quack_mlp
 from gristmill.kernels.fused.swiglu_mlp.quack_mlp import interleave_gate_up, swiglu_mlp_unavailable_reason
 
@@ -38,14 +37,16 @@ class _ProjectedNormMLP(torch.autograd.Function):
         gemms: quack_mlp._QuackGEMMs = ctx.gemms
         dout = dout if dout.stride(-1) == 1 else dout.contiguous()
         dpreact = torch.empty_like(preact)  # of the unscaled pre-activation, weighted @ w_gate_up.T
-        gemms.swiglu_grad_rstd(dout, w_down, preact, out={"D": dpreact}, rstd=rstd, dynamic_scheduler=True)
+        dsum = gemms.swiglu_grad_rstd(dout, w_down, preact, out={"D": dpreact}, rstd=rstd,
+                                      dynamic_scheduler=True)["dsum"]
         dw_down = gemms.gemm(dout.T, postact, out_dtype=w_down.dtype, dynamic_scheduler=True)
         dw_gate_up = gemms.gemm(dpreact.T, weighted, out_dtype=w_gate_up.dtype, dynamic_scheduler=True)
-        dweighted = gemms.gemm(dpreact, w_gate_up, dynamic_scheduler=True)
-        dhidden = torch.empty_like(hidden)
-        dnorm_weight = rms_norm_bwd(
-            dweighted, hidden, norm_weight, rstd, dhidden, dhidden=dout, dy_before_rstd=True
-        )  # the stream's own gradient joins here
+        # the norm's backward: dhidden = dweighted * w + hidden * corr + dout (the stream's own gradient), with
+        # dweighted = dpreact @ w_gate_up and corr = -rstd^2 / d * dsum, in that GEMM's epilogue
+        correction = rstd.square().mul_(dsum).mul_(-1.0 / hidden.shape[-1])
+        applied = gemms.norm_grad_apply(dpreact, w_gate_up, dout, y=hidden, w=norm_weight, corr=correction,
+                                        out={"D": torch.empty_like(hidden)}, dynamic_scheduler=True)
+        dhidden, dnorm_weight = applied["D"], applied["dw"].to(norm_weight.dtype)
         dcore = gemms.gemm(dhidden, w_out, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
         dw_out = dhidden.T @ core
         return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None
