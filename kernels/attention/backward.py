@@ -59,26 +59,6 @@ def load_statistics(base, rows, seqlen, MASKED: tl.constexpr):
     return values
 
 
-class _RowDotsRestored:
-    """Autotune hooks: a timing trial of a NORM_ROWS launch adds into row_dots as the real launch does, and row_dots
-    also holds the other backward kernel's sums (so it cannot be zeroed): each trial's adds are taken back."""
-
-    def __init__(self) -> None:
-        self.before_trial: torch.Tensor | None = None
-
-    def save(self, nargs: dict, reset_only: bool = False) -> None:
-        if nargs["row_dots"] is not None and not reset_only:
-            self.before_trial = nargs["row_dots"].clone()
-
-    def restore(self, nargs: dict, exception: BaseException | None = None) -> None:
-        if self.before_trial is not None:
-            nargs["row_dots"].copy_(self.before_trial)
-            self.before_trial = None
-
-
-_DKDV_ROW_DOTS, _DQ_ROW_DOTS = _RowDotsRestored(), _RowDotsRestored()
-
-
 @triton.jit
 def add_row_dots(row_dots, tokens, valid, dots):
     """dots `[rows]` into row_dots at `tokens` (atomic: the heads of a token all add into its one row)."""
@@ -163,31 +143,23 @@ def _attention_bwd_key_tile(
         stride_qh, stride_dot, stride_doh, stride_lse_h, mid_hi, hi, group, seqlen, window, qk_scale,
         HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
-    out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + tl.arange(0, HEAD_DIM)[None, :]
-    valid = cols < seqlen
     dk_tile = dk_acc * softmax_scale
     if NORM_ROWS:
-        # dv first and stored before dk's turn, and k and v read again rather than kept from the loop: either way
-        # round, the registers spilled (sm_90, triton 3.6)
-        v_rows = load_rows(v + doc_start * stride_vt + kv_head * stride_vh, stride_vt, cols, seqlen, HEAD_DIM, True)
-        dots = tl.sum(dv_acc * v_rows.to(tl.float32), 1)
-        scale = tl.load(row_scale + doc_start + cols, mask=valid, other=0.0)[:, None]
-        tl.store(dv + out_offsets, (dv_acc * scale).to(dv.dtype.element_ty), mask=valid[:, None])
-        k_rows = load_rows(k + doc_start * stride_kt + kv_head * stride_kh, stride_kt, cols, seqlen, HEAD_DIM, True)
-        add_row_dots(row_dots, doc_start + cols, valid, dots + tl.sum(dk_tile * k_rows.to(tl.float32), 1))
+        dots = tl.sum(dk_tile * k_tile.to(tl.float32), 1) + tl.sum(dv_acc * v_tile.to(tl.float32), 1)
+        add_row_dots(row_dots, doc_start + cols, cols < seqlen, dots)
+        scale = tl.load(row_scale + doc_start + cols, mask=cols < seqlen, other=0.0)[:, None]
         dk_tile *= scale
-    else:
-        tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=valid[:, None])
+        dv_acc *= scale
     if ROTATE:
-        dk_tile = unrotate_rows(dk_tile, cos, sin, doc_start + cols, valid, BLOCK_N, HEAD_DIM)
-    tl.store(dk + out_offsets, dk_tile.to(dk.dtype.element_ty), mask=valid[:, None])
+        dk_tile = unrotate_rows(dk_tile, cos, sin, doc_start + cols, cols < seqlen, BLOCK_N, HEAD_DIM)
+    out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + tl.arange(0, HEAD_DIM)[None, :]
+    tl.store(dk + out_offsets, dk_tile.to(dk.dtype.element_ty), mask=cols[:, None] < seqlen)
+    tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=cols[:, None] < seqlen)
 
 
 @triton.autotune(
     configs=key_grad_configs(sized_blocks({"q": "BLOCK_M", "do": "BLOCK_M"}, {"lse": "BLOCK_M", "delta": "BLOCK_M"})),
     key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "NORM_ROWS"],
-    pre_hook=_DKDV_ROW_DOTS.save,
-    post_hook=_DKDV_ROW_DOTS.restore,
 )
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
@@ -271,9 +243,8 @@ def _attention_bwd_query_tile(
         MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dq_tile = dq_acc * softmax_scale
-    if NORM_ROWS:  # q read again rather than kept, as in the dk/dv kernel
-        q_rows = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
-        add_row_dots(row_dots, doc_start + rows, rows < seqlen, tl.sum(dq_tile * q_rows.to(tl.float32), 1))
+    if NORM_ROWS:
+        add_row_dots(row_dots, doc_start + rows, rows < seqlen, tl.sum(dq_tile * q_tile.to(tl.float32), 1))
         dq_tile *= tl.load(row_scale + doc_start + rows, mask=rows < seqlen, other=0.0)[:, None]
     if ROTATE:
         dq_tile = unrotate_rows(dq_tile, cos, sin, doc_start + rows, rows < seqlen, BLOCK_M, HEAD_DIM)
@@ -282,8 +253,7 @@ def _attention_bwd_query_tile(
 
 
 @triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"})),
-                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "NORM_ROWS"],
-                 pre_hook=_DQ_ROW_DOTS.save, post_hook=_DQ_ROW_DOTS.restore)
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "NORM_ROWS"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
     q, k, v, o, do, lse, delta, dq, cu_seqlens, doc_order,
