@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.kernels.attention.projected_rotary_qkv import (
-    QuackQKVFailed, normed_rotary_qkv_attention, projected_rotary_qkv_attention,
-    projected_rotary_qkv_attention_unavailable_reason,
+    QuackQKVFailed, projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
 )
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention as rotary_qkv_attention_kernel
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
@@ -23,7 +22,6 @@ from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
     QuackLossFailed, quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
 )
 from gristmill.kernels.fused.linear_cross_entropy.reference import linear_cross_entropy_reference
-from gristmill.kernels.fused.normed_stream import NormedStream
 from gristmill.kernels.fused.quack_projection import (
     QuackProjectionFailed, quack_projection, quack_projection_unavailable_reason,
 )
@@ -49,7 +47,6 @@ def _opaque_to_compile(kernel: Callable) -> Callable:
 
 rotary_qkv_attention_kernel = _opaque_to_compile(rotary_qkv_attention_kernel)
 projected_rotary_qkv_attention = _opaque_to_compile(projected_rotary_qkv_attention)
-normed_rotary_qkv_attention = _opaque_to_compile(normed_rotary_qkv_attention)
 mamba_mixer_core_kernel = _opaque_to_compile(mamba_mixer_core_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
@@ -98,43 +95,9 @@ def project_rotary_attention(
         try:
             return projected_rotary_qkv_attention(x, w_qkv, *args, **heads)
         except QuackQKVFailed as failure:
-            _warn_quack_qkv_failed(failure)
+            _log.warning(f"quack's qkv projection failed ({failure}); this run goes on with cuBLAS and the RoPE pass "
+                         "(quack_qkv = false skips quack from the start)")
     return rotary_qkv_attention_kernel(F.linear(x, w_qkv), *args, **heads)
-
-
-def _warn_quack_qkv_failed(failure: QuackQKVFailed) -> None:
-    _log.warning(f"quack's qkv projection failed ({failure}); this run goes on with cuBLAS and the RoPE pass "
-                 "(quack_qkv = false skips quack from the start)")
-
-
-def norm_rotary_attention(
-    stream: torch.Tensor | NormedStream,
-    norm_weight: torch.Tensor,
-    eps: float,
-    w_qkv: torch.Tensor,
-    n_heads: int,
-    n_kv_heads: int,
-    theta: float,
-    segments: Segments,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(`project_rotary_attention` of rmsnorm(stream), the stream handed back through the norm): an attention block's
-    input norm and attention. A `NormedStream` (rstd already summed by the GEMM that wrote the stream) takes quack's
-    projection with the norm deferred into it where quack runs these inputs: no norm pass either way; else the norm
-    runs from the stream."""
-    if isinstance(stream, NormedStream):
-        deferred = stream.eps == eps and _quack_qkv_enabled
-        reason = projected_rotary_qkv_attention_unavailable_reason(stream.stream, w_qkv, n_heads, n_kv_heads)
-        if deferred and reason is None:
-            try:
-                return normed_rotary_qkv_attention(
-                    stream, norm_weight, w_qkv, segments.position_ids, segments.cu_seqlens, segments.max_seqlen,
-                    n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta,
-                )
-            except QuackQKVFailed as failure:
-                _warn_quack_qkv_failed(failure)
-        stream = stream.stream
-    h, stream = rms_norm(stream, norm_weight, eps)
-    return project_rotary_attention(h, w_qkv, n_heads, n_kv_heads, theta, segments), stream
 
 
 def mamba_mixer_core(
@@ -229,21 +192,14 @@ def project_norm_mlp(
     eps: float,
     w_gate_up: torch.Tensor,
     w_down: torch.Tensor,
-    *,
-    next_attention: bool = False,
-) -> torch.Tensor | NormedStream:
+) -> torch.Tensor:
     """h + MLP(rmsnorm(h)) with h = stream + core @ w_out.T, the residual stream out of an attention block: quack's
     GEMMs with the residual add, the norm's statistics and its row scale in their epilogues where quack runs
-    these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`. With `next_attention` (the
-    next block is an attention block whose norm has this eps) quack's path hands the stream on as a `NormedStream`
-    for `norm_rotary_attention`."""
+    these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`."""
     quack_allowed = _on_kernel(core) and _quack_mlp_enabled
     if quack_allowed and projected_norm_mlp_unavailable_reason(core, w_out, stream, w_gate_up, w_down) is None:
         try:
-            with_rstd = next_attention and _quack_qkv_enabled
-            return projected_norm_mlp_kernel(
-                core, w_out, stream, norm_weight, eps, w_gate_up, w_down, with_rstd=with_rstd
-            )
+            return projected_norm_mlp_kernel(core, w_out, stream, norm_weight, eps, w_gate_up, w_down)
         except QuackMLPFailed as failure:
             _warn_quack_mlp_failed(failure)
     h, stream = rms_norm(F.linear(core, w_out), norm_weight, eps, residual=stream)

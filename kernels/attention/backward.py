@@ -60,12 +60,6 @@ def load_statistics(base, rows, seqlen, MASKED: tl.constexpr):
 
 
 @triton.jit
-def add_row_dots(row_dots, tokens, valid, dots):
-    """dots `[rows]` into row_dots at `tokens` (atomic: the heads of a token all add into its one row)."""
-    tl.atomic_add(row_dots + tokens, dots, mask=valid, sem="relaxed")
-
-
-@triton.jit
 def _attention_bwd_key_tiles(
     dk_acc, dv_acc, k_tile, v_tile, cols, q, do, lse, delta, doc_start, stat_start, first_head, stride_qt,
     stride_qh, stride_dot, stride_doh, stride_lse_h, start, end, group, seqlen, window, qk_scale,
@@ -107,13 +101,13 @@ def _attention_bwd_key_tiles(
 def _attention_bwd_key_tile(
     q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen, n0, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_dkt, stride_dkh, stride_lse_h, cos, sin, row_scale, row_dots,
+    stride_dkt, stride_dkh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, NORM_ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dk and dv of keys [n0, n0 + BLOCK_N) of one kv head, summed over its q-head group; dk rotated back by RoPE
-    when ROTATE (k was rotated, v never is); with NORM_ROWS see `attention_backward`'s `norm_rows`."""
+    when ROTATE (k was rotated, v never is)."""
     cols = n0 + tl.arange(0, BLOCK_N)
     k_tile = load_rows(k + doc_start * stride_kt + kv_head * stride_kh, stride_kt, cols, seqlen, HEAD_DIM, True)
     v_tile = load_rows(v + doc_start * stride_vt + kv_head * stride_vh, stride_vt, cols, seqlen, HEAD_DIM, True)
@@ -144,12 +138,6 @@ def _attention_bwd_key_tile(
         HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dk_tile = dk_acc * softmax_scale
-    if NORM_ROWS:
-        dots = tl.sum(dk_tile * k_tile.to(tl.float32), 1) + tl.sum(dv_acc * v_tile.to(tl.float32), 1)
-        add_row_dots(row_dots, doc_start + cols, cols < seqlen, dots)
-        scale = tl.load(row_scale + doc_start + cols, mask=cols < seqlen, other=0.0)[:, None]
-        dk_tile *= scale
-        dv_acc *= scale
     if ROTATE:
         dk_tile = unrotate_rows(dk_tile, cos, sin, doc_start + cols, cols < seqlen, BLOCK_N, HEAD_DIM)
     out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + tl.arange(0, HEAD_DIM)[None, :]
@@ -159,16 +147,16 @@ def _attention_bwd_key_tile(
 
 @triton.autotune(
     configs=key_grad_configs(sized_blocks({"q": "BLOCK_M", "do": "BLOCK_M"}, {"lse": "BLOCK_M", "delta": "BLOCK_M"})),
-    key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "NORM_ROWS"],
+    key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"],
 )
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
     q, k, v, do, lse, delta, dk, dv, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_dkt, stride_dkh, stride_lse_h, cos, sin, row_scale, row_dots,
+    stride_dkt, stride_dkh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, NORM_ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of key tiles, kv head, document); q, do, lse and delta are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -180,8 +168,8 @@ def _attention_bwd_dkdv_kernel(
             q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen,
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, kv_head,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-            stride_dkt, stride_dkh, stride_lse_h, cos, sin, row_scale, row_dots, softmax_scale, qk_scale, window,
-            group, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, NORM_ROWS, BLOCK_M, BLOCK_N,
+            stride_dkt, stride_dkh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window, group,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
         )
 
 
@@ -211,13 +199,12 @@ def _attention_bwd_query_tiles(
 def _attention_bwd_query_tile(
     q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen, m0, head, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, row_scale, row_dots,
+    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, NORM_ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """dq and delta of queries [m0, m0 + BLOCK_M) of one q head; dq rotated back by RoPE when ROTATE; with
-    NORM_ROWS see `attention_backward`'s `norm_rows`."""
+    """dq and delta of queries [m0, m0 + BLOCK_M) of one q head; dq rotated back by RoPE when ROTATE."""
     rows = m0 + tl.arange(0, BLOCK_M)
     q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
     do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
@@ -243,9 +230,6 @@ def _attention_bwd_query_tile(
         MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dq_tile = dq_acc * softmax_scale
-    if NORM_ROWS:
-        add_row_dots(row_dots, doc_start + rows, rows < seqlen, tl.sum(dq_tile * q_tile.to(tl.float32), 1))
-        dq_tile *= tl.load(row_scale + doc_start + rows, mask=rows < seqlen, other=0.0)[:, None]
     if ROTATE:
         dq_tile = unrotate_rows(dq_tile, cos, sin, doc_start + rows, rows < seqlen, BLOCK_M, HEAD_DIM)
     dq_ptrs = dq + (doc_start + rows[:, None]) * stride_dqt + head * stride_dqh + tl.arange(0, HEAD_DIM)[None, :]
@@ -253,15 +237,15 @@ def _attention_bwd_query_tile(
 
 
 @triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"})),
-                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "NORM_ROWS"])
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
     q, k, v, o, do, lse, delta, dq, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, row_scale, row_dots,
+    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, NORM_ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of query tiles, q head, document); k and v are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -271,8 +255,8 @@ def _attention_bwd_dq_kernel(
             q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M, head, head // group,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-            stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, row_scale, row_dots, softmax_scale,
-            qk_scale, window, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, NORM_ROWS, BLOCK_M, BLOCK_N,
+            stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window,
+            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
         )
 
 
@@ -291,18 +275,13 @@ def attention_backward(
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     doc_order: torch.Tensor | None = None,
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-    norm_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dq, dk, dv) in the inputs' dtype, given dO and the forward's output and base-2 log-sum-exp.
 
     `grads` are buffers to write them into instead (views of one qkv-shaped gradient, say): shaped like q, k, v
     with a contiguous last dim, dk and dv with equal strides (one kernel stores both). `doc_order` as for
     attention_forward. `rope`: the contiguous float32 cos and sin `[T, D/2]` (rope_cos_sin) that rotated q and k;
-    dq and dk then come out rotated back, the gradients of q and k before RoPE, with no pass of their own.
-    `norm_rows` = (rstd, dots), fp32 `[T]` each, for q, k and v out of a GEMM that scaled each token's row by an
-    RMSNorm's deferred rstd: every gradient row leaves times that rstd (the gradient of the GEMM's unscaled
-    product), and each token's sum over all heads of gradient times input (dq.q + dk.k + dv.v, in the rotated
-    frame) is added into the zeroed `dots`: the norm's backward takes both with no pass over q, k, v of its own."""
+    dq and dk then come out rotated back, the gradients of q and k before RoPE, with no pass of their own."""
     total, heads_q, head_dim = q.shape
     heads_kv = k.shape[1]
     if rope is not None and any(t.shape != (total, head_dim // 2) or not t.is_contiguous() or t.dtype != torch.float32
@@ -320,10 +299,8 @@ def attention_backward(
     delta = row_statistics(heads_q, total, num_docs, q.device)
     if doc_order is None:
         doc_order = longest_first(cu_seqlens)
-    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, ROTATE=rope is not None,
-                 NORM_ROWS=norm_rows is not None)
+    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, ROTATE=rope is not None)
     cos, sin = rope or (None, None)
-    row_scale, row_dots = norm_rows or (None, None)
     scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                      do.stride(0), do.stride(1))
@@ -334,8 +311,7 @@ def attention_backward(
         key_sources = tuple(head_rows(x) for x in key_sources)
     _attention_bwd_dq_kernel[paired_grid(max_seqlen, "BLOCK_M", num_docs, heads_q)](
         q, *key_sources, out, do, lse, delta, dq, cu_seqlens, doc_order, *input_strides, out.stride(0), out.stride(1),
-        dq.stride(0), dq.stride(1), lse.stride(0), cos, sin, row_scale, row_dots, *scalars, **flags,
-        DESCRIPTORS=dq_descriptors,
+        dq.stride(0), dq.stride(1), lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=dq_descriptors,
     )
     query_sources = (q, do, lse, delta)
     use_descriptors = descriptors_usable(*query_sources)
@@ -344,7 +320,6 @@ def attention_backward(
     q_src, do_src, lse_src, delta_src = query_sources
     _attention_bwd_dkdv_kernel[paired_grid(max_seqlen, "BLOCK_N", num_docs, heads_kv)](
         q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, doc_order, *input_strides,
-        dk.stride(0), dk.stride(1), lse.stride(0), cos, sin, row_scale, row_dots, *scalars, **flags,
-        DESCRIPTORS=use_descriptors,
+        dk.stride(0), dk.stride(1), lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=use_descriptors,
     )
     return dq, dk, dv

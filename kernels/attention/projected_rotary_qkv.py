@@ -20,7 +20,6 @@ import torch
 from gristmill.kernels.attention.function import SUPPORTED_HEAD_DIMS
 from gristmill.kernels.attention.inputs import check_cu_seqlens, resolve_softmax_scale
 from gristmill.kernels.attention.rotary_qkv import attend_rotated_qkv, rope_tables, rotated_qkv_attention_grad
-from gristmill.kernels.fused.normed_stream import NormedStream
 from gristmill.kernels.fused.quack_support import (
     FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason, import_quack,
 )
@@ -44,10 +43,6 @@ class _QuackGEMMs(NamedTuple):
     frequencies: Callable
     """inv_freq, rotated columns, unrotated columns -> the per-column frequency operand"""
     gemm: Callable
-    rstd_rotary_gemm: Callable
-    """rotary_gemm with each row scaled by rstd first (a norm deferred into the projection)"""
-    norm_grad_apply: Callable
-    """A, B, C, x, corr -> {"D": A @ B + C + x * corr}: the deferred norm's backward in the input-gradient GEMM"""
 
 
 @functools.cache
@@ -57,8 +52,7 @@ def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
     found, reason = import_quack(
         "attention: the qkv projection on quack's GEMM with RoPE in its epilogue",
         "quack.epilogue.rotary:rope_posfreq_epi", "quack.epilogue.rotary:make_interleaved_inv_freq",
-        "quack.gemm_interface:gemm", "quack.epilogue.rotary:rstd_rope_posfreq_epi",
-        "gristmill.kernels.fused.rms_norm.quack_epilogue:norm_grad_apply_epilogue",
+        "quack.gemm_interface:gemm",
     )
     return (None if found is None else _QuackGEMMs(*found)), reason
 
@@ -91,37 +85,6 @@ class _ProjectedRotaryAttention(torch.autograd.Function):
         return dx, dqkv.T @ x, None, None, None, None, None, None, None, None
 
 
-class _NormedRotaryAttention(torch.autograd.Function):
-    """`_ProjectedRotaryAttention` of rmsnorm(stream) with the norm deferred (fused/normed_stream.py): the GEMM reads
-    the stream through the weight times the norm's weight (the caller folds that in) and scales rows by rstd. The
-    stream comes back as an output, so the gradient it gets where it is used next (the output projection adds into
-    it) enters this backward, where the norm's backward adds it in the input-gradient GEMM's epilogue."""
-
-    @staticmethod
-    def forward(ctx, stream, rstd, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen, settings, gemms):
-        _, n_heads, n_kv_heads, softmax_scale = settings
-        qkv = gemms.rstd_rotary_gemm(stream, weight.T, pos=positions, freq=frequencies, rstd=rstd,
-                                     dynamic_scheduler=True)["D"]
-        out, lse, doc_order = attend_rotated_qkv(qkv, cu_seqlens, max_seqlen, n_heads, n_kv_heads, softmax_scale)
-        ctx.save_for_backward(stream, rstd, weight, qkv, out, lse, cu_seqlens, doc_order, cos, sin)
-        ctx.settings, ctx.gemms = settings, gemms
-        ctx.mark_non_differentiable(rstd)
-        return out, stream
-
-    @staticmethod
-    def backward(ctx, grad_out, grad_stream):
-        stream, rstd, weight, qkv, out, lse, cu_seqlens, doc_order, cos, sin = ctx.saved_tensors
-        dots = torch.zeros_like(rstd)  # per row: sum of d(qkv) * qkv over every head, from the attention kernels
-        dqkv = rotated_qkv_attention_grad(  # rows scaled by rstd: the gradient of the unscaled product
-            grad_out, qkv, out, lse, cu_seqlens, doc_order, cos, sin, ctx.settings, norm_rows=(rstd, dots)
-        )
-        correction = rstd.square().mul_(dots).mul_(-1.0 / stream.shape[-1])
-        grad_stream = grad_stream if grad_stream.stride(-1) == 1 else grad_stream.contiguous()
-        dstream = ctx.gemms.norm_grad_apply(dqkv, weight, grad_stream, x=stream, corr=correction,
-                                            dynamic_scheduler=True)["D"]
-        return dstream, None, dqkv.T @ stream, None, None, None, None, None, None, None, None
-
-
 def projected_rotary_qkv_attention_unavailable_reason(
     x: torch.Tensor, weight: torch.Tensor, n_heads: int, n_kv_heads: int
 ) -> str | None:
@@ -141,41 +104,6 @@ def projected_rotary_qkv_attention_unavailable_reason(
     return half_precision_hopper_reason(x, "quack's qkv projection") or _quack_gemms()[1]
 
 
-class _Projection(NamedTuple):
-    """What both entry points hand their autograd Function besides the input and weight."""
-
-    positions: torch.Tensor
-    frequencies: torch.Tensor
-    cos: torch.Tensor
-    sin: torch.Tensor
-    settings: tuple[int, int, int, float]
-    gemms: _QuackGEMMs
-
-
-def _projection(
-    x: torch.Tensor, weight: torch.Tensor, position_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
-    n_heads: int, n_kv_heads: int, theta: float, softmax_scale: float | None, op: str,
-) -> _Projection:
-    """Checks the caller's arguments and builds the epilogue's operands and the RoPE tables the backward reads."""
-    gemms, reason = _quack_gemms()
-    if gemms is None:
-        raise ValueError(f"{op} needs quack-kernels: {reason}")
-    if n_heads < 1 or n_kv_heads < 1 or n_heads % n_kv_heads:
-        raise ValueError(f"n_kv_heads ({n_kv_heads}) must be positive and divide n_heads ({n_heads})")
-    if theta <= 0:
-        raise ValueError(f"theta must be positive, got {theta}")
-    if x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
-        raise ValueError(f"{op}: x {x.dtype} and weight {weight.dtype} need one dtype outside autocast")
-    check_position_ids(position_ids, x.shape[0])
-    check_cu_seqlens(cu_seqlens, x.shape[0], max_seqlen, x.device)
-    head_dim = weight.shape[0] // (n_heads + 2 * n_kv_heads)
-    cos, sin = rope_tables(position_ids, head_dim, theta)
-    positions = _POSITIONS.get(position_ids, "float32", lambda: position_ids.to(torch.float32))
-    frequencies = _frequencies(head_dim, float(theta), n_heads, n_kv_heads, x.device)
-    settings = (max_seqlen, n_heads, n_kv_heads, resolve_softmax_scale(head_dim, softmax_scale))
-    return _Projection(positions, frequencies, cos, sin, settings, gemms)
-
-
 def projected_rotary_qkv_attention(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -192,43 +120,27 @@ def projected_rotary_qkv_attention(
     `projected_rotary_qkv_attention_unavailable_reason` first. weight's rows are [q heads | k heads | v heads]. Under
     autocast x and weight are cast as a matmul would cast them. A failure inside quack raises `QuackQKVFailed` and
     makes every later availability check name it."""
+    gemms, reason = _quack_gemms()
+    if gemms is None:
+        raise ValueError(f"projected_rotary_qkv_attention needs quack-kernels: {reason}")
+    if n_heads < 1 or n_kv_heads < 1 or n_heads % n_kv_heads:
+        raise ValueError(f"n_kv_heads ({n_kv_heads}) must be positive and divide n_heads ({n_heads})")
+    if theta <= 0:
+        raise ValueError(f"theta must be positive, got {theta}")
+    check_position_ids(position_ids, x.shape[0])
+    check_cu_seqlens(cu_seqlens, x.shape[0], max_seqlen, x.device)
     if torch.is_autocast_enabled("cuda"):
         x, weight = x.to(compute_dtype(x)), weight.to(compute_dtype(x))
-    p = _projection(x, weight, position_ids, cu_seqlens, max_seqlen, n_heads, n_kv_heads, theta, softmax_scale,
-                    "projected_rotary_qkv_attention")
+    if x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
+        raise ValueError(f"projected_rotary_qkv_attention: x {x.dtype} and weight {weight.dtype} need one dtype "
+                         "outside autocast")
+    head_dim = weight.shape[0] // (n_heads + 2 * n_kv_heads)
+    cos, sin = rope_tables(position_ids, head_dim, theta)
+    positions = _POSITIONS.get(position_ids, "float32", lambda: position_ids.to(torch.float32))
+    frequencies = _frequencies(head_dim, float(theta), n_heads, n_kv_heads, x.device)
+    settings = (max_seqlen, n_heads, n_kv_heads, resolve_softmax_scale(head_dim, softmax_scale))
     with torch.autocast("cuda", enabled=False):
         return _failures.call(
-            _ProjectedRotaryAttention.apply, x, weight, p.positions, p.frequencies, p.cos, p.sin, cu_seqlens,
-            max_seqlen, p.settings, p.gemms,
-        )  # fmt: skip
-
-
-def normed_rotary_qkv_attention(
-    normed: NormedStream,
-    norm_weight: torch.Tensor,
-    weight: torch.Tensor,
-    position_ids: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    max_seqlen: int,
-    *,
-    n_heads: int,
-    n_kv_heads: int,
-    theta: float = 10000.0,
-    softmax_scale: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`projected_rotary_qkv_attention` of rmsnorm(normed.stream) * norm_weight with the norm deferred
-    (fused/normed_stream.py) -> (out `[T, n_heads, D]`, the stream), differentiable in the stream, norm_weight and
-    weight; check `projected_rotary_qkv_attention_unavailable_reason(normed.stream, ...)` first. Use the stream it
-    hands back where the block adds into the stream: that gradient then joins the norm's backward here."""
-    stream = normed.stream
-    folded = weight * norm_weight  # the norm's weight scales the input's columns: the weight's, equally
-    folded = folded.to(compute_dtype(stream) if torch.is_autocast_enabled("cuda") else stream.dtype)
-    p = _projection(stream, folded, position_ids, cu_seqlens, max_seqlen, n_heads, n_kv_heads, theta, softmax_scale,
-                    "normed_rotary_qkv_attention")
-    if torch.is_autocast_enabled("cuda"):
-        stream = stream.to(compute_dtype(stream))
-    with torch.autocast("cuda", enabled=False):
-        return _failures.call(
-            _NormedRotaryAttention.apply, stream, normed.rstd, folded, p.positions, p.frequencies, p.cos, p.sin,
-            cu_seqlens, max_seqlen, p.settings, p.gemms,
+            _ProjectedRotaryAttention.apply, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen,
+            settings, gemms,
         )  # fmt: skip

@@ -7,11 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.kernels.attention import attention_reference, flash_attention_varlen
-from gristmill.kernels.attention.backward import attention_backward
 from gristmill.kernels.attention.descriptors import descriptors_usable
-from gristmill.kernels.attention.forward import attention_forward
-from gristmill.kernels.attention.tiles import longest_first
-from gristmill.kernels.fused.rope.reference import apply_rope_reference, rope_cos_sin
 from gristmill.kernels.testing import assert_close
 
 TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 1e-3}
@@ -135,33 +131,6 @@ def test_unaligned_rows_read_through_pointers(case: Case, nan_filled_empty: None
     attention_reference(*ref_leaves, cu_seqlens, 58, **settings).backward(grad_out.float())
     for name, leaf, ref_leaf in zip(("dq", "dk", "dv"), leaves, ref_leaves):
         assert_close(name, leaf.grad, ref_leaf.grad, TOLERANCE[case.dtype])
-
-
-@pytest.mark.parametrize("rotate", [False, True], ids=["plain", "rope"])
-def test_norm_rows_scale_each_gradient_row_and_sum_its_dots(rotate: bool) -> None:
-    """With `norm_rows` every gradient row leaves times its token's rstd, and each token's sum over heads of
-    gradient times input (in the frame attention saw) lands in `dots`; the rotation back comes after both."""
-    torch.manual_seed(0)
-    case = Case(ragged([40, 1, 87]), 4, 2, 64, torch.bfloat16)
-    q, k, v, cu_seqlens = make_inputs(case)
-    total, scale = q.shape[0], case.head_dim**-0.5
-    order = longest_first(cu_seqlens)
-    out, lse = attention_forward(q, k, v, cu_seqlens, 87, True, None, scale, order)
-    grad_out = torch.randn_like(out)
-    positions = torch.cat([torch.arange(n, device=DEVICE) for n in (40, 1, 87)])
-    rope = rope_cos_sin(positions, case.head_dim, 10000.0) if rotate else None
-    args = (grad_out, q, k, v, out, lse, cu_seqlens, 87, True, None, scale)
-    plain = attention_backward(*args, doc_order=order, rope=rope)
-    rstd = torch.rand(total, device=DEVICE) + 0.5
-    dots = torch.zeros(total, device=DEVICE)
-    normed = attention_backward(*args, doc_order=order, rope=rope, norm_rows=(rstd, dots))
-    for name, got, want in zip(("dq", "dk", "dv"), normed, plain):
-        assert_close(name, got, want.float() * rstd[:, None, None], 1e-2)
-    dq, dk, dv = (g.float() for g in plain)
-    if rotate:  # the frame attention saw: turn the gradients of q and k (rotated back) forward again
-        dq, dk = apply_rope_reference(dq, dk, positions)
-    want_dots = sum((g * x.float()).sum(dim=(1, 2)) for g, x in zip((dq, dk, dv), (q, k, v)))
-    assert_close("dots", dots, want_dots, 1e-2)
 
 
 def test_scores_growing_along_the_row(nan_filled_empty: None) -> None:

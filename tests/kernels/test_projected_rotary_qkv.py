@@ -7,12 +7,10 @@ import torch
 
 from gristmill.kernels.attention import attention_reference, projected_rotary_qkv
 from gristmill.kernels.attention.projected_rotary_qkv import (
-    QuackQKVFailed, normed_rotary_qkv_attention, projected_rotary_qkv_attention,
-    projected_rotary_qkv_attention_unavailable_reason,
+    QuackQKVFailed, projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
 )
 from gristmill.kernels.attention.rotary_qkv import split_qkv
-from gristmill.kernels.fused import apply_rope_reference, rms_norm_reference
-from gristmill.kernels.fused.normed_stream import NormedStream
+from gristmill.kernels.fused import apply_rope_reference
 from gristmill.kernels.fused.quack_support import FailureRecord
 from gristmill.kernels.testing import assert_close
 
@@ -61,7 +59,7 @@ def broken_quack_qkv(monkeypatch: pytest.MonkeyPatch) -> None:
     def frequencies(inv_freq: torch.Tensor, rotary_n: int, nonrotary_n: int) -> torch.Tensor:
         return torch.zeros(rotary_n + nonrotary_n)
 
-    gemms = projected_rotary_qkv._QuackGEMMs(broken_gemm, frequencies, broken_gemm, broken_gemm, broken_gemm)
+    gemms = projected_rotary_qkv._QuackGEMMs(broken_gemm, frequencies, broken_gemm)
     monkeypatch.setattr(projected_rotary_qkv, "_quack_gemms", lambda: (gemms, None))
     monkeypatch.setattr(projected_rotary_qkv, "_failures", FailureRecord(QuackQKVFailed))
 
@@ -125,44 +123,6 @@ def test_matches_reference(doc_lengths: list[int], width: int, heads: tuple[int,
     grads = torch.autograd.grad(out, (x, weight), dout)
     ref_grads = torch.autograd.grad(out_ref, refs, dout.double())
     for name, grad, ref, leaf in zip(["dx", "dweight"], grads, ref_grads, (x, weight)):
-        assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
-        assert_close(name, grad, ref, 2e-2)
-
-
-@ON_QUACK
-@pytest.mark.parametrize("doc_lengths, width, heads, head_dim", [
-    ([1, 700, 1, 3000, 129, 1, 4361], 1024, (16, 4), 64),
-    ([37, 3], 128, (2, 2), 64),
-])
-@pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weights"])
-def test_normed_stream_matches_norm_then_projection(doc_lengths: list[int], width: int, heads: tuple[int, int],
-                                                     head_dim: int, autocast: bool) -> None:
-    """The norm deferred into the projection (a NormedStream in) against rmsnorm, projection, RoPE and attention in
-    float64: the output, the stream handed back, and the gradients of the stream (both of its uses), the norm's
-    weight and the projection's weight."""
-    torch.manual_seed(int(torch.randint(0, 2**31, ())))
-    tokens, (n_heads, n_kv_heads), eps = sum(doc_lengths), heads, 1e-5
-    weight_dtype = torch.float32 if autocast else torch.bfloat16
-    stream = torch.randn(tokens, width, device="cuda").bfloat16().requires_grad_()
-    norm_weight = (1 + 0.1 * torch.randn(width, device="cuda")).requires_grad_()
-    weight = (torch.randn((n_heads + 2 * n_kv_heads) * head_dim, width, device="cuda") / width**0.5)
-    weight = weight.to(weight_dtype).requires_grad_()
-    rstd = torch.rsqrt(stream.detach().float().square().mean(-1) + eps)
-    args = (_positions(doc_lengths, "cuda"), _offsets(doc_lengths, "cuda"), max(doc_lengths))
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-        out, handed_back = normed_rotary_qkv_attention(
-            NormedStream(stream, rstd, eps), norm_weight, weight, *args, n_heads=n_heads, n_kv_heads=n_kv_heads
-        )
-    assert_close("handed-back stream", handed_back, stream, 0.0)
-    refs = [t.detach().double().requires_grad_() for t in (stream, norm_weight, weight)]
-    out_ref = _reference(rms_norm_reference(refs[0], refs[1], eps), refs[2], doc_lengths, n_heads, n_kv_heads)
-    assert_close("out", out, out_ref, 2e-2)
-    dout, dstream = torch.randn_like(out), torch.randn_like(stream)
-    grads = torch.autograd.grad((out, handed_back), (stream, norm_weight, weight), (dout, dstream))
-    ref_grads = list(torch.autograd.grad(out_ref, refs, dout.double()))
-    ref_grads[0] = ref_grads[0] + dstream.double()
-    for name, grad, ref, leaf in zip(["dstream", "dnorm_weight", "dweight"], grads, ref_grads, (stream, norm_weight,
-                                                                                                  weight)):
         assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
         assert_close(name, grad, ref, 2e-2)
 

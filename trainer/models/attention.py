@@ -3,10 +3,8 @@
 import torch
 from torch import nn
 
-from gristmill.kernels.fused.normed_stream import NormedStream
 from gristmill.trainer import ops
 from gristmill.trainer.models.config import ModelConfig
-from gristmill.trainer.models.norm import RMSNorm
 from gristmill.trainer.models.segments import Segments
 
 
@@ -20,13 +18,10 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
 
-    def forward(
-        self, stream: torch.Tensor | NormedStream, norm: RMSNorm, segments: Segments
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """rmsnorm(stream) -> the heads' output [T, n_heads * head_dim] before `wo`, and the stream handed back
-        through the norm: the block projects the output together with the residual add and the MLP's norm
-        (`ops.project_norm_mlp`). The norm runs here so that a `NormedStream` can defer it into the projection."""
-        out, stream = ops.norm_rotary_attention(
-            stream, norm.weight, norm.eps, self.wqkv.weight, self.n_heads, self.n_kv_heads, self.rope_theta, segments
+    def forward(self, x: torch.Tensor, segments: Segments) -> torch.Tensor:
+        """x [T, d_model] -> the heads' output [T, n_heads * head_dim] before `wo`: the block projects it together
+        with the residual add and the MLP's norm (`ops.project_norm_mlp`)."""
+        out = ops.project_rotary_attention(
+            x, self.wqkv.weight, self.n_heads, self.n_kv_heads, self.rope_theta, segments
         )
-        return out.reshape(out.shape[0], self.n_heads * self.head_dim), stream
+        return out.reshape(x.shape[0], self.n_heads * self.head_dim)

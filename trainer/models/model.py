@@ -5,7 +5,6 @@ import math
 import torch
 from torch import nn
 
-from gristmill.kernels.fused.normed_stream import NormedStream
 from gristmill.trainer import ops
 from gristmill.trainer.models.attention import Attention
 from gristmill.trainer.models.config import ModelConfig
@@ -24,9 +23,7 @@ class AttentionBlock(nn.Module):
     epilogue and the MLP's first GEMM applies them; elsewhere the norm's kernel adds the projection's output into
     the stream (one kernel reads both and writes the stream and its norm; through cuBLAS an epilogue add would
     cost a copy of the stream, as ATen's addmm copies it into the output first). The MLP adds into the stream in
-    its down projection's epilogue, so the next block's norm reads only the stream; before another attention block
-    that epilogue also sums each row's squares, and the next block defers its norm into its qkv projection
-    (`NormedStream`): no norm pass between two attention blocks."""
+    its down projection's epilogue, so the next block's norm reads only the stream."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -35,15 +32,11 @@ class AttentionBlock(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_hidden)
 
-    def forward(
-        self, stream: torch.Tensor | NormedStream, segments: Segments, next_attention: bool = False
-    ) -> torch.Tensor | NormedStream:
-        """`next_attention`: the next block is an attention block with the same norm eps (it may take the stream
-        as a `NormedStream`)."""
-        core, stream = self.attn(stream, self.attn_norm, segments)
+    def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
+        h, stream = self.attn_norm(stream)
         return ops.project_norm_mlp(
-            core, self.attn.wo.weight, stream, self.mlp_norm.weight, self.mlp_norm.eps,
-            self.mlp.gate_up.weight, self.mlp.down.weight, next_attention=next_attention,
+            self.attn(h, segments), self.attn.wo.weight, stream, self.mlp_norm.weight, self.mlp_norm.eps,
+            self.mlp.gate_up.weight, self.mlp.down.weight,
         )  # fmt: skip
 
 
@@ -91,12 +84,8 @@ class LanguageModel(nn.Module):
             # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream
             # would make every projection cast its input again and double the residual adds' memory traffic.
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        for layer, following in zip(self.layers, [*self.layers[1:], None]):
-            if isinstance(layer, AttentionBlock):
-                next_attention = isinstance(following, AttentionBlock) and following.attn_norm.eps == layer.mlp_norm.eps
-                x = layer(x, segments, next_attention)
-            else:
-                x = layer(x, segments)
+        for layer in self.layers:
+            x = layer(x, segments)
         x, _ = self.norm(x)
         head = self.embed.weight if self.output is None else self.output.weight
         return ops.linear_cross_entropy(

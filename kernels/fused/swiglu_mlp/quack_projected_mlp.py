@@ -12,7 +12,6 @@ norm's backward takes them as they are (`rms_norm_bwd(..., dy_before_rstd=True)`
 
 import torch
 
-from gristmill.kernels.fused.normed_stream import NormedStream
 from gristmill.kernels.fused.quack_support import compute_dtype
 from gristmill.kernels.fused.swiglu_mlp import quack_mlp
 from gristmill.kernels.fused.swiglu_mlp.quack_mlp import interleave_gate_up, swiglu_mlp_unavailable_reason
@@ -20,7 +19,7 @@ from gristmill.kernels.fused.swiglu_mlp.quack_mlp import interleave_gate_up, swi
 
 class _ProjectedNormMLP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, core, w_out, stream, norm_weight, eps, w_gate_up, w_down, with_rstd, gemms):
+    def forward(ctx, core, w_out, stream, norm_weight, eps, w_gate_up, w_down, gemms):
         hidden = torch.empty_like(stream)
         weighted, rstd = gemms.gemm_rms(
             core, w_out.T, C=stream, norm_weight=norm_weight, premult_out=hidden, eps=eps, dynamic_scheduler=True
@@ -30,14 +29,10 @@ class _ProjectedNormMLP(torch.autograd.Function):
         )
         ctx.save_for_backward(core, w_out, hidden, weighted, rstd, norm_weight, w_gate_up, preact, postact, w_down)
         ctx.gemms = gemms
-        if not with_rstd:
-            return gemms.gemm_add(postact, w_down.T, hidden)
-        out, out_rstd = gemms.gemm_rms(postact, w_down.T, C=hidden, eps=eps, dynamic_scheduler=True)
-        ctx.mark_non_differentiable(out_rstd)
-        return out, out_rstd
+        return gemms.gemm_add(postact, w_down.T, hidden)
 
     @staticmethod
-    def backward(ctx, dout, *_):  # the rstd that comes with the output (with_rstd) is a statistic, not a value
+    def backward(ctx, dout):
         core, w_out, hidden, weighted, rstd, norm_weight, w_gate_up, preact, postact, w_down = ctx.saved_tensors
         gemms: quack_mlp._QuackGEMMs = ctx.gemms
         dout = dout if dout.stride(-1) == 1 else dout.contiguous()
@@ -54,7 +49,7 @@ class _ProjectedNormMLP(torch.autograd.Function):
         dhidden, dnorm_weight = applied["D"], applied["dw"].to(norm_weight.dtype)
         dcore = gemms.gemm(dhidden, w_out, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
         dw_out = dhidden.T @ core
-        return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None, None
+        return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None
 
 
 def projected_norm_mlp_unavailable_reason(
@@ -78,16 +73,12 @@ def projected_norm_mlp(
     eps: float,
     w_gate_up: torch.Tensor,
     w_down: torch.Tensor,
-    *,
-    with_rstd: bool = False,
-) -> torch.Tensor | NormedStream:
+) -> torch.Tensor:
     """h + down(swiglu(rmsnorm(h) @ w_gate_up.T)) with h = stream + core @ w_out.T, differentiable in all but eps;
     w_gate_up's rows are [gate | up]. Check `projected_norm_mlp_unavailable_reason` first. The norm's statistics
     come from h in float32 before it is rounded to the stream's dtype (the unfused norm reads it rounded). Under
-    autocast the matmul operands are cast as a matmul would cast them; norm_weight stays as it is. `with_rstd`
-    returns the output as a `NormedStream` for a next norm with the same eps, its rstd summed in the last GEMM's
-    epilogue. A failure inside quack raises `QuackMLPFailed` and makes every later availability check of either
-    MLP op name it."""
+    autocast the matmul operands are cast as a matmul would cast them; norm_weight stays as it is. A failure
+    inside quack raises `QuackMLPFailed` and makes every later availability check of either MLP op name it."""
     gemms, reason = quack_mlp._quack_gemms()
     if gemms is None:
         raise ValueError(f"projected_norm_mlp needs quack-kernels: {reason}")
@@ -100,8 +91,7 @@ def projected_norm_mlp(
                          f"autocast, got {dtypes}")
     core, w_out, stream, w_gate_up, w_down = operands
     with torch.autocast("cuda", enabled=False):
-        out = quack_mlp._failures.call(  # one record for both MLP paths: they run the same library
+        return quack_mlp._failures.call(  # one record for both MLP paths: they run the same library
             _ProjectedNormMLP.apply, core, w_out, stream, norm_weight, eps, interleave_gate_up(w_gate_up), w_down,
-            with_rstd, gemms,
+            gemms,
         )  # fmt: skip
-    return NormedStream(*out, eps) if with_rstd else out
