@@ -65,12 +65,12 @@ def _rms_norm_fwd_kernel(
     tl.store(Y + row * D + cols, (h * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE", "BEFORE_RSTD"])
+@triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE"])
 @triton.heuristics({"BLOCK_ROWS": lambda args: _rows_per_tile(args["TILE"], args["BLOCK_D"])})
 @triton.jit(do_not_specialize=["n_rows"])
 def _rms_norm_bwd_kernel(
     DY, DHIDDEN, X, GATE, W, RSTD, DX, DGATE, DW_PARTIAL, n_rows, stride_x, stride_gate, stride_dgate, D,
-    HAS_DHIDDEN: tl.constexpr, HAS_GATE: tl.constexpr, BEFORE_RSTD: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_DHIDDEN: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr,
     TILE: tl.constexpr, BLOCK_ROWS: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr, LOOP_STAGES: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
@@ -93,11 +93,7 @@ def _rms_norm_bwd_kernel(
             h = x
         dyw = dy * w
         correction = h * (rstd * rstd * tl.sum(dyw * h, axis=1)[:, None] / D)
-        if BEFORE_RSTD:
-            # dy is rstd times the output's gradient, so both terms carry the rstd the other mode multiplies by
-            dh = dyw - correction
-        else:
-            dh = (dyw - correction) * rstd
+        dh = (dyw - correction) * rstd
         if HAS_DHIDDEN:
             dh += tl.load(DHIDDEN + rows64 * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         if HAS_GATE:
@@ -105,10 +101,7 @@ def _rms_norm_bwd_kernel(
             tl.store(DGATE + rows64 * stride_dgate + cols[None, :], dgate.to(DGATE.dtype.element_ty), mask=mask)
             dh = dh * gate * sig
         tl.store(DX + rows64 * D + cols[None, :], dh.to(DX.dtype.element_ty), mask=mask)
-        if BEFORE_RSTD:
-            dw += dy * h
-        else:
-            dw += dy * h * rstd
+        dw += dy * h * rstd
     tl.store(DW_PARTIAL + pid.to(tl.int64) * D + cols, tl.sum(dw, axis=0), mask=col_mask)
 
 
@@ -147,18 +140,13 @@ def rms_norm_bwd(
     dhidden: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
     dgate: torch.Tensor | None = None,
-    dy_before_rstd: bool = False,
 ) -> torch.Tensor:
     """Writes the input's gradient into `dx` and, with `gate`, the gate's into `dgate`; returns dweight.
 
     hidden is the norm's input before the gate (the stream, with a residual), gate and dgate [M, D] with unit
     column stride (dgate may be a slice of a wider gradient); dy, dx and `dhidden`, the gradient of the
-    residual stream, are contiguous. With `dy_before_rstd`, dy is the gradient of hidden * weight, the output
-    before rstd scales it (= rstd * the output's gradient), which is what a matmul that applies rstd in its
-    epilogue hands back.
+    residual stream, are contiguous.
     """
-    if dy_before_rstd and gate is not None:
-        raise ValueError("rms_norm_bwd: dy_before_rstd is for the plain norm, not the gated one")
     n_rows, dim = hidden.shape
     if n_rows == 0:
         return torch.zeros_like(weight)
@@ -176,7 +164,7 @@ def rms_norm_bwd(
         dy, dy if dhidden is None else dhidden, hidden, hidden if gate is None else gate, weight, rstd, dx,
         dx if dgate is None else dgate, dw_partial, n_rows, hidden.stride(0),
         0 if gate is None else gate.stride(0), 0 if dgate is None else dgate.stride(0), dim,
-        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, BEFORE_RSTD=dy_before_rstd, BLOCK_D=block_d,
+        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, BLOCK_D=block_d,
     )  # fmt: skip
     return dw_partial[: programs(_rms_norm_bwd_kernel.best_config.kwargs)].sum(0).to(weight.dtype)
 
