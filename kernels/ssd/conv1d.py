@@ -17,7 +17,9 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
+from gristmill.kernels.fused.norm_rows import NormRows
 from gristmill.kernels.interpreter import interpreting
+from gristmill.kernels.ssd.blocks import accumulate
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import stream_doc_start
 from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
@@ -146,7 +148,9 @@ def _conv1d_fwd_kernel(
         x3, x2, x1 = x2, x1, x0
 
 
-@triton.autotune(configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
+@triton.autotune(  # the timing trials add into the dots too: each trial gets them back as they were
+    configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU", "NORM_ROWS"], restore_value=["dx_dots"]
+)
 @triton.jit(do_not_specialize=["T"])
 def _conv1d_bwd_kernel(
     x,
@@ -155,6 +159,8 @@ def _conv1d_bwd_kernel(
     doc_start,
     dy,
     dx,
+    dx_scale,
+    dx_dots,
     dweight_partial,
     dbias_partial,
     T,
@@ -165,6 +171,7 @@ def _conv1d_bwd_kernel(
     WIDTH: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     SILU: tl.constexpr,
+    NORM_ROWS: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
     UNROLL: tl.constexpr,
@@ -172,10 +179,12 @@ def _conv1d_bwd_kernel(
 ):
     """At token u the walk forms the pre-activation gradient of u and emits dx for t = u - 3, which needs the
     gradients of t .. t + 3 (carried for u-1 .. u-3); it walks three tokens past its block for them, and those
-    tokens stay out of its weight and bias sums."""
+    tokens stay out of its weight and bias sums. With NORM_ROWS the dots want x_t as it is, so the window is
+    also carried unclipped (r1 .. r3)."""
     offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3 = _walk_start(
         x, weight, bias, T, stride_x, CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C
     )
+    r1, r2, r3 = x1, x2, x3
     # gradients of u-1 .. u-3: zero before the block, whose dx rows belong to the previous program
     g1 = tl.zeros([BLOCK_C], dtype=tl.float32)
     g2 = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -211,6 +220,11 @@ def _conv1d_bwd_kernel(
         dx_t = w0 * g3 + w1 * near2 + w2 * near1
         if first <= t:
             dx_t += w3 * grad
+        if NORM_ROWS:
+            emitted = (t >= block_start) & (t < T)
+            accumulate(dx_dots + t, tl.sum(dx_t * r3, axis=0), mask=emitted)
+            dx_t *= tl.load(dx_scale + t, mask=emitted, other=0.0)
+            r3, r2, r1 = r2, r1, x0
         dx_ptrs = dx + tl.cast(t, tl.int64) * stride_dx + offs_c
         tl.store(dx_ptrs, dx_t.to(dx.dtype.element_ty), mask=_row_mask(t, block_start, T, mask_c))
         x3, x2, x1 = x2, x1, x0
@@ -258,9 +272,11 @@ def conv1d_bwd(
     dy: torch.Tensor,
     silu: bool,
     dx: torch.Tensor,
+    dx_rows: NormRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Writes x's gradient into `dx` (`[T, C]`, contiguous rows, any row stride: it may be a slice of a wider
-    gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients."""
+    gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients. With `dx_rows`
+    (fused/norm_rows.py) dx's rows are scaled, and each token's sum of dx * x is added into its dots."""
     T, channels = x.shape
     width = weight.shape[1]
     # one row per token block: the weight's partial sums, then the bias's, so one reduction sums both
@@ -270,8 +286,9 @@ def conv1d_bwd(
     partial = torch.empty(triton.cdiv(T, shortest_block), row, device=x.device, dtype=torch.float32)
 
     _conv1d_bwd_kernel[_blocks_grid(T, channels)](
-        x, weight, bias, doc_start, dy, dx, partial, partial[:, weight_columns:], T, x.stride(0), dx.stride(0), row,
-        CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu,
+        x, weight, bias, doc_start, dy, dx, *(partial, partial) if dx_rows is None else dx_rows, partial,
+        partial[:, weight_columns:], T, x.stride(0), dx.stride(0), row,
+        CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, NORM_ROWS=dx_rows is not None,
     )  # fmt: skip
     # one partial row per token block of the config the autotuner ran; rows past them were never written
     sums = partial[: triton.cdiv(T, _conv1d_bwd_kernel.best_config.kwargs["BLOCK_T"])].sum(0)

@@ -11,6 +11,7 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.fused.launch import check_triton_device, multiprocessor_count, num_warps_for_row
+from gristmill.kernels.fused.norm_rows import NormRows
 from gristmill.kernels.interpreter import interpreting
 
 _MAX_DIM = 65536
@@ -65,12 +66,13 @@ def _rms_norm_fwd_kernel(
     tl.store(Y + row * D + cols, (h * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE"])
+@triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE", "GATE_NORM_ROWS"])
 @triton.heuristics({"BLOCK_ROWS": lambda args: _rows_per_tile(args["TILE"], args["BLOCK_D"])})
 @triton.jit(do_not_specialize=["n_rows"])
 def _rms_norm_bwd_kernel(
-    DY, DHIDDEN, X, GATE, W, RSTD, DX, DGATE, DW_PARTIAL, n_rows, stride_x, stride_gate, stride_dgate, D,
-    HAS_DHIDDEN: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr,
+    DY, DHIDDEN, X, GATE, W, RSTD, DX, DGATE, GATE_SCALE, GATE_DOTS, DW_PARTIAL, n_rows, stride_x, stride_gate,
+    stride_dgate, D,
+    HAS_DHIDDEN: tl.constexpr, HAS_GATE: tl.constexpr, GATE_NORM_ROWS: tl.constexpr, BLOCK_D: tl.constexpr,
     TILE: tl.constexpr, BLOCK_ROWS: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr, LOOP_STAGES: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
@@ -98,6 +100,9 @@ def _rms_norm_bwd_kernel(
             dh += tl.load(DHIDDEN + rows64 * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         if HAS_GATE:
             dgate = dh * x * sig * (1.0 + gate * (1.0 - sig))
+            if GATE_NORM_ROWS:  # written, not added: the first of the kernels that share the dots
+                tl.store(GATE_DOTS + rows, tl.sum(dgate * gate, axis=1), mask=row_mask)
+                dgate *= tl.load(GATE_SCALE + rows, mask=row_mask, other=0.0)[:, None]
             tl.store(DGATE + rows64 * stride_dgate + cols[None, :], dgate.to(DGATE.dtype.element_ty), mask=mask)
             dh = dh * gate * sig
         tl.store(DX + rows64 * D + cols[None, :], dh.to(DX.dtype.element_ty), mask=mask)
@@ -140,12 +145,14 @@ def rms_norm_bwd(
     dhidden: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
     dgate: torch.Tensor | None = None,
+    dgate_rows: NormRows | None = None,
 ) -> torch.Tensor:
     """Writes the input's gradient into `dx` and, with `gate`, the gate's into `dgate`; returns dweight.
 
     hidden is the norm's input before the gate (the stream, with a residual), gate and dgate [M, D] with unit
     column stride (dgate may be a slice of a wider gradient); dy, dx and `dhidden`, the gradient of the
-    residual stream, are contiguous.
+    residual stream, are contiguous. With `dgate_rows` (norm_rows.py) dgate's rows are scaled, and each row's
+    sum of dgate * gate is written into its dots (not added: other kernels add theirs after).
     """
     n_rows, dim = hidden.shape
     if n_rows == 0:
@@ -162,9 +169,10 @@ def rms_norm_bwd(
     dw_partial = torch.empty(most, dim, dtype=torch.float32, device=hidden.device)
     _rms_norm_bwd_kernel[lambda meta: (programs(meta),)](
         dy, dy if dhidden is None else dhidden, hidden, hidden if gate is None else gate, weight, rstd, dx,
-        dx if dgate is None else dgate, dw_partial, n_rows, hidden.stride(0),
-        0 if gate is None else gate.stride(0), 0 if dgate is None else dgate.stride(0), dim,
-        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, BLOCK_D=block_d,
+        dx if dgate is None else dgate, *(rstd, rstd) if dgate_rows is None else dgate_rows, dw_partial, n_rows,
+        hidden.stride(0), 0 if gate is None else gate.stride(0), 0 if dgate is None else dgate.stride(0), dim,
+        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, GATE_NORM_ROWS=dgate_rows is not None,
+        BLOCK_D=block_d,
     )  # fmt: skip
     return dw_partial[: programs(_rms_norm_bwd_kernel.best_config.kwargs)].sum(0).to(weight.dtype)
 
