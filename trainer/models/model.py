@@ -80,6 +80,9 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(_BLOCKS[kind](cfg) for kind in cfg.layer_pattern)
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        # whether a block may do the next Mamba2 block's norm statistics in its last GEMM (`MambaBlock`); off under
+        # FSDP2, which gathers a block's weights only for that block's own forward
+        self.fold_norms_across_blocks = True
         self.output = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.init_weights()
 
@@ -103,7 +106,8 @@ class LanguageModel(nn.Module):
             x = x.to(torch.get_autocast_dtype(x.device.type))
         for layer, following in zip(self.layers, [*self.layers[1:], None]):
             stream = x.stream if isinstance(x, NormedStream) else x
-            x = layer(x, segments, following.folded_norm(stream) if isinstance(following, MambaBlock) else None)
+            folds = self.fold_norms_across_blocks and isinstance(following, MambaBlock)
+            x = layer(x, segments, following.folded_norm(stream) if folds else None)
         x, _ = self.norm(x)
         head = self.embed.weight if self.output is None else self.output.weight
         return ops.linear_cross_entropy(
