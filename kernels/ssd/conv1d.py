@@ -47,8 +47,10 @@ def _walk_candidates() -> list[triton.Config]:
         small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": 2 * INTERPRETER_BLOCK, "UNROLL": 1, "STAGES": 1}
         return [triton.Config(small, num_warps=1, num_stages=1)]
     return [
-        triton.Config({"BLOCK_T": block_t, "BLOCK_C": 256, "UNROLL": 3, "STAGES": 3}, num_warps=2, num_stages=1)
+        triton.Config({"BLOCK_T": block_t, "BLOCK_C": 128 * warps, "UNROLL": 3, "STAGES": 3}, num_warps=warps,
+                      num_stages=1)
         for block_t in (256, 128)
+        for warps in (2, 1)
     ]
 
 

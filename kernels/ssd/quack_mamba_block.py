@@ -22,6 +22,7 @@ from gristmill.kernels.fused.quack_projection import QuackProjectionFailed
 from gristmill.kernels.fused.quack_support import (
     FailureRecord, compute_dtype, half_precision_hopper_reason, import_quack,
 )
+from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import rms_norm_fwd
 from gristmill.kernels.ssd.mixer import CoreParameters, contiguous_parameters, core_backward, core_forward, core_plan
 
 _failures = FailureRecord(QuackProjectionFailed)
@@ -120,8 +121,7 @@ def normed_mamba_block(
         stream, weighted, rstd = stream.stream, stream.weighted, stream.rstd
     else:
         stream = stream.to(compute_dtype(stream))
-        rstd = torch.rsqrt(stream.float().square().mean(-1) + eps)
-        weighted = (stream.float() * norm_weight).to(stream.dtype)
+        weighted, _, rstd = rms_norm_fwd(stream.contiguous(), norm_weight, eps, apply_rstd=False)
     w_in, w_out = w_in.to(stream.dtype), w_out.to(stream.dtype)
     zxbcdt = torch.empty(stream.shape[0], w_in.shape[0], device=stream.device, dtype=stream.dtype)
     plan = core_plan(zxbcdt, core, core_eps, groups, chunk_size, cu_seqlens)

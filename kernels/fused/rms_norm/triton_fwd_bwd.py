@@ -47,7 +47,7 @@ def _gated(x, gate):
 @triton.jit
 def _rms_norm_fwd_kernel(
     X, RESIDUAL, GATE, W, Y, HIDDEN, RSTD, stride_x, stride_gate, D, eps,
-    HAS_RESIDUAL: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, HAS_GATE: tl.constexpr, APPLY_RSTD: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
@@ -63,7 +63,9 @@ def _rms_norm_fwd_kernel(
     rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=0) / D + eps)
     tl.store(RSTD + row, rstd)
     w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(Y + row * D + cols, (h * rstd * w).to(Y.dtype.element_ty), mask=mask)
+    if APPLY_RSTD:
+        h *= rstd
+    tl.store(Y + row * D + cols, (h * w).to(Y.dtype.element_ty), mask=mask)
 
 
 @triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE", "GATE_NORM_ROWS"])
@@ -116,9 +118,12 @@ def rms_norm_fwd(
     eps: float,
     residual: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
+    *,
+    apply_rstd: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x, gate: [M, D] with unit column stride (any row stride); residual: [M, D] contiguous. Returns y
-    (contiguous, x's dtype), the stream x + residual (x itself without residual) and rstd [M] in float32."""
+    (contiguous, x's dtype), the stream x + residual (x itself without residual) and rstd [M] in float32. Without
+    `apply_rstd` y is the input times the weight only, for a GEMM that scales rows by rstd in its epilogue."""
     n_rows, dim = x.shape
     y = torch.empty(n_rows, dim, dtype=x.dtype, device=x.device)
     hidden = x if residual is None else torch.empty_like(y)
@@ -129,7 +134,7 @@ def rms_norm_fwd(
     _rms_norm_fwd_kernel[(n_rows,)](
         x, x if residual is None else residual, x if gate is None else gate, weight, y, hidden, rstd,
         x.stride(0), 0 if gate is None else gate.stride(0), dim, eps,
-        HAS_RESIDUAL=residual is not None, HAS_GATE=gate is not None, BLOCK_D=block,
+        HAS_RESIDUAL=residual is not None, HAS_GATE=gate is not None, APPLY_RSTD=apply_rstd, BLOCK_D=block,
         num_warps=num_warps_for_row(block),
     )  # fmt: skip
     return y, hidden, rstd
