@@ -32,11 +32,8 @@ from gristmill.kernels.fused.swiglu_mlp import swiglu_mlp as swiglu_mlp_kernel
 from gristmill.kernels.fused.swiglu_mlp import (
     QuackMLPFailed, projected_norm_mlp_unavailable_reason, swiglu_mlp_unavailable_reason,
 )
-from gristmill.kernels.fused.normed_stream import NormedStream
 from gristmill.kernels.ssd import mamba_mixer_core as mamba_mixer_core_kernel
-from gristmill.kernels.ssd.mixer import CoreParameters
 from gristmill.kernels.ssd.mixer_reference import mamba_mixer_core_reference
-from gristmill.kernels.ssd.quack_mamba_block import normed_mamba_block, normed_mamba_block_unavailable_reason
 from gristmill.pipeline.log import get_logger
 from gristmill.trainer.models.segments import Segments
 
@@ -58,7 +55,6 @@ projected_norm_mlp_kernel = _opaque_to_compile(projected_norm_mlp_kernel)
 linear_cross_entropy_kernel = _opaque_to_compile(linear_cross_entropy_kernel)
 quack_linear_cross_entropy = _opaque_to_compile(quack_linear_cross_entropy)
 quack_projection = _opaque_to_compile(quack_projection)
-normed_mamba_block = _opaque_to_compile(normed_mamba_block)
 
 _log = get_logger(__name__)
 
@@ -156,54 +152,9 @@ def project(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor | None =
         try:
             return quack_projection(x, weight, stream)
         except QuackProjectionFailed as failure:
-            _warn_quack_projection_failed(failure)
+            _log.warning(f"quack's projection failed ({failure}); this run goes on with cuBLAS "
+                         "(quack_projections = false skips quack from the start)")
     return F.linear(x, weight) if stream is None else project_into_stream(x, weight, stream)
-
-
-def mamba_norm_folds(stream: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor) -> bool:
-    """Whether a Mamba2 block with these projections runs on quack's GEMMs with its input norm folded into them
-    (`mamba_block`), so that the block before it hands it the stream as a `NormedStream`."""
-    quack_allowed = _on_kernel(stream) and _quack_projections_enabled and stream.shape[0] >= QUACK_PROJECTION_MIN_TOKENS
-    return quack_allowed and normed_mamba_block_unavailable_reason(stream, w_in, w_out) is None
-
-
-def mamba_block(
-    stream: torch.Tensor | NormedStream,
-    norm_weight: torch.Tensor,
-    eps: float,
-    w_in: torch.Tensor,
-    core: CoreParameters,
-    core_eps: float,
-    w_out: torch.Tensor,
-    segments: Segments,
-    *,
-    groups: int,
-    chunk_size: int,
-    next_norm: tuple[torch.Tensor, float] | None = None,
-) -> torch.Tensor | NormedStream:
-    """stream + out_proj(mixer core(in_proj(rmsnorm(stream)))), a Mamba2 block: where `mamba_norm_folds`, quack's
-    GEMMs with the norm folded into them, taking the stream as a `NormedStream` if the block before made one and
-    handing it on as one for `next_norm` (the next block's norm weight and eps); else `rms_norm`, `project` and
-    `mamba_mixer_core`."""
-    plain = stream.stream if isinstance(stream, NormedStream) else stream
-    if mamba_norm_folds(plain, w_in, w_out):
-        try:
-            return normed_mamba_block(
-                stream, norm_weight, eps, w_in, core, core_eps, w_out, groups=groups, chunk_size=chunk_size,
-                cu_seqlens=segments.cu_seqlens, next_norm=next_norm,
-            )  # fmt: skip
-        except QuackProjectionFailed as failure:
-            _warn_quack_projection_failed(failure)
-    h, plain = rms_norm(plain, norm_weight, eps)
-    normed = mamba_mixer_core(
-        project(h, w_in), *core, core_eps, groups=groups, chunk_size=chunk_size, cu_seqlens=segments.cu_seqlens
-    )
-    return project(normed, w_out, plain)
-
-
-def _warn_quack_projection_failed(failure: QuackProjectionFailed) -> None:
-    _log.warning(f"quack's projection failed ({failure}); this run goes on with cuBLAS "
-                 "(quack_projections = false skips quack from the start)")
 
 
 def project_into_stream(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
@@ -241,19 +192,14 @@ def project_norm_mlp(
     eps: float,
     w_gate_up: torch.Tensor,
     w_down: torch.Tensor,
-    *,
-    next_norm: tuple[torch.Tensor, float] | None = None,
-) -> torch.Tensor | NormedStream:
+) -> torch.Tensor:
     """h + MLP(rmsnorm(h)) with h = stream + core @ w_out.T, the residual stream out of an attention block: quack's
     GEMMs with the residual add, the norm's statistics and its row scale in their epilogues where quack runs
-    these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`. On quack's path `next_norm`
-    (the next block's norm weight and eps, where `mamba_norm_folds`) hands the stream on as a `NormedStream`."""
+    these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`."""
     quack_allowed = _on_kernel(core) and _quack_mlp_enabled
     if quack_allowed and projected_norm_mlp_unavailable_reason(core, w_out, stream, w_gate_up, w_down) is None:
         try:
-            return projected_norm_mlp_kernel(
-                core, w_out, stream, norm_weight, eps, w_gate_up, w_down, next_norm=next_norm
-            )
+            return projected_norm_mlp_kernel(core, w_out, stream, norm_weight, eps, w_gate_up, w_down)
         except QuackMLPFailed as failure:
             _warn_quack_mlp_failed(failure)
     h, stream = rms_norm(F.linear(core, w_out), norm_weight, eps, residual=stream)

@@ -92,7 +92,6 @@ def _shard(model: nn.Module, cfg: TrainConfig, runtime: Runtime) -> None:
     reduce_dtype = getattr(torch, cfg.reduce_dtype) if runtime.device.type == "cuda" else torch.float32
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
     mesh = init_device_mesh(runtime.device.type, (runtime.world_size,))
-    model.fold_norms_across_blocks = False  # a block would read the next block's norm weight while it is sharded
     for block in model.layers:
         fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
     fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)

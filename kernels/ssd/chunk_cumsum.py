@@ -16,7 +16,6 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.fused.norm_rows import NormRows
 from gristmill.kernels.ssd.blocks import accumulate
 from gristmill.kernels.ssd.documents import ChunkPlan
 
@@ -100,8 +99,6 @@ def _ssd_bwd_kernel_cumsum(
     ddt,
     ddt_bias,
     dA,
-    ddt_scale,
-    ddt_dots,
     chunk_start,
     chunk_len,
     T,
@@ -111,7 +108,6 @@ def _ssd_bwd_kernel_cumsum(
     H: tl.constexpr,
     CHUNK: tl.constexpr,
     RAW_PARAMS: tl.constexpr,
-    NORM_ROWS: tl.constexpr,
 ):
     c, h, length = _chunk_head_program(chunk_len)
     if length <= 0:
@@ -127,14 +123,10 @@ def _ssd_bwd_kernel_cumsum(
     dt_t = tl.load(dt_by_head + h * T + t, mask=mask, other=0.0)
     A_h = _rate(A, h, RAW_PARAMS)
     grad = tl.load(ddt_direct + h * T + t, mask=mask, other=0.0) + A_h * dinc
-    if RAW_PARAMS or NORM_ROWS:
-        raw = tl.load(dt + t * stride_dt + h, mask=mask, other=0.0).to(tl.float32)
     if RAW_PARAMS:  # softplus' derivative
+        raw = tl.load(dt + t * stride_dt + h, mask=mask, other=0.0).to(tl.float32)
         grad = tl.where(mask, grad * tl.sigmoid(raw + tl.load(dt_bias + h).to(tl.float32)), 0.0)
         accumulate(ddt_bias + h, tl.sum(grad, axis=0))
-    if NORM_ROWS:
-        accumulate(ddt_dots + t, grad * raw, mask=mask)
-        grad *= tl.load(ddt_scale + t, mask=mask, other=0.0)
     tl.store(ddt + t * stride_ddt + h, grad.to(ddt.dtype.element_ty), mask=mask)
     dA_h = tl.sum(dt_t * dinc, axis=0)
     if RAW_PARAMS:  # A = -exp(A_log): dA_log = dA * A
@@ -180,21 +172,18 @@ def chunk_cumsum_bwd(
     accumulators: torch.Tensor,
     dt_bias: torch.Tensor | None = None,
     ddt: torch.Tensor | None = None,
-    ddt_rows: NormRows | None = None,
 ) -> CumsumGradients:
     """Folds the gradients w.r.t. `a` and each chunk's decay into dt (added to `ddt_direct` `[H, T]`, from dt's
     other use) and A; with `dt_bias`, into Mamba2's raw dt, dt_bias and A_log as `chunk_cumsum_fwd` took them.
     ddt goes into `ddt` (contiguous rows, any row stride; None: a new `[T, H]`) in dt's dtype; dA and the bias
-    gradient are summed into the zeroed fp32 `accumulators` `[2, H]`. With `ddt_rows` (fused/norm_rows.py) ddt's rows
-    are scaled, and each token's sum over heads of ddt * dt is added into its dots."""
+    gradient are summed into the zeroed fp32 `accumulators` `[2, H]`."""
     T, H = dt.shape
     if ddt is None:
         ddt = torch.empty(T, H, device=dt.device, dtype=dt.dtype)
     dA, ddt_bias = accumulators
     _ssd_bwd_kernel_cumsum[(plan.num_chunks, H)](
-        dt_by_head, dt, dt_bias, A, da, dchunk_decay, chunk_decay, ddt_direct, ddt, ddt_bias, dA,
-        *(dA, dA) if ddt_rows is None else ddt_rows, plan.chunk_start, plan.chunk_len, T, plan.num_chunks,
-        dt.stride(0), ddt.stride(0), H=H, CHUNK=plan.chunk_size, RAW_PARAMS=dt_bias is not None,
-        NORM_ROWS=ddt_rows is not None,
+        dt_by_head, dt, dt_bias, A, da, dchunk_decay, chunk_decay, ddt_direct, ddt, ddt_bias, dA, plan.chunk_start,
+        plan.chunk_len, T, plan.num_chunks, dt.stride(0), ddt.stride(0),
+        H=H, CHUNK=plan.chunk_size, RAW_PARAMS=dt_bias is not None,
     )  # fmt: skip
     return CumsumGradients(ddt, dA.to(A.dtype), None if dt_bias is None else ddt_bias)

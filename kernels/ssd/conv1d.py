@@ -17,9 +17,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from gristmill.kernels.fused.norm_rows import NormRows
 from gristmill.kernels.interpreter import interpreting
-from gristmill.kernels.ssd.blocks import accumulate
 from gristmill.kernels.ssd.conv1d_reference import check_conv1d_inputs
 from gristmill.kernels.ssd.documents import stream_doc_start
 from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
@@ -47,10 +45,8 @@ def _walk_candidates() -> list[triton.Config]:
         small = {"BLOCK_T": INTERPRETER_BLOCK, "BLOCK_C": 2 * INTERPRETER_BLOCK, "UNROLL": 1, "STAGES": 1}
         return [triton.Config(small, num_warps=1, num_stages=1)]
     return [
-        triton.Config({"BLOCK_T": block_t, "BLOCK_C": 128 * warps, "UNROLL": 3, "STAGES": 3}, num_warps=warps,
-                      num_stages=1)
+        triton.Config({"BLOCK_T": block_t, "BLOCK_C": 256, "UNROLL": 3, "STAGES": 3}, num_warps=2, num_stages=1)
         for block_t in (256, 128)
-        for warps in (2, 1)
     ]
 
 
@@ -150,9 +146,7 @@ def _conv1d_fwd_kernel(
         x3, x2, x1 = x2, x1, x0
 
 
-@triton.autotune(  # the timing trials add into the dots too: each trial gets them back as they were
-    configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU", "NORM_ROWS"], restore_value=["dx_dots"]
-)
+@triton.autotune(configs=_WALK_CANDIDATES, key=["CHANNELS", "WIDTH", "HAS_BIAS", "SILU"])
 @triton.jit(do_not_specialize=["T"])
 def _conv1d_bwd_kernel(
     x,
@@ -161,8 +155,6 @@ def _conv1d_bwd_kernel(
     doc_start,
     dy,
     dx,
-    dx_scale,
-    dx_dots,
     dweight_partial,
     dbias_partial,
     T,
@@ -173,7 +165,6 @@ def _conv1d_bwd_kernel(
     WIDTH: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     SILU: tl.constexpr,
-    NORM_ROWS: tl.constexpr,
     BLOCK_T: tl.constexpr,
     BLOCK_C: tl.constexpr,
     UNROLL: tl.constexpr,
@@ -181,12 +172,10 @@ def _conv1d_bwd_kernel(
 ):
     """At token u the walk forms the pre-activation gradient of u and emits dx for t = u - 3, which needs the
     gradients of t .. t + 3 (carried for u-1 .. u-3); it walks three tokens past its block for them, and those
-    tokens stay out of its weight and bias sums. With NORM_ROWS the dots want x_t as it is, so the window is
-    also carried unclipped (r1 .. r3)."""
+    tokens stay out of its weight and bias sums."""
     offs_c, mask_c, block_start, block_end, w0, w1, w2, w3, pre_init, x1, x2, x3 = _walk_start(
         x, weight, bias, T, stride_x, CHANNELS, WIDTH, HAS_BIAS, BLOCK_T, BLOCK_C
     )
-    r1, r2, r3 = x1, x2, x3
     # gradients of u-1 .. u-3: zero before the block, whose dx rows belong to the previous program
     g1 = tl.zeros([BLOCK_C], dtype=tl.float32)
     g2 = tl.zeros([BLOCK_C], dtype=tl.float32)
@@ -222,11 +211,6 @@ def _conv1d_bwd_kernel(
         dx_t = w0 * g3 + w1 * near2 + w2 * near1
         if first <= t:
             dx_t += w3 * grad
-        if NORM_ROWS:
-            emitted = (t >= block_start) & (t < T)
-            accumulate(dx_dots + t, tl.sum(dx_t * r3, axis=0), mask=emitted)
-            dx_t *= tl.load(dx_scale + t, mask=emitted, other=0.0)
-            r3, r2, r1 = r2, r1, x0
         dx_ptrs = dx + tl.cast(t, tl.int64) * stride_dx + offs_c
         tl.store(dx_ptrs, dx_t.to(dx.dtype.element_ty), mask=_row_mask(t, block_start, T, mask_c))
         x3, x2, x1 = x2, x1, x0
@@ -274,11 +258,9 @@ def conv1d_bwd(
     dy: torch.Tensor,
     silu: bool,
     dx: torch.Tensor,
-    dx_rows: NormRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Writes x's gradient into `dx` (`[T, C]`, contiguous rows, any row stride: it may be a slice of a wider
-    gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients. With `dx_rows`
-    (fused/norm_rows.py) dx's rows are scaled, and each token's sum of dx * x is added into its dots."""
+    gradient) from the contiguous output gradient `dy`; returns the weight and bias gradients."""
     T, channels = x.shape
     width = weight.shape[1]
     # one row per token block: the weight's partial sums, then the bias's, so one reduction sums both
@@ -288,9 +270,8 @@ def conv1d_bwd(
     partial = torch.empty(triton.cdiv(T, shortest_block), row, device=x.device, dtype=torch.float32)
 
     _conv1d_bwd_kernel[_blocks_grid(T, channels)](
-        x, weight, bias, doc_start, dy, dx, *(partial, partial) if dx_rows is None else dx_rows, partial,
-        partial[:, weight_columns:], T, x.stride(0), dx.stride(0), row,
-        CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, NORM_ROWS=dx_rows is not None,
+        x, weight, bias, doc_start, dy, dx, partial, partial[:, weight_columns:], T, x.stride(0), dx.stride(0), row,
+        CHANNELS=channels, WIDTH=width, HAS_BIAS=bias is not None, SILU=silu,
     )  # fmt: skip
     # one partial row per token block of the config the autotuner ran; rows past them were never written
     sums = partial[: triton.cdiv(T, _conv1d_bwd_kernel.best_config.kwargs["BLOCK_T"])].sum(0)

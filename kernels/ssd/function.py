@@ -9,7 +9,6 @@ from typing import NamedTuple
 
 import torch
 
-from gristmill.kernels.fused.norm_rows import NormRows
 from gristmill.kernels.ssd.chunk_cumsum import chunk_cumsum_bwd, chunk_cumsum_fwd
 from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.chunk_scan_fwd import chunk_scan_fwd
@@ -93,12 +92,10 @@ def ssd_backward(
     *,
     keep_initial_gradient: bool,
     ddt: torch.Tensor | None = None,
-    ddt_rows: NormRows | None = None,
 ) -> ScanGradients:
     """Writes dx, dB and dC into `grads` (shaped like x, B and C, contiguous rows at any row stride) and ddt into
-    `ddt` (likewise; None: a new tensor; `ddt_rows` as for `chunk_cumsum_bwd`), and returns the other gradients
-    (the initial state's None unless kept; dt_bias's fp32, None without one); dy needs contiguous rows,
-    dfinal_state (None: unused) is contiguous."""
+    `ddt` (likewise; None: a new tensor), and returns the other gradients (the initial state's None unless kept;
+    dt_bias's fp32, None without one); dy needs contiguous rows, dfinal_state (None: unused) is contiguous."""
     x, dt, A, B, C, D, dt_bias = inputs
     dx, dB, dC = grads
     dt_by_head, a, chunk_decay, entering = saved
@@ -111,9 +108,8 @@ def ssd_backward(
     group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, sums.da, plan, dB, source=True)
     group_gradient(dscores, dy, entering, B, C, dt_by_head, a, sums.da, plan, dC, source=False)
     ddt, dA, ddt_bias = chunk_cumsum_bwd(
-        dt, dt_by_head, A, sums.da, sums.dchunk_decay, chunk_decay, ddt_direct, plan, sums.cumsum, dt_bias, ddt,
-        ddt_rows,
-    )  # fmt: skip
+        dt, dt_by_head, A, sums.da, sums.dchunk_decay, chunk_decay, ddt_direct, plan, sums.cumsum, dt_bias, ddt
+    )
     return ScanGradients(ddt, dA, None if D is None else sums.dD.to(D.dtype), dfirst, ddt_bias)
 
 

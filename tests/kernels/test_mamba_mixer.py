@@ -9,9 +9,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-from gristmill.kernels.fused.norm_rows import NormRows
 from gristmill.kernels.ssd import mamba_mixer_core, mamba_mixer_core_reference
-from gristmill.kernels.ssd.mixer import CoreParameters, core_backward, core_forward, core_plan
 from gristmill.kernels.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -103,30 +101,6 @@ def test_mamba_mixer_core_restarts_at_each_document(case: Case) -> None:
     for begin, end in pairwise(cu.tolist()):
         alone = mamba_mixer_core(leaves["zxbcdt"][begin:end], *params, **kw)
         assert_close(f"tokens {begin}:{end}", packed[begin:end], alone, 1e-5)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_core_backward_scales_rows_and_sums_dots(case: Case) -> None:
-    """With NormRows the gradient of zxbcdt comes out with each row scaled, and the dots hold each row's sum of
-    the unscaled gradient times zxbcdt over all its columns (z from the gated norm, dt from the scan's dt kernel,
-    xBC from the conv, whose window is clipped at the document starts but whose dots take x as it is); the
-    parameters' gradients do not change."""
-    torch.manual_seed(2)
-    leaves, cu = make_inputs(case)
-    zxbcdt = leaves["zxbcdt"]
-    params = CoreParameters(*(leaves[k] for k in CoreParameters._fields))
-    plan = core_plan(zxbcdt, params, EPS, case.groups, case.chunk_size, cu)
-    dnormed = torch.randn(case.tokens, case.heads * case.head_dim, device=DEVICE).to(case.dtype)
-    _, saved = core_forward(zxbcdt, params, plan)
-    grad, dparams = core_backward(dnormed, zxbcdt, params, saved, plan)
-    unset = torch.full((case.tokens,), float("nan"), device=DEVICE)  # the gated norm writes, the others add
-    rows = NormRows(torch.rand(case.tokens, device=DEVICE) + 0.5, unset)
-    scaled, scaled_dparams = core_backward(dnormed, zxbcdt, params, saved, plan, grad_rows=rows)
-    assert_close("scaled gradient", scaled, grad.float() * rows.scale[:, None], case.tol)
-    assert_close("dots", rows.dots, (grad.float() * zxbcdt.float()).sum(-1), case.tol)
-    for name, dparam, reference in zip(CoreParameters._fields, scaled_dparams, dparams):
-        if reference is not None:  # summed with atomic adds in another order on the GPU
-            assert_close("d" + name, dparam, reference, case.tol)
 
 
 def _valid_args() -> dict:

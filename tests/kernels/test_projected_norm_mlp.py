@@ -88,30 +88,3 @@ def test_matches_reference(tokens: int, core_width: int, width: int, hidden: int
     for name, grad, ref, leaf in zip(names, grads, ref_grads, leaves):
         assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
         assert_close(name, grad, ref, 2e-2)
-
-
-@ON_QUACK
-def test_hands_the_stream_on_normed_for_a_next_norm() -> None:
-    """With `next_norm` the down projection's epilogue also writes the output times that norm's weight and each
-    row's rstd (a `NormedStream`); the output and the gradients are those of the plain call."""
-    torch.manual_seed(int(torch.randint(0, 2**31, ())))
-    tokens, width, hidden = 1000, 256, 512
-    core = torch.randn(tokens, width, device="cuda").bfloat16()
-    stream = torch.randn(tokens, width, device="cuda").bfloat16()
-    weights = [(torch.randn(shape, device="cuda") / shape[1] ** 0.5).bfloat16()
-               for shape in ((width, width), (2 * hidden, width), (width, hidden))]
-    norm_weight, next_weight = (1 + 0.1 * torch.randn(width, device="cuda") for _ in range(2))
-    dy = torch.randn(tokens, width, device="cuda").bfloat16()
-    results = []
-    for next_norm in (None, (next_weight, EPS)):
-        leaves = [t.clone().requires_grad_() for t in (core, weights[0], stream, norm_weight, *weights[1:])]
-        out = projected_norm_mlp(*leaves[:4], EPS, *leaves[4:], next_norm=next_norm)
-        y = out if next_norm is None else out.stream
-        results.append((y, torch.autograd.grad(y, leaves, dy), out))
-    (y, grads, _), (y_normed, grads_normed, normed) = results
-    assert_close("y", y_normed, y, 1e-2)
-    assert normed.norm_weight is next_weight and normed.eps == EPS
-    assert_close("weighted", normed.weighted, y.float() * next_weight, 2e-2)
-    assert_close("rstd", normed.rstd, torch.rsqrt(y.float().square().mean(-1) + EPS), 1e-2)
-    for grad, grad_normed in zip(grads, grads_normed):
-        assert_close("gradient", grad_normed, grad, 1e-2)

@@ -8,7 +8,7 @@ import torch
 import triton
 
 from gristmill.kernels.fused.rms_norm import gated_rms_norm, gated_rms_norm_reference, rms_norm, rms_norm_reference
-from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import _rms_norm_bwd_kernel, rms_norm_fwd
+from gristmill.kernels.fused.rms_norm.triton_fwd_bwd import _rms_norm_bwd_kernel
 from gristmill.kernels.testing import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -148,15 +148,3 @@ def test_rms_norm_bf16_input_with_float32_weight() -> None:
     assert_close("y", y, y_ref, 1e-2)
     assert_close("dx", dx, dx_ref, 1e-2)
     assert_close("dweight", dweight, dweight_ref, 1e-2)
-
-
-def test_forward_without_rstd_leaves_it_to_the_gemm() -> None:
-    """`apply_rstd=False` (a Mamba2 block's norm folded into in_proj, fused/normed_stream.py): y is x times the
-    weight, and rstd is the norm's."""
-    torch.manual_seed(0)
-    x, weight = torch.randn(37, 200, device=DEVICE), torch.randn(200, device=DEVICE)
-    weighted, _, rstd = rms_norm_fwd(x, weight, 1e-5, apply_rstd=False)
-    normed, _, _ = rms_norm_fwd(x, weight, 1e-5)
-    assert_close("weighted", weighted, x * weight, 1e-6)
-    assert_close("rstd", rstd, torch.rsqrt(x.square().mean(-1) + 1e-5), 1e-6)
-    assert_close("normed", normed, weighted * rstd[:, None], 1e-6)

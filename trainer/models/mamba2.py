@@ -9,11 +9,8 @@ import math
 import torch
 from torch import nn
 
-from gristmill.kernels.fused.normed_stream import NormedStream
-from gristmill.kernels.ssd.mixer import CoreParameters
 from gristmill.trainer import ops
 from gristmill.trainer.models.config import ModelConfig
-from gristmill.trainer.models.norm import RMSNorm
 from gristmill.trainer.models.segments import Segments
 
 
@@ -48,17 +45,21 @@ class Mamba2(nn.Module):
         nn.init.ones_(self.D)
         nn.init.ones_(self.norm_weight)
 
-    def forward(
-        self, stream: torch.Tensor | NormedStream, norm: RMSNorm, segments: Segments,
-        next_norm: tuple[torch.Tensor, float] | None = None,
-    ) -> torch.Tensor | NormedStream:
-        """The residual stream [T, d_model] -> the stream with this layer's output added to norm(stream)'s. The norm
-        runs here so that quack's GEMMs can take it into in_proj (`ops.mamba_block`); `next_norm` is the next
-        block's norm weight and eps where that block takes the stream as a `NormedStream`. The mixer core reads z,
-        xBC and dt in place from the in_proj output, ends with the gated RMSNorm and hands back one gradient for
+    def forward(self, x: torch.Tensor, segments: Segments, stream: torch.Tensor) -> torch.Tensor:
+        """x [T, d_model] -> the residual stream [T, d_model] with this layer's output added. The mixer core reads
+        z, xBC and dt in place from the in_proj output, ends with the gated RMSNorm and hands back one gradient for
         it (one fused function on GPU)."""
-        core = CoreParameters(self.conv_weight, self.conv_bias, self.dt_bias, self.A_log, self.D, self.norm_weight)
-        return ops.mamba_block(
-            stream, norm.weight, norm.eps, self.in_proj.weight, core, self.eps, self.out_proj.weight, segments,
-            groups=self.groups, chunk_size=self.chunk_size, next_norm=next_norm,
-        )  # fmt: skip
+        normed = ops.mamba_mixer_core(
+            ops.project(x, self.in_proj.weight),
+            self.conv_weight,
+            self.conv_bias,
+            self.dt_bias,
+            self.A_log,
+            self.D,
+            self.norm_weight,
+            self.eps,
+            groups=self.groups,
+            chunk_size=self.chunk_size,
+            cu_seqlens=segments.cu_seqlens,
+        )
+        return ops.project(normed, self.out_proj.weight, stream)

@@ -5,7 +5,6 @@ import math
 import torch
 from torch import nn
 
-from gristmill.kernels.fused.normed_stream import NormedStream
 from gristmill.trainer import ops
 from gristmill.trainer.models.attention import Attention
 from gristmill.trainer.models.config import ModelConfig
@@ -24,9 +23,7 @@ class AttentionBlock(nn.Module):
     epilogue and the MLP's first GEMM applies them; elsewhere the norm's kernel adds the projection's output into
     the stream (one kernel reads both and writes the stream and its norm; through cuBLAS an epilogue add would
     cost a copy of the stream, as ATen's addmm copies it into the output first). The MLP adds into the stream in
-    its down projection's epilogue, so the next block's norm reads only the stream; before a Mamba2 block that
-    takes it, the epilogue also writes the stream times that block's norm weight and each row's rstd
-    (`NormedStream`)."""
+    its down projection's epilogue, so the next block's norm reads only the stream."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -35,39 +32,25 @@ class AttentionBlock(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_hidden)
 
-    def forward(
-        self, stream: torch.Tensor, segments: Segments, next_norm: tuple[torch.Tensor, float] | None = None
-    ) -> torch.Tensor | NormedStream:
+    def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
         h, stream = self.attn_norm(stream)
         return ops.project_norm_mlp(
             self.attn(h, segments), self.attn.wo.weight, stream, self.mlp_norm.weight, self.mlp_norm.eps,
-            self.mlp.gate_up.weight, self.mlp.down.weight, next_norm=next_norm,
+            self.mlp.gate_up.weight, self.mlp.down.weight,
         )  # fmt: skip
 
 
 class MambaBlock(nn.Module):
-    """Pre-norm Mamba2 mixer, residual stream in and out like `AttentionBlock`. On quack's GEMMs its norm folds into
-    the projections around it (`NormedStream`): the GEMM before writes the norm's statistics, in_proj applies
-    them, and in_proj's input-gradient GEMM applies the norm's backward."""
+    """Pre-norm Mamba2 mixer, residual stream in and out like `AttentionBlock`."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mixer = Mamba2(cfg)
 
-    def forward(
-        self, stream: torch.Tensor | NormedStream, segments: Segments,
-        next_norm: tuple[torch.Tensor, float] | None = None,
-    ) -> torch.Tensor | NormedStream:
-        return self.mixer(stream, self.norm, segments, next_norm)
-
-    def folded_norm(self, stream: torch.Tensor) -> tuple[torch.Tensor, float] | None:
-        """This block's norm weight and eps where it takes `stream` as a `NormedStream` (the block before then
-        makes one), else None."""
-        mixer = self.mixer
-        if ops.mamba_norm_folds(stream, mixer.in_proj.weight, mixer.out_proj.weight):
-            return self.norm.weight, self.norm.eps
-        return None
+    def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
+        h, stream = self.norm(stream)
+        return self.mixer(h, segments, stream)
 
 
 _BLOCKS = {"A": AttentionBlock, "M": MambaBlock}
@@ -80,9 +63,6 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(_BLOCKS[kind](cfg) for kind in cfg.layer_pattern)
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        # whether a block may do the next Mamba2 block's norm statistics in its last GEMM (`MambaBlock`); off under
-        # FSDP2, which gathers a block's weights only for that block's own forward
-        self.fold_norms_across_blocks = True
         self.output = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.init_weights()
 
@@ -104,10 +84,8 @@ class LanguageModel(nn.Module):
             # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream
             # would make every projection cast its input again and double the residual adds' memory traffic.
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        for layer, following in zip(self.layers, [*self.layers[1:], None]):
-            stream = x.stream if isinstance(x, NormedStream) else x
-            folds = self.fold_norms_across_blocks and isinstance(following, MambaBlock)
-            x = layer(x, segments, following.folded_norm(stream) if folds else None)
+        for layer in self.layers:
+            x = layer(x, segments)
         x, _ = self.norm(x)
         head = self.embed.weight if self.output is None else self.output.weight
         return ops.linear_cross_entropy(

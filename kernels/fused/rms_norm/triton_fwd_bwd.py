@@ -11,7 +11,6 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.fused.launch import check_triton_device, multiprocessor_count, num_warps_for_row
-from gristmill.kernels.fused.norm_rows import NormRows
 from gristmill.kernels.interpreter import interpreting
 
 _MAX_DIM = 65536
@@ -47,7 +46,7 @@ def _gated(x, gate):
 @triton.jit
 def _rms_norm_fwd_kernel(
     X, RESIDUAL, GATE, W, Y, HIDDEN, RSTD, stride_x, stride_gate, D, eps,
-    HAS_RESIDUAL: tl.constexpr, HAS_GATE: tl.constexpr, APPLY_RSTD: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
@@ -63,18 +62,15 @@ def _rms_norm_fwd_kernel(
     rstd = 1.0 / tl.sqrt(tl.sum(h * h, axis=0) / D + eps)
     tl.store(RSTD + row, rstd)
     w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
-    if APPLY_RSTD:
-        h *= rstd
-    tl.store(Y + row * D + cols, (h * w).to(Y.dtype.element_ty), mask=mask)
+    tl.store(Y + row * D + cols, (h * rstd * w).to(Y.dtype.element_ty), mask=mask)
 
 
-@triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE", "GATE_NORM_ROWS"])
+@triton.autotune(configs=_backward_configs(), key=["D", "HAS_DHIDDEN", "HAS_GATE"])
 @triton.heuristics({"BLOCK_ROWS": lambda args: _rows_per_tile(args["TILE"], args["BLOCK_D"])})
 @triton.jit(do_not_specialize=["n_rows"])
 def _rms_norm_bwd_kernel(
-    DY, DHIDDEN, X, GATE, W, RSTD, DX, DGATE, GATE_SCALE, GATE_DOTS, DW_PARTIAL, n_rows, stride_x, stride_gate,
-    stride_dgate, D,
-    HAS_DHIDDEN: tl.constexpr, HAS_GATE: tl.constexpr, GATE_NORM_ROWS: tl.constexpr, BLOCK_D: tl.constexpr,
+    DY, DHIDDEN, X, GATE, W, RSTD, DX, DGATE, DW_PARTIAL, n_rows, stride_x, stride_gate, stride_dgate, D,
+    HAS_DHIDDEN: tl.constexpr, HAS_GATE: tl.constexpr, BLOCK_D: tl.constexpr,
     TILE: tl.constexpr, BLOCK_ROWS: tl.constexpr, PROGRAMS_PER_SM: tl.constexpr, LOOP_STAGES: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
@@ -102,9 +98,6 @@ def _rms_norm_bwd_kernel(
             dh += tl.load(DHIDDEN + rows64 * D + cols[None, :], mask=mask, other=0.0).to(tl.float32)
         if HAS_GATE:
             dgate = dh * x * sig * (1.0 + gate * (1.0 - sig))
-            if GATE_NORM_ROWS:  # written, not added: the first of the kernels that share the dots
-                tl.store(GATE_DOTS + rows, tl.sum(dgate * gate, axis=1), mask=row_mask)
-                dgate *= tl.load(GATE_SCALE + rows, mask=row_mask, other=0.0)[:, None]
             tl.store(DGATE + rows64 * stride_dgate + cols[None, :], dgate.to(DGATE.dtype.element_ty), mask=mask)
             dh = dh * gate * sig
         tl.store(DX + rows64 * D + cols[None, :], dh.to(DX.dtype.element_ty), mask=mask)
@@ -118,12 +111,9 @@ def rms_norm_fwd(
     eps: float,
     residual: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
-    *,
-    apply_rstd: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x, gate: [M, D] with unit column stride (any row stride); residual: [M, D] contiguous. Returns y
-    (contiguous, x's dtype), the stream x + residual (x itself without residual) and rstd [M] in float32. Without
-    `apply_rstd` y is the input times the weight only, for a GEMM that scales rows by rstd in its epilogue."""
+    (contiguous, x's dtype), the stream x + residual (x itself without residual) and rstd [M] in float32."""
     n_rows, dim = x.shape
     y = torch.empty(n_rows, dim, dtype=x.dtype, device=x.device)
     hidden = x if residual is None else torch.empty_like(y)
@@ -134,7 +124,7 @@ def rms_norm_fwd(
     _rms_norm_fwd_kernel[(n_rows,)](
         x, x if residual is None else residual, x if gate is None else gate, weight, y, hidden, rstd,
         x.stride(0), 0 if gate is None else gate.stride(0), dim, eps,
-        HAS_RESIDUAL=residual is not None, HAS_GATE=gate is not None, APPLY_RSTD=apply_rstd, BLOCK_D=block,
+        HAS_RESIDUAL=residual is not None, HAS_GATE=gate is not None, BLOCK_D=block,
         num_warps=num_warps_for_row(block),
     )  # fmt: skip
     return y, hidden, rstd
@@ -150,14 +140,12 @@ def rms_norm_bwd(
     dhidden: torch.Tensor | None = None,
     gate: torch.Tensor | None = None,
     dgate: torch.Tensor | None = None,
-    dgate_rows: NormRows | None = None,
 ) -> torch.Tensor:
     """Writes the input's gradient into `dx` and, with `gate`, the gate's into `dgate`; returns dweight.
 
     hidden is the norm's input before the gate (the stream, with a residual), gate and dgate [M, D] with unit
     column stride (dgate may be a slice of a wider gradient); dy, dx and `dhidden`, the gradient of the
-    residual stream, are contiguous. With `dgate_rows` (norm_rows.py) dgate's rows are scaled, and each row's
-    sum of dgate * gate is written into its dots (not added: other kernels add theirs after).
+    residual stream, are contiguous.
     """
     n_rows, dim = hidden.shape
     if n_rows == 0:
@@ -174,10 +162,9 @@ def rms_norm_bwd(
     dw_partial = torch.empty(most, dim, dtype=torch.float32, device=hidden.device)
     _rms_norm_bwd_kernel[lambda meta: (programs(meta),)](
         dy, dy if dhidden is None else dhidden, hidden, hidden if gate is None else gate, weight, rstd, dx,
-        dx if dgate is None else dgate, *(rstd, rstd) if dgate_rows is None else dgate_rows, dw_partial, n_rows,
-        hidden.stride(0), 0 if gate is None else gate.stride(0), 0 if dgate is None else dgate.stride(0), dim,
-        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, GATE_NORM_ROWS=dgate_rows is not None,
-        BLOCK_D=block_d,
+        dx if dgate is None else dgate, dw_partial, n_rows, hidden.stride(0),
+        0 if gate is None else gate.stride(0), 0 if dgate is None else dgate.stride(0), dim,
+        HAS_DHIDDEN=dhidden is not None, HAS_GATE=gate is not None, BLOCK_D=block_d,
     )  # fmt: skip
     return dw_partial[: programs(_rms_norm_bwd_kernel.best_config.kwargs)].sum(0).to(weight.dtype)
 

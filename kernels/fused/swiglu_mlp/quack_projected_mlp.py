@@ -16,7 +16,6 @@ run 14).
 
 import torch
 
-from gristmill.kernels.fused.normed_stream import NormedStream, project_into_normed_stream
 from gristmill.kernels.fused.quack_support import compute_dtype
 from gristmill.kernels.fused.swiglu_mlp import quack_mlp
 from gristmill.kernels.fused.swiglu_mlp.quack_mlp import interleave_gate_up, swiglu_mlp_unavailable_reason
@@ -24,7 +23,7 @@ from gristmill.kernels.fused.swiglu_mlp.quack_mlp import interleave_gate_up, swi
 
 class _ProjectedNormMLP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, core, w_out, stream, norm_weight, eps, w_gate_up, w_down, next_norm, gemms):
+    def forward(ctx, core, w_out, stream, norm_weight, eps, w_gate_up, w_down, gemms):
         hidden = torch.empty_like(stream)
         weighted, rstd = gemms.gemm_rms(
             core, w_out.T, C=stream, norm_weight=norm_weight, premult_out=hidden, eps=eps, dynamic_scheduler=True
@@ -34,14 +33,10 @@ class _ProjectedNormMLP(torch.autograd.Function):
         )
         ctx.save_for_backward(core, w_out, hidden, weighted, rstd, norm_weight, w_gate_up, preact, postact, w_down)
         ctx.gemms = gemms
-        if next_norm is None:
-            return gemms.gemm_add(postact, w_down.T, hidden)
-        out, out_weighted, out_rstd = project_into_normed_stream(gemms.gemm_rms, postact, w_down, hidden, *next_norm)
-        ctx.mark_non_differentiable(out_weighted, out_rstd)
-        return out, out_weighted, out_rstd
+        return gemms.gemm_add(postact, w_down.T, hidden)
 
     @staticmethod
-    def backward(ctx, dout, *_):  # the next block's weighted stream and rstd are statistics of the output
+    def backward(ctx, dout):
         core, w_out, hidden, weighted, rstd, norm_weight, w_gate_up, preact, postact, w_down = ctx.saved_tensors
         gemms: quack_mlp._QuackGEMMs = ctx.gemms
         dout = dout if dout.stride(-1) == 1 else dout.contiguous()
@@ -58,7 +53,7 @@ class _ProjectedNormMLP(torch.autograd.Function):
         dhidden, dnorm_weight = applied["D"], applied["dw"].to(norm_weight.dtype)
         dcore = gemms.gemm(dhidden, w_out, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
         dw_out = dhidden.T @ core
-        return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None, None
+        return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None
 
 
 def projected_norm_mlp_unavailable_reason(
@@ -82,16 +77,12 @@ def projected_norm_mlp(
     eps: float,
     w_gate_up: torch.Tensor,
     w_down: torch.Tensor,
-    *,
-    next_norm: tuple[torch.Tensor, float] | None = None,
-) -> torch.Tensor | NormedStream:
+) -> torch.Tensor:
     """h + down(swiglu(rmsnorm(h) @ w_gate_up.T)) with h = stream + core @ w_out.T, differentiable in all but eps;
     w_gate_up's rows are [gate | up]. Check `projected_norm_mlp_unavailable_reason` first. The norm's statistics
     come from h in float32 before it is rounded to the stream's dtype (the unfused norm reads it rounded). Under
-    autocast the matmul operands are cast as a matmul would cast them; norm_weight stays as it is. `next_norm` (the
-    next block's norm weight and eps) returns the output as a `NormedStream` for that norm (fused/normed_stream.py).
-    A failure inside quack raises `QuackMLPFailed` and makes every later availability check of either MLP op name
-    it."""
+    autocast the matmul operands are cast as a matmul would cast them; norm_weight stays as it is. A failure
+    inside quack raises `QuackMLPFailed` and makes every later availability check of either MLP op name it."""
     gemms, reason = quack_mlp._quack_gemms()
     if gemms is None:
         raise ValueError(f"projected_norm_mlp needs quack-kernels: {reason}")
@@ -104,8 +95,7 @@ def projected_norm_mlp(
                          f"autocast, got {dtypes}")
     core, w_out, stream, w_gate_up, w_down = operands
     with torch.autocast("cuda", enabled=False):
-        out = quack_mlp._failures.call(  # one record for both MLP paths: they run the same library
+        return quack_mlp._failures.call(  # one record for both MLP paths: they run the same library
             _ProjectedNormMLP.apply, core, w_out, stream, norm_weight, eps, interleave_gate_up(w_gate_up), w_down,
-            next_norm, gemms,
+            gemms,
         )  # fmt: skip
-    return out if next_norm is None else NormedStream(*out, *next_norm)
