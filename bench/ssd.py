@@ -190,13 +190,11 @@ def tuned_configs() -> dict[str, list[str]]:
     """The configs autotuning picked for each of our tuned kernels, then every candidate's time (ms) at the
     last shape tuned."""
     from gristmill.kernels.ssd import (
-        chunk_scan_bwd_dx, chunk_scan_fwd, group_gradient, score_gradient, state_scan,
+        chunk_scan_bwd_dx, chunk_scan_fwd, group_gradient, score_gradient,
     )  # fmt: skip
 
     kernels = {
         "output": chunk_scan_fwd._ssd_fwd_kernel_output,
-        "state_scan_fwd": state_scan._forward,
-        "state_scan_bwd": state_scan._backward,
         "bwd_dx": chunk_scan_bwd_dx._ssd_bwd_kernel_dx,
         "score_gradient": score_gradient._ssd_bwd_kernel_score_gradient,
         "group_gradient": group_gradient._ssd_bwd_kernel_group_gradient,

@@ -19,14 +19,14 @@ import torch
 
 from bench.harness import machine, time_ms
 from bench.ssd import SHAPES, make_inputs
+from gristmill.kernels.ssd.chunk_scan_bwd_dx import chunk_scan_bwd_dx
 from gristmill.kernels.ssd.documents import stream_chunk_plan
 from gristmill.kernels.ssd.function import ScanInputs, ssd_forward
 from gristmill.kernels.ssd.score_gradient import score_gradient
-from gristmill.kernels.ssd.state_scan import state_scan_bwd
+from gristmill.kernels.testing import relative_error
 
-KINDS = ("output", "dx", "score", "group", "state")
-"""chunk_scan_fwd, chunk_scan_bwd_dx, score_gradient, group_gradient (its source side, dB) and state_scan (its
-forward) modules."""
+KINDS = ("output", "dx", "score", "group")
+"""chunk_scan_fwd, chunk_scan_bwd_dx, score_gradient and group_gradient (its source side, dB) modules."""
 
 
 def load_module(path: Path, tag: str) -> ModuleType:
@@ -49,10 +49,7 @@ class Problem:
         self.plan = stream_chunk_plan(inputs.cu_seqlens, self.x.shape[0], shape.chunk_size, self.x.device)
         scan_inputs = ScanInputs(self.x, leaves["dt"], leaves["A"], self.B, self.C, self.D)
         _, _, self.saved = ssd_forward(scan_inputs, None, self.plan, keep_final_state=False)
-        self.dleaving, _ = state_scan_bwd(
-            self.dy, self.saved.a, self.C, self.saved.chunk_decay, self.saved.entering, None, self.plan, False,
-            torch.zeros(self.x.shape[1], self.plan.num_chunks, device=self.x.device),
-        )  # fmt: skip
+        _, self.dleaving, _ = chunk_scan_bwd_dx(*self.dx_inputs(), *self.dx_sums())
         self.dscores = score_gradient(
             self.x, self.saved.dt_by_head, self.saved.a, self.B, self.C, self.dy, self.plan, torch.zeros_like(self.saved.a)
         )  # fmt: skip
@@ -61,19 +58,29 @@ class Problem:
         real = position[None, :, None] < self.plan.chunk_len[:, None, None]
         self.written = (real & (position[:, None] >= position[None, :])).unsqueeze(1)
 
+    def dx_inputs(self) -> tuple:
+        """chunk_scan_bwd_dx's arguments before its sums: the walk writes dx into a new buffer."""
+        s = self.saved
+        return (self.x, s.dt_by_head, s.a, self.B, self.C, self.D, self.dy, s.entering, None, self.plan, False,
+                torch.empty_like(self.x))  # fmt: skip
+
+    def dx_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zeroed dD `[H]` and chunk-decay gradient `[H, num_chunks]`, which chunk_scan_bwd_dx adds into."""
+        heads = self.x.shape[1]
+        return (torch.zeros(heads, device=self.x.device),
+                torch.zeros(heads, self.plan.num_chunks, device=self.x.device))  # fmt: skip
+
     def launcher(self, kind: str, module: ModuleType) -> tuple[Callable[[], object], Callable[[], tuple]]:
         """The kernel's launch, and a function that zeroes what it accumulates, launches once and returns its
         outputs (so they compare after exactly one launch)."""
         s, p = self.saved, self.plan
         if kind == "output":
-            launch = lambda: module.chunk_scan_fwd(self.x, s.dt_by_head, s.a, self.B, self.C, self.D, s.entering, p)
-            return launch, lambda: (launch(),)
+            launch = lambda: module.chunk_scan_fwd(self.x, s.dt_by_head, s.a, self.B, self.C, self.D, None, p, False)
+            return launch, lambda: (launch()[0],)
         if kind == "dx":
-            dx, dD = torch.empty_like(self.x), torch.zeros(self.x.shape[1], device=self.x.device)
-            launch = lambda: module.chunk_scan_bwd_dx(
-                self.x, s.dt_by_head, s.a, self.B, self.C, self.D, self.dy, self.dleaving, p, dx, dD
-            )  # fmt: skip
-            return launch, lambda: (dD.zero_(), launch(), dx, dD)[1:]
+            inputs, (dD, dchunk_decay) = self.dx_inputs(), self.dx_sums()
+            launch = lambda: module.chunk_scan_bwd_dx(*inputs, dD, dchunk_decay)
+            return launch, lambda: (dD.zero_(), dchunk_decay.zero_(), launch()[0], inputs[-1], dD, dchunk_decay)[2:]
         if kind == "score":
             da = torch.zeros_like(s.a)
             launch = lambda: module.score_gradient(self.x, s.dt_by_head, s.a, self.B, self.C, self.dy, p, da)
@@ -84,9 +91,6 @@ class Problem:
                 self.dscores, self.x, self.dleaving, self.C, self.B, s.dt_by_head, s.a, da, p, dB, source=True
             )  # fmt: skip
             return launch, lambda: (da.zero_(), launch(), dB, da)[2:]
-        if kind == "state":
-            launch = lambda: module.state_scan_fwd(self.x, s.dt_by_head, s.a, self.B, s.chunk_decay, None, p, False)
-            return launch, lambda: (launch()[0],)
         raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
 
 
@@ -100,12 +104,8 @@ def tuned(module: ModuleType) -> str:
     return "; ".join(picks) or "one config"
 
 
-def relative_max_errors(outputs: tuple, reference: tuple) -> str:
-    errors = []
-    for out, ref in zip(outputs, reference, strict=True):
-        ref = ref.float()
-        errors.append(((out.float() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item())
-    return " ".join(f"{error:.1e}" for error in errors)
+def relative_errors(outputs: tuple, reference: tuple) -> str:
+    return " ".join(f"{relative_error(out, ref):.1e}" for out, ref in zip(outputs, reference, strict=True))
 
 
 def main() -> None:
@@ -127,7 +127,7 @@ def main() -> None:
         ms = time_ms(launch)
         if kind in first:
             reference, reference_ms = first[kind]
-            note = f"{reference_ms / ms:.3f}x the first; relative max error {relative_max_errors(outputs, reference)}"
+            note = f"{reference_ms / ms:.3f}x the first; relative error {relative_errors(outputs, reference)}"
         else:
             first[kind] = (outputs, ms)
             note = "the first of its kind"

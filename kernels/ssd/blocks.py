@@ -28,22 +28,17 @@ def lane_width(dim: int) -> int:
 
 
 @triton.jit
-def head_chunk_program(chunk_len):
-    """Head, chunk and real token count of a (head, chunk) program. Heads vary fastest in the grid, so the
-    programs of one chunk share its B and C in L2."""
-    h = tl.program_id(0)
-    c = tl.program_id(1)
-    return h, c, tl.load(chunk_len + c)
+def state_offsets(row, h, offs_p, offs_n, H: tl.constexpr, P: tl.constexpr, N: tl.constexpr):
+    """[BLOCK_N, BLOCK_P] offsets of row `row` (a chunk or a document) and head h in a `[rows, H, P, N]` state
+    tensor, transposed so that the tile is the right operand of a token block's [tokens, N] rows."""
+    return ((row * H + h).to(tl.int64) * P + offs_p[None, :]) * N + offs_n[:, None]
 
 
 @triton.jit
-def chunk_head_state(states, c, h, offs_p, mask_p, offs_n, mask_n, H: tl.constexpr, P: tl.constexpr, N: tl.constexpr):
-    """[BLOCK_N, BLOCK_P] fp32: the state of chunk c and head h from `[num_chunks, H, P, N]`, transposed so that
-    it is the right operand of a token block's [tokens, N] rows."""
+def load_head_state(states, row, h, offs_p, mask_p, offs_n, mask_n, H: tl.constexpr, P: tl.constexpr, N: tl.constexpr):
+    """[BLOCK_N, BLOCK_P] fp32: the state of row `row` and head h (state_offsets)."""
     return tl.load(
-        states + ((c * H + h).to(tl.int64) * P + offs_p[None, :]) * N + offs_n[:, None],
-        mask=mask_n[:, None] & mask_p[None, :],
-        other=0.0,
+        states + state_offsets(row, h, offs_p, offs_n, H, P, N), mask=mask_n[:, None] & mask_p[None, :], other=0.0
     ).to(tl.float32)
 
 

@@ -29,8 +29,8 @@ class ChunkPlan:
     doc_chunk_offsets: torch.Tensor
     """int32 `[n_docs + 1]`: document d owns chunks `doc_chunk_offsets[d]:doc_chunk_offsets[d + 1]`."""
     longest_first: torch.Tensor
-    """int32 `[n_docs]`: the documents by falling chunk count, the order in which the state walk launches them
-    (a long document's walk is one program's sequential chain: started last, it would be the kernel's tail)."""
+    """int32 `[n_docs]`: the documents by falling chunk count, the order in which the output and dx walks launch
+    them (a long document's walk is one program's sequential chain: started last, it would be the kernel's tail)."""
     chunk_size: int
 
     @property

@@ -17,7 +17,6 @@ from gristmill.kernels.ssd.group_gradient import group_gradient
 from gristmill.kernels.ssd.layout import empty_rows_like, rows_in_place
 from gristmill.kernels.ssd.reference import ScanOutput
 from gristmill.kernels.ssd.score_gradient import score_gradient
-from gristmill.kernels.ssd.state_scan import state_scan_bwd, state_scan_fwd
 from gristmill.kernels.ssd.validation import check_ssd_inputs
 
 
@@ -77,8 +76,7 @@ def ssd_forward(
     intermediates."""
     x, dt, A, B, C, D, dt_bias = inputs
     a, dt_by_head, chunk_decay = chunk_cumsum_fwd(dt, A, plan, dt_bias)
-    entering, final_state = state_scan_fwd(x, dt_by_head, a, B, chunk_decay, initial_state, plan, keep_final_state)
-    y = chunk_scan_fwd(x, dt_by_head, a, B, C, D, entering, plan)
+    y, entering, final_state = chunk_scan_fwd(x, dt_by_head, a, B, C, D, initial_state, plan, keep_final_state)
     return y, final_state, ScanIntermediates(dt_by_head, a, chunk_decay, entering)
 
 
@@ -100,10 +98,10 @@ def ssd_backward(
     dx, dB, dC = grads
     dt_by_head, a, chunk_decay, entering = saved
     sums = _ZeroedSums.allocate(x.shape[1], x.shape[0], plan.num_chunks, x.device)
-    dleaving, dfirst = state_scan_bwd(
-        dy, a, C, chunk_decay, entering, dfinal_state, plan, keep_initial_gradient, sums.dchunk_decay
-    )
-    ddt_direct = chunk_scan_bwd_dx(x, dt_by_head, a, B, C, D, dy, dleaving, plan, dx, sums.dD)
+    ddt_direct, dleaving, dfirst = chunk_scan_bwd_dx(
+        x, dt_by_head, a, B, C, D, dy, entering, dfinal_state, plan, keep_initial_gradient, dx, sums.dD,
+        sums.dchunk_decay,
+    )  # fmt: skip
     dscores = score_gradient(x, dt_by_head, a, B, C, dy, plan, sums.da)
     group_gradient(dscores, x, dleaving, C, B, dt_by_head, a, sums.da, plan, dB, source=True)
     group_gradient(dscores, dy, entering, B, C, dt_by_head, a, sums.da, plan, dC, source=False)
