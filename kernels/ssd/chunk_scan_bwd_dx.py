@@ -10,7 +10,7 @@ no C.B score tensor, and every exponent is <= 0. At a chunk's first token Q is t
 entering it, so the walk carries it on into the chunk before (what a separate backward state walk used to
 compute), leaving each chunk's dS_out for group_gradient and its decay's gradient <dS_out, S_in> on the way: at
 bench.ssd's main shape on an H100 that pass and the per-chunk dx walk took 1.081 ms, this walk 0.962
-(bench/results/ssd.md run 14).
+(bench/results/ssd.md run 15).
 
 The decay gradient inside a chunk is left to `score_gradient` and `group_gradient`: each of its terms is added to
 one token and taken from another, and only when both come from the same fp32 product do they cancel as they must

@@ -9,7 +9,7 @@ pairwise exp. Against scoring every earlier block, that is a third fewer tensor-
 exps, and no program waits on a short causal loop. Every exponent is <= 0: the carry never overflows.
 At a chunk's end the carry is the state entering the next chunk, so one walk over the whole document also
 writes every chunk's S_in for the backward (a separate state walk used to; at bench.ssd's main shape on an H100
-the two passes took 0.807 ms, this walk 0.613, bench/results/ssd.md run 14). Documents launch longest first.
+the two passes took 0.807 ms, this walk 0.613, bench/results/ssd.md run 15). Documents launch longest first.
 The carry's fp32 [N, BLOCK_P] tile dominates the registers: a whole head dim of 128 spills on sm_90 (triton
 3.6: ~1 KB per thread at 4 warps), so wide heads are split over programs that each recompute the C.B scores;
 the carry's update scales x's [tokens, BLOCK_P] rows, half as many values as B's [tokens, N] ones.
