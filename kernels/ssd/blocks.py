@@ -43,6 +43,22 @@ def load_head_state(states, row, h, offs_p, mask_p, offs_n, mask_n, H: tl.conste
 
 
 @triton.jit
+def document_walk_start(
+    states, doc_chunk_offsets, doc, h, offs_p, mask_p, offs_n, mask_n, H: tl.constexpr, P: tl.constexpr,
+    N: tl.constexpr, HAS_STATE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """A document walk's first chunk, chunk count and starting carry: row `doc` of `states` when HAS_STATE (the
+    initial state forwards, the final state's gradient backwards), else zero."""
+    first_chunk = tl.load(doc_chunk_offsets + doc)
+    num_chunks = tl.load(doc_chunk_offsets + doc + 1) - first_chunk
+    if HAS_STATE:
+        carry = load_head_state(states, doc, h, offs_p, mask_p, offs_n, mask_n, H, P, N)
+    else:
+        carry = tl.zeros([BLOCK_N, BLOCK_P], dtype=tl.float32)
+    return first_chunk, num_chunks, carry
+
+
+@triton.jit
 def group_rows(t, mask, stride, g, offs_n, mask_n, N: tl.constexpr):
     """Offsets and mask of the [tokens, BLOCK_N] rows of group g in a `[T, G, N]` tensor (B, C or their
     gradients) whose token rows lie `stride` elements apart (a column slice of a wider tensor)."""

@@ -23,7 +23,8 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.ssd.blocks import (
-    accumulate, load_head_state, group_rows, head_rows, head_state_lanes, lane_width, state_offsets, token_block,
+    accumulate, document_walk_start, group_rows, head_rows, head_state_lanes, lane_width, load_head_state,
+    state_offsets, token_block,
 )
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
@@ -87,12 +88,9 @@ def _ssd_bwd_kernel_dx(
     offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
     state_lanes = mask_n[:, None] & mask_p[None, :]
     d = tl.load(D + h).to(tl.float32) if HAS_D else 0.0
-    k0 = tl.load(doc_chunk_offsets + doc)
-    num_chunks = tl.load(doc_chunk_offsets + doc + 1) - k0
-    if HAS_LAST:
-        carried = load_head_state(dlast, doc, h, offs_p, mask_p, offs_n, mask_n, H, P, N)
-    else:
-        carried = tl.zeros([BLOCK_N, BLOCK_P], dtype=tl.float32)
+    k0, num_chunks, carried = document_walk_start(
+        dlast, doc_chunk_offsets, doc, h, offs_p, mask_p, offs_n, mask_n, H, P, N, HAS_LAST, BLOCK_P, BLOCK_N
+    )
     dy_dot_x = tl.zeros([BLOCK_M], dtype=tl.float32)
     for j in range(num_chunks):
         c = k0 + num_chunks - 1 - j
@@ -179,7 +177,9 @@ def chunk_scan_bwd_dx(
     G, N = B.shape[1], B.shape[2]
     ddt_direct = torch.empty_like(a)
     dleaving = torch.empty_like(entering)
-    dfirst = torch.empty(plan.num_docs, H, P, N, device=x.device, dtype=torch.float32) if keep_initial_gradient else None
+    dfirst = None
+    if keep_initial_gradient:
+        dfirst = torch.empty(plan.num_docs, H, P, N, device=x.device, dtype=torch.float32)
     _ssd_bwd_kernel_dx[(H, plan.num_docs)](
         x, dt, a, B, C, D, dy, entering, dfinal_state, dleaving, dfirst, dx, ddt_direct, dD, dchunk_decay,
         plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, plan.longest_first, T, plan.num_chunks,

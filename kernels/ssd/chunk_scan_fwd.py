@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gristmill.kernels.ssd.blocks import load_head_state, lane_width, state_offsets
+from gristmill.kernels.ssd.blocks import document_walk_start, lane_width, state_offsets
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
 
@@ -92,12 +92,9 @@ def _ssd_fwd_kernel_output(
     offs_n = tl.arange(0, BLOCK_N)
     mask_n = offs_n < N
     d = tl.load(D + h).to(tl.float32) if HAS_D else 0.0
-    k0 = tl.load(doc_chunk_offsets + doc)
-    num_chunks = tl.load(doc_chunk_offsets + doc + 1) - k0
-    if HAS_FIRST:
-        state = load_head_state(first, doc, h, offs_p, mask_p, offs_n, mask_n, H, P, N)
-    else:
-        state = tl.zeros([BLOCK_N, BLOCK_P], dtype=tl.float32)
+    k0, num_chunks, state = document_walk_start(
+        first, doc_chunk_offsets, doc, h, offs_p, mask_p, offs_n, mask_n, H, P, N, HAS_FIRST, BLOCK_P, BLOCK_N
+    )
     state_lanes = mask_n[:, None] & mask_p[None, :]
     for j in range(num_chunks):
         c = k0 + j
