@@ -113,7 +113,10 @@ def test_corrupted_shard_is_detected_by_checksum(dataset_dir: Path) -> None:
         TokenDataset(dataset_dir, verify_checksums=True)
 
 
-def test_shard_replaced_by_another_is_a_count_mismatch(dataset_dir: Path) -> None:
+def test_shard_replaced_by_another_is_a_count_mismatch(tmp_path: Path, rng: np.random.Generator) -> None:
+    # shards of unequal token counts by construction (random lengths made equal counts now and then)
+    documents = [np.append(rng.integers(1, 200, n), EOS) for n in [3] * 10 + [5] * 10]
+    dataset_dir = write_token_dataset(tmp_path, documents, vocab_size=200, eos_id=EOS, docs_per_shard=10)
     (dataset_dir / "part-00001.arrow").write_bytes((dataset_dir / "part-00000.arrow").read_bytes())
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     manifest["shards"][1]["bytes"] = manifest["shards"][0]["bytes"]
