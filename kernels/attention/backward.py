@@ -66,12 +66,11 @@ def _attention_bwd_key_tiles(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     MASKED: tl.constexpr, DESCRIPTORS: tl.constexpr,
 ):
-    """Query tiles [start, end) of every q head of the group, in one flat loop (one loop per head spilled)."""
-    tiles_per_head = tl.cdiv(end - start, BLOCK_M)
-    for step in range(0, group * tiles_per_head):
-        member = step // tiles_per_head
-        head = first_head + member
-        first_row = start + (step - member * tiles_per_head) * BLOCK_M
+    """Query tiles [start, end) of every q head of the group, in one flat loop (one loop per head spilled); the head
+    and the tile's first row are carried from step to step rather than divided out of the step."""
+    head = first_head
+    first_row = start
+    for _ in range(0, group * tl.cdiv(end - start, BLOCK_M)):
         rows = first_row + tl.arange(0, BLOCK_M)
         q_tile = load_head_tile(q, doc_start, first_row, head, stride_qt, stride_qh, seqlen, BLOCK_M, HEAD_DIM, MASKED,
                                 DESCRIPTORS)  # [BM, D]
@@ -94,6 +93,10 @@ def _attention_bwd_key_tiles(
         dv_acc = tile_dot(p_t.to(do_tile.dtype), do_tile, dv_acc)
         ds_t = p_t * (dp_t - delta_row[None, :])
         dk_acc = tile_dot(ds_t.to(q_tile.dtype), q_tile, dk_acc)
+        first_row += BLOCK_M
+        head_done = first_row >= end
+        head = tl.where(head_done, head + 1, head)
+        first_row = tl.where(head_done, start, first_row)
     return dk_acc, dv_acc
 
 
