@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.fast_exp import exp_ftz
 from gristmill.kernels.ssd.blocks import (
     accumulate, document_walk_start, group_rows, head_rows, head_state_lanes, lane_width, load_head_state,
     state_offsets, token_block,
@@ -122,17 +123,17 @@ def _ssd_bwd_kernel_dx(
             # the carried gradient moves on first (dv's inter-block product takes its old value, kept in bf16),
             # and through dy's [tokens, P] rows rather than C's wider [tokens, N] ones: on sm_90 (triton 3.6)
             # 1.25x faster than updating after that product with C scaled (bench/results/ssd.md run 13)
-            to_after = tl.exp(tl.where(mask_m, a_after - a_m, float("-inf")))
+            to_after = exp_ftz(tl.where(mask_m, a_after - a_m, float("-inf")))
             carried_in = carried.to(b_m.dtype)
             a_before = tl.load(a + h * T + start + m0 - 1, mask=m0 > 0, other=0.0)  # a is 0 before the chunk
-            from_before = tl.exp(tl.where(mask_m, a_m - a_before, float("-inf")))
+            from_before = exp_ftz(tl.where(mask_m, a_m - a_before, float("-inf")))
             carried = tl.dot(
-                tl.trans(c_m), (dy_m * from_before[:, None]).to(dy_m.dtype), acc=carried * tl.exp(a_after - a_before)
+                tl.trans(c_m), (dy_m * from_before[:, None]).to(dy_m.dtype), acc=carried * exp_ftz(a_after - a_before)
             )
             a_after = a_before
             # [BLOCK_M, BLOCK_M]: M transposed, sources as rows
             keep = (offs_m[None, :] >= offs_m[:, None]) & mask_m[None, :]
-            decay = tl.exp(tl.where(keep, a_m[None, :] - a_m[:, None], float("-inf")))
+            decay = exp_ftz(tl.where(keep, a_m[None, :] - a_m[:, None], float("-inf")))
             scores = tl.dot(b_m, tl.trans(c_m)) * decay
             dv = tl.dot(scores.to(dy_m.dtype), dy_m)
             dv += tl.dot(b_m, carried_in) * to_after[:, None]

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.fast_exp import exp_ftz
 from gristmill.kernels.ssd.blocks import document_walk_start, lane_width, state_offsets
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
@@ -119,18 +120,18 @@ def _ssd_fwd_kernel_output(
             head_cols = h * P + offs_p[None, :]
             mask_mp = mask_m[:, None] & mask_p[None, :]
             x_m = tl.load(x + t_m[:, None] * stride_x + head_cols, mask=mask_mp, other=0.0)
-            carried = tl.exp(tl.where(mask_m, a_m - a_before, float("-inf")))
+            carried = exp_ftz(tl.where(mask_m, a_m - a_before, float("-inf")))
             acc = tl.dot(c_m, state.to(x_m.dtype)) * carried[:, None]
             # the carry moves on right after its last reader, before the diagonal scores: on sm_90 (triton 3.6)
             # this order ran the kernel 1.09x faster than updating at the block's end (bench/results/ssd.md run 13)
             a_after = tl.load(a + h * T + start + tl.minimum(m0 + BLOCK_M, length) - 1)
-            to_after = tl.where(mask_m, tl.exp(a_after - a_m) * dt_m, 0.0)
-            state = state * tl.exp(a_after - a_before) + tl.dot(
+            to_after = tl.where(mask_m, exp_ftz(a_after - a_m) * dt_m, 0.0)
+            state = state * exp_ftz(a_after - a_before) + tl.dot(
                 tl.trans(b_m), (x_m * to_after[:, None]).to(x_m.dtype)
             )
             a_before = a_after
             keep = offs_m[:, None] >= offs_m[None, :]
-            decay = tl.exp(tl.where(keep, a_m[:, None] - a_m[None, :], float("-inf")))
+            decay = exp_ftz(tl.where(keep, a_m[:, None] - a_m[None, :], float("-inf")))
             scores = tl.dot(c_m, tl.trans(b_m)) * decay * dt_m[None, :]
             acc += tl.dot(scores.to(x_m.dtype), x_m)
             if HAS_D:

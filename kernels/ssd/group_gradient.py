@@ -12,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.fast_exp import exp_ftz
 from gristmill.kernels.ssd.blocks import accumulate, group_rows, head_rows, head_state_lanes, lane_width, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
@@ -105,9 +106,9 @@ def _ssd_bwd_kernel_group_gradient(
         next_h = first_head + tl.minimum(hh + 1, heads_per_group - 1)
         next_a_u, next_dt_u, next_a_last = _decay_inputs(a, dt, next_h, T, t_u, mask_u, a_last_offset)
         if SOURCE:
-            weight = tl.exp(a_last - a_u) * dt_u
+            weight = exp_ftz(a_last - a_u) * dt_u
         else:
-            weight = tl.exp(a_u)
+            weight = exp_ftz(a_u)
         weight = tl.where(mask_u, weight, 0.0)
         # [BLOCK_U, BLOCK_P], [BLOCK_P, BLOCK_N]
         vec_rows, mask_up = head_rows(t_u, mask_u, stride_vectors, h, offs_p, mask_p, P)

@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from gristmill.kernels.fast_exp import exp_ftz
 from gristmill.kernels.ssd.blocks import accumulate, group_rows, head_rows, head_state_lanes, lane_width, token_block
 from gristmill.kernels.ssd.documents import ChunkPlan
 from gristmill.kernels.ssd.tuning import candidates
@@ -93,10 +94,10 @@ def _ssd_bwd_kernel_score_gradient(
         dy_l = tl.load(dy + dy_rows, mask=mask_lp, other=0.0)
         x_s = tl.load(x + x_rows, mask=mask_sp, other=0.0)
         if s_first == l_first:
-            weight = tl.exp(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf"))) * dt_s[None, :]
+            weight = exp_ftz(tl.where(keep, a_l[:, None] - a_s[None, :], float("-inf"))) * dt_s[None, :]
         else:  # every s before every l: the decay splits at the s block's last token, both factors <= 1
-            to_l = tl.where(mask_l, tl.exp(a_l - a_split), 0.0)
-            weight = to_l[:, None] * (tl.exp(a_split - a_s) * dt_s)[None, :]
+            to_l = tl.where(mask_l, exp_ftz(a_l - a_split), 0.0)
+            weight = to_l[:, None] * (exp_ftz(a_split - a_s) * dt_s)[None, :]
         head_dscores = tl.dot(dy_l, tl.trans(x_s)) * weight
         acc += head_dscores
         decay_grad = head_dscores * scores
