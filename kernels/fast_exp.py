@@ -3,7 +3,9 @@
 `tl.exp` on fp32 lowers to ex2.approx.f32 (without ftz), which ptxas guards against denormal results with a
 compare and two predicated multiplies: five sm_90 instructions per element where this takes two (triton 3.6).
 Results differ only where exp(x) < 2^-126, which flushes to zero here instead of a denormal: no decay or
-probability that small changes a bf16 product or an fp32 sum the kernels form.
+probability that small changes a bf16 product or an fp32 sum the kernels form. The SSD walks and gradients take
+it for their decay tiles (scan fwd+bwd 1.06x, bench/results/ssd.md run 16); the chunk cumsum keeps tl.exp, whose
+softplus stays exact down to denormals and whose kernels did not get faster with it.
 """
 
 import triton
