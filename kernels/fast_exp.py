@@ -11,9 +11,11 @@ softplus stays exact down to denormals and whose kernels did not get faster with
 import triton
 import triton.language as tl
 
-LOG2E = tl.constexpr(1.4426950408889634)
+LOG2E = 1.4426950408889634
+"""log2(e): host code folds it into a kernel's scale (the attention kernels exponentiate in base 2 throughout)."""
+_LOG2E = tl.constexpr(LOG2E)
 
 
 @triton.jit
 def exp_ftz(x):
-    return tl.math.exp2(x * LOG2E)
+    return tl.math.exp2(x * _LOG2E)

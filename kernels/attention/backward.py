@@ -33,7 +33,6 @@ from gristmill.kernels.attention.descriptors import (
     statistic_rows,
     statistics_start,
 )
-from gristmill.kernels.attention.forward import LOG2E
 from gristmill.kernels.attention.masking import key_ranges, query_ranges, visible
 from gristmill.kernels.attention.tiles import (
     load_head_tile,
@@ -46,6 +45,7 @@ from gristmill.kernels.attention.tiles import (
     scheduled_document,
     tile_dot,
 )
+from gristmill.kernels.fast_exp import LOG2E
 from gristmill.kernels.fused.rope.tile_rotation import unrotate_rows
 
 

@@ -26,8 +26,7 @@ from gristmill.kernels.attention.tiles import (
     query_tile_program,
     tile_dot,
 )
-
-LOG2E = 1.4426950408889634
+from gristmill.kernels.fast_exp import LOG2E
 
 
 @triton.jit
