@@ -15,9 +15,10 @@ def token_block(start, first, length, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def head_state_lanes(P: tl.constexpr, N: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Head-dim and state-dim lanes, each with the mask of those inside P and N."""
-    offs_p = tl.arange(0, BLOCK_P)
+def head_state_lanes(P: tl.constexpr, N: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, p_block=0):
+    """Head-dim lanes of head-dim block `p_block` and all state-dim lanes, each with the mask of those inside P
+    and N."""
+    offs_p = p_block * BLOCK_P + tl.arange(0, BLOCK_P)
     offs_n = tl.arange(0, BLOCK_N)
     return offs_p, offs_p < P, offs_n, offs_n < N
 

@@ -1,5 +1,5 @@
-"""SSD backward for x, dt's direct use, D and the chunk states, one document and head per program, walking the
-document backwards in blocks of BLOCK_M tokens.
+"""SSD backward for x, dt's direct use, D and the chunk states, one document, head and BLOCK_P head-dim lanes per
+program, walking the document backwards in blocks of BLOCK_M tokens.
 
 With v_s = dt_s x_s: dv_s = sum_{l>=s} (C_l.B_s) exp(a_l - a_s) dy_l + exp(a_last - a_s) dS_out B_s. Before
 block [m0, m1) the program holds the gradient carried back from everything after it, Q(m1) = exp(a_last -
@@ -28,20 +28,22 @@ from gristmill.kernels.ssd.blocks import (
     state_offsets, token_block,
 )
 from gristmill.kernels.ssd.documents import ChunkPlan
-from gristmill.kernels.ssd.tuning import candidates
+from gristmill.kernels.ssd.tuning import candidates, head_dim_blocks_within_lanes
 
 
 @triton.autotune(
     candidates(
-        ({"BLOCK_M": 64}, 4, 2),
-        ({"BLOCK_M": 64}, 4, 3),
-        ({"BLOCK_M": 64}, 8, 1),
-        ({"BLOCK_M": 64}, 8, 2),
-        ({"BLOCK_M": 128}, 8, 2),
-        ({"BLOCK_M": 32}, 4, 3),
+        ({"BLOCK_M": 64, "BLOCK_P": 64}, 4, 2),
+        ({"BLOCK_M": 64, "BLOCK_P": 64}, 4, 3),
+        ({"BLOCK_M": 64, "BLOCK_P": 64}, 8, 1),
+        ({"BLOCK_M": 64, "BLOCK_P": 64}, 8, 2),
+        ({"BLOCK_M": 128, "BLOCK_P": 64}, 8, 2),
+        ({"BLOCK_M": 32, "BLOCK_P": 64}, 4, 3),
     ),
-    key=["BLOCK_P", "BLOCK_N", "CHUNK"],
-    reset_to_zero=["dD", "dchunk_decay"],  # take atomic adds, so every tuning trial starts them from zero
+    key=["P", "N", "CHUNK"],
+    prune_configs_by={"early_config_prune": head_dim_blocks_within_lanes},
+    # take atomic adds, so every tuning trial starts them from zero
+    reset_to_zero=["ddt_direct", "dD", "dchunk_decay"],
 )
 @triton.jit(do_not_specialize=["T", "NUM_CHUNKS"])
 def _ssd_bwd_kernel_dx(
@@ -83,10 +85,10 @@ def _ssd_bwd_kernel_dx(
     BLOCK_P: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    h = tl.program_id(0)
-    doc = tl.load(longest_first + tl.program_id(1))
+    h = tl.program_id(1)
+    doc = tl.load(longest_first + tl.program_id(2))
     g = h // (H // G)
-    offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N)
+    offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N, tl.program_id(0))
     state_lanes = mask_n[:, None] & mask_p[None, :]
     d = tl.load(D + h).to(tl.float32) if HAS_D else 0.0
     k0, num_chunks, carried = document_walk_start(
@@ -138,7 +140,11 @@ def _ssd_bwd_kernel_dx(
             dv = tl.dot(scores.to(dy_m.dtype), dy_m)
             dv += tl.dot(b_m, carried_in) * to_after[:, None]
             x_f = x_m.to(tl.float32)
-            tl.store(ddt_direct + h * T + t_m, tl.sum(dv * x_f, axis=1), mask=mask_m)
+            ddt_m = tl.sum(dv * x_f, axis=1)
+            if BLOCK_P < P:  # the head's other lanes add theirs
+                accumulate(ddt_direct + h * T + t_m, ddt_m, mask=mask_m)
+            else:
+                tl.store(ddt_direct + h * T + t_m, ddt_m, mask=mask_m)
             grad_x = dv * dt_m[:, None]
             if HAS_D:
                 dy_f = dy_m.to(tl.float32)
@@ -176,18 +182,20 @@ def chunk_scan_bwd_dx(
     zero) is contiguous."""
     T, H, P = x.shape
     G, N = B.shape[1], B.shape[2]
-    ddt_direct = torch.empty_like(a)
+    ddt_direct = torch.zeros_like(a)
     dleaving = torch.empty_like(entering)
     dfirst = None
     if keep_initial_gradient:
         dfirst = torch.empty(plan.num_docs, H, P, N, device=x.device, dtype=torch.float32)
-    _ssd_bwd_kernel_dx[(H, plan.num_docs)](
+    def grid(meta: dict) -> tuple[int, int, int]:
+        return (triton.cdiv(P, meta["BLOCK_P"]), H, plan.num_docs)
+
+    _ssd_bwd_kernel_dx[grid](
         x, dt, a, B, C, D, dy, entering, dfinal_state, dleaving, dfirst, dx, ddt_direct, dD, dchunk_decay,
         plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, plan.longest_first, T, plan.num_chunks,
         x.stride(0), B.stride(0), C.stride(0), dy.stride(0), dx.stride(0),
         H=H, G=G, P=P, N=N, CHUNK=plan.chunk_size, HAS_D=D is not None,
         HAS_LAST=dfinal_state is not None, HAS_FIRST=keep_initial_gradient,
-        BLOCK_P=lane_width(P),
         BLOCK_N=lane_width(N),
     )  # fmt: skip
     return ddt_direct, dleaving, dfirst

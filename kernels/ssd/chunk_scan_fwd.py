@@ -22,22 +22,9 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.fast_exp import exp_ftz
-from gristmill.kernels.ssd.blocks import document_walk_start, lane_width, state_offsets
+from gristmill.kernels.ssd.blocks import document_walk_start, head_state_lanes, lane_width, state_offsets
 from gristmill.kernels.ssd.documents import ChunkPlan
-from gristmill.kernels.ssd.tuning import candidates
-
-
-def _head_dim_blocks_within_lanes(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
-    """A head-dim block wider than the padded head dim would only compute masked lanes: narrow it to them."""
-    lanes = lane_width(kwargs.get("P", named_args.get("P")))
-    return [
-        triton.Config(
-            {**config.kwargs, "BLOCK_P": min(config.kwargs["BLOCK_P"], lanes)},
-            num_warps=config.num_warps,
-            num_stages=config.num_stages,
-        )
-        for config in configs
-    ]
+from gristmill.kernels.ssd.tuning import candidates, head_dim_blocks_within_lanes
 
 
 # H100 triton 3.6 (bench/results/ssd.md run 11): BLOCK_M 64 wins at head dims 64 and 128; 8 warps, BLOCK_P 32,
@@ -50,7 +37,7 @@ def _head_dim_blocks_within_lanes(configs: list[triton.Config], named_args: dict
         ({"BLOCK_M": 32, "BLOCK_P": 64}, 4, 3),
     ),
     key=["P", "N", "CHUNK"],
-    prune_configs_by={"early_config_prune": _head_dim_blocks_within_lanes},
+    prune_configs_by={"early_config_prune": head_dim_blocks_within_lanes},
 )
 @triton.jit(do_not_specialize=["T"])
 def _ssd_fwd_kernel_output(
@@ -88,10 +75,7 @@ def _ssd_fwd_kernel_output(
     h = tl.program_id(1)
     doc = tl.load(longest_first + tl.program_id(2))
     g = h // (H // G)
-    offs_p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    mask_p = offs_p < P
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
+    offs_p, mask_p, offs_n, mask_n = head_state_lanes(P, N, BLOCK_P, BLOCK_N, tl.program_id(0))
     d = tl.load(D + h).to(tl.float32) if HAS_D else 0.0
     k0, num_chunks, state = document_walk_start(
         first, doc_chunk_offsets, doc, h, offs_p, mask_p, offs_n, mask_n, H, P, N, HAS_FIRST, BLOCK_P, BLOCK_N
