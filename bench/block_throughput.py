@@ -89,7 +89,7 @@ def fwd_bwd_step(block: nn.Module, x: torch.Tensor, segments: Segments, dy: torc
 
     def step() -> tuple[torch.Tensor, ...]:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            out, _ = block(x, None, segments)
+            out, _ = block(x, segments)
         return torch.autograd.grad(out, leaves, dy)
 
     return step

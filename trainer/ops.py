@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.kernels.attention.projected_rotary_qkv import (
-    QuackQKVFailed, projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
+    QuackQKVFailed, normed_projected_rotary_qkv_attention, normed_projected_rotary_qkv_attention_unavailable_reason,
+    projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
 )
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention as rotary_qkv_attention_kernel
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
@@ -47,6 +48,7 @@ def _opaque_to_compile(kernel: Callable) -> Callable:
 
 rotary_qkv_attention_kernel = _opaque_to_compile(rotary_qkv_attention_kernel)
 projected_rotary_qkv_attention = _opaque_to_compile(projected_rotary_qkv_attention)
+normed_projected_rotary_qkv_attention = _opaque_to_compile(normed_projected_rotary_qkv_attention)
 mamba_mixer_core_kernel = _opaque_to_compile(mamba_mixer_core_kernel)
 rms_norm_kernel = _opaque_to_compile(rms_norm_kernel)
 swiglu_halves_kernel = _opaque_to_compile(swiglu_halves_kernel)
@@ -95,9 +97,34 @@ def project_rotary_attention(
         try:
             return projected_rotary_qkv_attention(x, w_qkv, *args, **heads)
         except QuackQKVFailed as failure:
-            _log.warning(f"quack's qkv projection failed ({failure}); this run goes on with cuBLAS and the RoPE pass "
-                         "(quack_qkv = false skips quack from the start)")
+            _warn_quack_qkv_failed(failure)
     return rotary_qkv_attention_kernel(F.linear(x, w_qkv), *args, **heads)
+
+
+def norm_project_rotary_attention(
+    stream: torch.Tensor, rstd: torch.Tensor | None, norm_weight: torch.Tensor, eps: float, w_qkv: torch.Tensor,
+    n_heads: int, n_kv_heads: int, theta: float, segments: Segments,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`project_rotary_attention(rmsnorm(stream) * norm_weight, ...)`, stream), the stream handed back through the
+    op. With `rstd` (each row's, from the GEMM that wrote the stream) the norm folds into quack's qkv GEMMs where
+    they run these inputs; else the norm kernel runs first."""
+    if rstd is not None and _on_kernel(stream) and _quack_qkv_enabled and (
+        normed_projected_rotary_qkv_attention_unavailable_reason(stream, w_qkv, n_heads, n_kv_heads) is None
+    ):
+        try:
+            return normed_projected_rotary_qkv_attention(
+                stream, rstd, norm_weight, w_qkv, segments.position_ids, segments.cu_seqlens, segments.max_seqlen,
+                n_heads=n_heads, n_kv_heads=n_kv_heads, theta=theta,
+            )  # fmt: skip
+        except QuackQKVFailed as failure:
+            _warn_quack_qkv_failed(failure)
+    h, stream = rms_norm(stream, norm_weight, eps)
+    return project_rotary_attention(h, w_qkv, n_heads, n_kv_heads, theta, segments), stream
+
+
+def _warn_quack_qkv_failed(failure: QuackQKVFailed) -> None:
+    _log.warning(f"quack's qkv projection failed ({failure}); this run goes on with cuBLAS and the RoPE pass "
+                 "(quack_qkv = false skips quack from the start)")
 
 
 def mamba_mixer_core(
@@ -192,18 +219,23 @@ def project_norm_mlp(
     eps: float,
     w_gate_up: torch.Tensor,
     w_down: torch.Tensor,
-) -> torch.Tensor:
-    """h + MLP(rmsnorm(h)) with h = stream + core @ w_out.T, the residual stream out of an attention block: quack's
-    GEMMs with the residual add, the norm's statistics and its row scale in their epilogues where quack runs
-    these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`."""
+    next_norm_eps: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(h + MLP(rmsnorm(h)) with h = stream + core @ w_out.T, the residual stream out of an attention block, None):
+    quack's GEMMs with the residual add, the norm's statistics and its row scale in their epilogues where quack runs
+    these inputs, else the projection, `rms_norm` with the residual and `swiglu_mlp`. On quack's path, with
+    `next_norm_eps` and quack's qkv GEMMs on, the None is each output row's rstd for the next attention block's
+    norm (`norm_project_rotary_attention`)."""
     quack_allowed = _on_kernel(core) and _quack_mlp_enabled
     if quack_allowed and projected_norm_mlp_unavailable_reason(core, w_out, stream, w_gate_up, w_down) is None:
         try:
-            return projected_norm_mlp_kernel(core, w_out, stream, norm_weight, eps, w_gate_up, w_down)
+            return projected_norm_mlp_kernel(
+                core, w_out, stream, norm_weight, eps, w_gate_up, w_down, next_norm_eps if _quack_qkv_enabled else None
+            )
         except QuackMLPFailed as failure:
             _warn_quack_mlp_failed(failure)
     h, stream = rms_norm(F.linear(core, w_out), norm_weight, eps, residual=stream)
-    return swiglu_mlp(h, w_gate_up, w_down, stream)
+    return swiglu_mlp(h, w_gate_up, w_down, stream), None
 
 
 def _warn_quack_mlp_failed(failure: QuackMLPFailed) -> None:

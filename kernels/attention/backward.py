@@ -17,7 +17,9 @@ Through pointers separate loops stay faster: only the query tiles at the diagona
 document end take the mask and bounds checks.
 
 With ROTATE (rotary_qkv_attention) q and k were rotated by RoPE before attention: each program rotates its
-finished dq or dk tile back once, after its loops, so the gradients leave already unrotated.
+finished dq or dk tile back once, after its loops, so the gradients leave already unrotated. With ROW_SCALE
+(a qkv projection with its input RMSNorm folded in, projected_rotary_qkv.py) each program also scales its
+finished tile by the rows' rstd and stores the rows' share of rstd's gradient (`_row_dot`).
 """
 
 import torch
@@ -57,6 +59,17 @@ def load_statistics(base, rows, seqlen, MASKED: tl.constexpr):
     else:
         values = tl.load(base + rows)
     return values
+
+
+@triton.jit
+def _row_dot(grad, values):
+    """Each row's <grad, values> in float32: with ROW_SCALE, for a projection whose output rows the forward scaled by
+    the norm's rstd (in the GEMM's epilogue), the kernels store this dot of each gradient and value as attention saw
+    them (after RoPE, whose rotation keeps it), the row's share of the rstd gradient, and hand back the gradients
+    times rstd, those of the unscaled projection. rstd is read as the tile starts, so its latency hides behind the
+    loops, and the dots take the tiles already loaded (reading them again at the end was no faster on an H100,
+    bench/results/attention.md session 18)."""
+    return tl.sum(grad * values.to(tl.float32), 1)
 
 
 @triton.jit
@@ -104,14 +117,16 @@ def _attention_bwd_key_tiles(
 def _attention_bwd_key_tile(
     q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen, n0, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_dkt, stride_dkh, stride_lse_h, cos, sin,
+    stride_dkt, stride_dkh, stride_lse_h, cos, sin, rstd, row_dots, stride_dots,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, ROW_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """dk and dv of keys [n0, n0 + BLOCK_N) of one kv head, summed over its q-head group; dk rotated back by RoPE
-    when ROTATE (k was rotated, v never is)."""
+    when ROTATE (k was rotated, v never is); with ROW_SCALE see `_row_dot`."""
     cols = n0 + tl.arange(0, BLOCK_N)
+    if ROW_SCALE:
+        col_rstd = tl.load(rstd + doc_start + cols, mask=cols < seqlen, other=0.0)
     k_tile = load_rows(k + doc_start * stride_kt + kv_head * stride_kh, stride_kt, cols, seqlen, HEAD_DIM, True)
     v_tile = load_rows(v + doc_start * stride_vt + kv_head * stride_vh, stride_vt, cols, seqlen, HEAD_DIM, True)
     first_head = kv_head * group
@@ -141,25 +156,31 @@ def _attention_bwd_key_tile(
         HEAD_DIM, BLOCK_M, CAUSAL, HAS_WINDOW, MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dk_tile = dk_acc * softmax_scale
+    dv_tile = dv_acc
+    if ROW_SCALE:
+        tl.store(row_dots + kv_head * stride_dots + doc_start + cols,
+                 _row_dot(dk_tile, k_tile) + _row_dot(dv_tile, v_tile), mask=cols < seqlen)
+        dk_tile *= col_rstd[:, None]
+        dv_tile *= col_rstd[:, None]
     if ROTATE:
         dk_tile = unrotate_rows(dk_tile, cos, sin, doc_start + cols, cols < seqlen, BLOCK_N, HEAD_DIM)
     out_offsets = (doc_start + cols[:, None]) * stride_dkt + kv_head * stride_dkh + tl.arange(0, HEAD_DIM)[None, :]
     tl.store(dk + out_offsets, dk_tile.to(dk.dtype.element_ty), mask=cols[:, None] < seqlen)
-    tl.store(dv + out_offsets, dv_acc.to(dv.dtype.element_ty), mask=cols[:, None] < seqlen)
+    tl.store(dv + out_offsets, dv_tile.to(dv.dtype.element_ty), mask=cols[:, None] < seqlen)
 
 
 @triton.autotune(
     configs=key_grad_configs(sized_blocks({"q": "BLOCK_M", "do": "BLOCK_M"}, {"lse": "BLOCK_M", "delta": "BLOCK_M"})),
-    key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"],
+    key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "ROW_SCALE"],
 )
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dkdv_kernel(
     q, k, v, do, lse, delta, dk, dv, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_dkt, stride_dkh, stride_lse_h, cos, sin,
+    stride_dkt, stride_dkh, stride_lse_h, cos, sin, rstd, row_dots, stride_dots,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, ROW_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of key tiles, kv head, document); q, do, lse and delta are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -171,8 +192,8 @@ def _attention_bwd_dkdv_kernel(
             q, k, v, do, lse, delta, dk, dv, doc_start, stat_start, seqlen,
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_N, kv_head,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-            stride_dkt, stride_dkh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window, group,
-            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
+            stride_dkt, stride_dkh, stride_lse_h, cos, sin, rstd, row_dots, stride_dots, softmax_scale, qk_scale,
+            window, group, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, ROW_SCALE, BLOCK_M, BLOCK_N,
         )
 
 
@@ -202,13 +223,16 @@ def _attention_bwd_query_tiles(
 def _attention_bwd_query_tile(
     q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen, m0, head, kv_head,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
+    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, rstd, row_dots, stride_dots,
     softmax_scale, qk_scale, window,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, ROW_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """dq and delta of queries [m0, m0 + BLOCK_M) of one q head; dq rotated back by RoPE when ROTATE."""
+    """dq and delta of queries [m0, m0 + BLOCK_M) of one q head; dq rotated back by RoPE when ROTATE; with
+    ROW_SCALE see `_row_dot`."""
     rows = m0 + tl.arange(0, BLOCK_M)
+    if ROW_SCALE:
+        row_rstd = tl.load(rstd + doc_start + rows, mask=rows < seqlen, other=0.0)
     q_tile = load_rows(q + doc_start * stride_qt + head * stride_qh, stride_qt, rows, seqlen, HEAD_DIM, True)
     do_tile = load_rows(do + doc_start * stride_dot + head * stride_doh, stride_dot, rows, seqlen, HEAD_DIM, True)
     o_tile = load_rows(o + doc_start * stride_ot + head * stride_oh, stride_ot, rows, seqlen, HEAD_DIM, True)
@@ -233,6 +257,9 @@ def _attention_bwd_query_tile(
         MASKED=True, DESCRIPTORS=DESCRIPTORS,
     )
     dq_tile = dq_acc * softmax_scale
+    if ROW_SCALE:
+        tl.store(row_dots + head * stride_dots + doc_start + rows, _row_dot(dq_tile, q_tile), mask=rows < seqlen)
+        dq_tile *= row_rstd[:, None]
     if ROTATE:
         dq_tile = unrotate_rows(dq_tile, cos, sin, doc_start + rows, rows < seqlen, BLOCK_M, HEAD_DIM)
     dq_ptrs = dq + (doc_start + rows[:, None]) * stride_dqt + head * stride_dqh + tl.arange(0, HEAD_DIM)[None, :]
@@ -240,15 +267,15 @@ def _attention_bwd_query_tile(
 
 
 @triton.autotune(configs=query_grad_configs(sized_blocks({"k": "BLOCK_N", "v": "BLOCK_N"})),
-                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE"])
+                 key=AUTOTUNE_KEY + ["DESCRIPTORS", "ROTATE", "ROW_SCALE"])
 @triton.jit(do_not_specialize=["window", "stride_lse_h"])
 def _attention_bwd_dq_kernel(
     q, k, v, o, do, lse, delta, dq, cu_seqlens, doc_order,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin,
+    stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, rstd, row_dots, stride_dots,
     softmax_scale, qk_scale, window, group,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, DESCRIPTORS: tl.constexpr,
-    ROTATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    ROTATE: tl.constexpr, ROW_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """One program per (pair of query tiles, q head, document); k and v are tensor descriptors when
     DESCRIPTORS, else pointers."""
@@ -258,8 +285,9 @@ def _attention_bwd_dq_kernel(
             q, k, v, o, do, lse, delta, dq, doc_start, stat_start, seqlen,
             tl.where(step == 0, mirror, tl.program_id(0)) * BLOCK_M, head, head // group,
             stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
-            stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, softmax_scale, qk_scale, window,
-            HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, BLOCK_M, BLOCK_N,
+            stride_ot, stride_oh, stride_dqt, stride_dqh, stride_lse_h, cos, sin, rstd, row_dots, stride_dots,
+            softmax_scale, qk_scale, window, HEAD_DIM, CAUSAL, HAS_WINDOW, DESCRIPTORS, ROTATE, ROW_SCALE, BLOCK_M,
+            BLOCK_N,
         )
 
 
@@ -278,13 +306,17 @@ def attention_backward(
     grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     doc_order: torch.Tensor | None = None,
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    row_scale: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dq, dk, dv) in the inputs' dtype, given dO and the forward's output and base-2 log-sum-exp.
 
     `grads` are buffers to write them into instead (views of one qkv-shaped gradient, say): shaped like q, k, v
     with a contiguous last dim, dk and dv with equal strides (one kernel stores both). `doc_order` as for
     attention_forward. `rope`: the contiguous float32 cos and sin `[T, D/2]` (rope_cos_sin) that rotated q and k;
-    dq and dk then come out rotated back, the gradients of q and k before RoPE, with no pass of their own."""
+    dq and dk then come out rotated back, the gradients of q and k before RoPE, with no pass of their own.
+    `row_scale`: (rstd `[T]`, dots `[Hq + Hkv, T]`), both contiguous float32, for q, k and v whose projection's
+    rows were scaled by rstd: the gradients come out times rstd (those of the unscaled projection) and each head's
+    row of `dots` (q heads, then kv heads) receives its <dq, q> (<dk, k> + <dv, v> for a kv head) per token."""
     total, heads_q, head_dim = q.shape
     heads_kv = k.shape[1]
     if rope is not None and any(t.shape != (total, head_dim // 2) or not t.is_contiguous() or t.dtype != torch.float32
@@ -302,8 +334,15 @@ def attention_backward(
     delta = row_statistics(heads_q, total, num_docs, q.device)
     if doc_order is None:
         doc_order = longest_first(cu_seqlens)
-    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, ROTATE=rope is not None)
+    flags = dict(HEAD_DIM=head_dim, CAUSAL=causal, HAS_WINDOW=window is not None, ROTATE=rope is not None,
+                 ROW_SCALE=row_scale is not None)
     cos, sin = rope or (None, None)
+    rstd, row_dots = row_scale or (None, None)
+    if row_scale is not None and (rstd.shape != (total,) or row_dots.shape != (heads_q + heads_kv, total)
+                                  or any(t.dtype != torch.float32 or not t.is_contiguous() for t in row_scale)):
+        shapes = [(tuple(t.shape), t.dtype) for t in row_scale]
+        raise ValueError(f"row_scale {shapes} must be contiguous float32 [{total}] and [{heads_q + heads_kv}, {total}]")
+    dq_dots, kv_dots = (None, None) if row_dots is None else (row_dots, row_dots[heads_q:])
     scalars = (softmax_scale, softmax_scale * LOG2E, window or 0, heads_q // heads_kv)
     input_strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                      do.stride(0), do.stride(1))
@@ -314,7 +353,8 @@ def attention_backward(
         key_sources = tuple(head_rows(x) for x in key_sources)
     _attention_bwd_dq_kernel[paired_grid(max_seqlen, "BLOCK_M", num_docs, heads_q)](
         q, *key_sources, out, do, lse, delta, dq, cu_seqlens, doc_order, *input_strides, out.stride(0), out.stride(1),
-        dq.stride(0), dq.stride(1), lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=dq_descriptors,
+        dq.stride(0), dq.stride(1), lse.stride(0), cos, sin, rstd, dq_dots, total, *scalars, **flags,
+        DESCRIPTORS=dq_descriptors,
     )
     query_sources = (q, do, lse, delta)
     use_descriptors = descriptors_usable(*query_sources)
@@ -323,6 +363,7 @@ def attention_backward(
     q_src, do_src, lse_src, delta_src = query_sources
     _attention_bwd_dkdv_kernel[paired_grid(max_seqlen, "BLOCK_N", num_docs, heads_kv)](
         q_src, k, v, do_src, lse_src, delta_src, dk, dv, cu_seqlens, doc_order, *input_strides,
-        dk.stride(0), dk.stride(1), lse.stride(0), cos, sin, *scalars, **flags, DESCRIPTORS=use_descriptors,
+        dk.stride(0), dk.stride(1), lse.stride(0), cos, sin, rstd, kv_dots, total, *scalars, **flags,
+        DESCRIPTORS=use_descriptors,
     )
     return dq, dk, dv

@@ -58,16 +58,17 @@ def attend_rotated_qkv(
 def rotated_qkv_attention_grad(
     grad_out: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, cu_seqlens: torch.Tensor,
     doc_order: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, settings: tuple[int, int, int, float],
+    row_scale: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """d(qkv before RoPE), shaped like qkv, of `attend_rotated_qkv` over a qkv whose q and k columns RoPE rotated by
     (cos, sin): the kernels rotate dq and dk back as they store them. `settings`: (max_seqlen, n_heads, n_kv_heads,
-    softmax_scale)."""
+    softmax_scale); `row_scale` as for `attention_backward` (for a qkv whose projection scaled its rows)."""
     max_seqlen, n_heads, n_kv_heads, softmax_scale = settings
     dqkv = torch.empty(qkv.shape, dtype=qkv.dtype, device=qkv.device)  # every column gets written
     attention_backward(
         grad_out if grad_out.stride(-1) == 1 else grad_out.contiguous(),
         *split_qkv(qkv, n_heads, n_kv_heads), out, lse, cu_seqlens, max_seqlen, True, None, softmax_scale,
-        grads=split_qkv(dqkv, n_heads, n_kv_heads), doc_order=doc_order, rope=(cos, sin),
+        grads=split_qkv(dqkv, n_heads, n_kv_heads), doc_order=doc_order, rope=(cos, sin), row_scale=row_scale,
     )
     return dqkv
 

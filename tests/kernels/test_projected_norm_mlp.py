@@ -79,9 +79,13 @@ def test_matches_reference(tokens: int, core_width: int, width: int, hidden: int
     leaves = [t.clone().requires_grad_() for t in inputs]
     refs = [t.double().requires_grad_() for t in inputs]
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-        y = projected_norm_mlp(*leaves[:4], EPS, *leaves[4:])
+        y, no_rstd = projected_norm_mlp(*leaves[:4], EPS, *leaves[4:])
+        y_again, rstd = projected_norm_mlp(*leaves[:4], EPS, *leaves[4:], next_norm_eps=1e-6)
     y_ref = _reference(*refs)
     assert_close("y", y, y_ref, 2e-2)
+    assert no_rstd is None
+    assert_close("y beside rstd", y_again, y_ref, 2e-2)
+    assert_close("rstd for the next norm", rstd, torch.rsqrt(y_ref.square().mean(-1) + 1e-6), 1e-2)
     grads = torch.autograd.grad(y, leaves, dy)
     ref_grads = torch.autograd.grad(y_ref, refs, dy.double())
     names = ["dcore", "dw_out", "dstream", "dnorm_weight", "dw_gate_up", "dw_down"]

@@ -1,16 +1,18 @@
 """The qkv projection on quack's GEMM with RoPE in its epilogue, then attention, against the float64 composition of
 the references (GPU with quack-kernels installed): output, dx and dweight over ragged packed documents, a packed row
-against its documents one by one; and when it declines or fails (CPU)."""
+against its documents one by one, the variant with the input RMSNorm folded in; and when it declines or fails
+(CPU)."""
 
 import pytest
 import torch
 
 from gristmill.kernels.attention import attention_reference, projected_rotary_qkv
 from gristmill.kernels.attention.projected_rotary_qkv import (
-    QuackQKVFailed, projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
+    QuackQKVFailed, normed_projected_rotary_qkv_attention, normed_projected_rotary_qkv_attention_unavailable_reason,
+    projected_rotary_qkv_attention, projected_rotary_qkv_attention_unavailable_reason,
 )
 from gristmill.kernels.attention.rotary_qkv import split_qkv
-from gristmill.kernels.fused import apply_rope_reference
+from gristmill.kernels.fused import apply_rope_reference, rms_norm_reference
 from gristmill.kernels.fused.quack_support import FailureRecord
 from gristmill.kernels.testing import assert_close
 
@@ -150,3 +152,45 @@ def test_packed_row_equals_documents_one_by_one() -> None:
         assert_close(f"out {start}", packed[start : start + length], alone, 1e-2)
         assert_close(f"dx {start}", packed_grad[start : start + length], alone_grad, 1e-2)
         start += length
+
+
+@ON_QUACK
+@pytest.mark.parametrize("doc_lengths, width, heads, head_dim", [
+    ([1, 700, 1, 3000, 129, 1, 4361], 1024, (16, 4), 64),
+    ([2048, 1, 1000, 1047], 512, (8, 2), 128),
+    ([37, 3], 128, (2, 2), 64),
+])
+@pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weight"])
+def test_normed_matches_reference(doc_lengths: list[int], width: int, heads: tuple[int, int], head_dim: int,
+                                  autocast: bool) -> None:
+    """rmsnorm(stream) * norm_weight projected and attended, with rstd given as the previous GEMM computes it, and the
+    stream handed back; its consumer's gradient (a loss on the handed-back stream) joins the norm's."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    tokens, (n_heads, n_kv_heads), eps = sum(doc_lengths), heads, 1e-5
+    assert normed_projected_rotary_qkv_attention_unavailable_reason(
+        torch.empty(8, width, device="cuda", dtype=torch.bfloat16),
+        torch.empty((n_heads + 2 * n_kv_heads) * head_dim, width, device="cuda", dtype=torch.bfloat16),
+        n_heads, n_kv_heads,
+    ) is None
+    stream = (3 * torch.randn(tokens, width, device="cuda")).bfloat16().requires_grad_()
+    norm_weight = (1 + 0.1 * torch.randn(width, device="cuda")).requires_grad_()
+    weight = (torch.randn((n_heads + 2 * n_kv_heads) * head_dim, width, device="cuda") / width**0.5)
+    weight = weight.to(torch.float32 if autocast else torch.bfloat16).requires_grad_()
+    rstd = torch.rsqrt(stream.detach().float().square().mean(-1) + eps)
+    args = (_positions(doc_lengths, "cuda"), _offsets(doc_lengths, "cuda"), max(doc_lengths))
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        out, handed_back = normed_projected_rotary_qkv_attention(
+            stream, rstd, norm_weight, weight, *args, n_heads=n_heads, n_kv_heads=n_kv_heads
+        )
+    assert out.shape == (tokens, n_heads, head_dim) and out.dtype == torch.bfloat16
+    assert torch.equal(handed_back, stream)
+    leaves = (stream, norm_weight, weight)
+    refs = [t.detach().double().requires_grad_() for t in leaves]
+    out_ref = _reference(rms_norm_reference(refs[0], refs[1], eps), refs[2], doc_lengths, n_heads, n_kv_heads)
+    assert_close("out", out, out_ref, 2e-2)
+    dout, dstream = torch.randn_like(out), torch.randn_like(stream)
+    grads = torch.autograd.grad((out, handed_back), leaves, (dout, dstream))
+    ref_grads = torch.autograd.grad((out_ref, refs[0]), refs, (dout.double(), dstream.double()))
+    for name, grad, ref, leaf in zip(["dstream", "dnorm_weight", "dweight"], grads, ref_grads, leaves):
+        assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
+        assert_close(name, grad, ref, 2e-2)

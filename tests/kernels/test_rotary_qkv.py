@@ -6,9 +6,13 @@ import pytest
 import torch
 
 from gristmill.kernels.attention import attention_reference
+from gristmill.kernels.attention.inputs import resolve_softmax_scale
 from gristmill.kernels.attention.rotary_qkv import (
+    attend_rotated_qkv,
+    rope_tables,
     rotary_qkv_attention,
     rotary_qkv_attention_reference,
+    rotated_qkv_attention_grad,
     split_qkv,
 )
 from gristmill.kernels.fused import apply_rope_reference
@@ -150,6 +154,35 @@ def test_rotated_qkv_used_afterwards_gets_its_gradient(attention_used: bool) -> 
     (ref.square().sum() * attention_used + q.sum() + k.sum() + v.sum()).backward()
     assert_close("rotated qkv", qkv, torch.cat([q, k, v], dim=1).flatten(1), TOLERANCE[case.dtype])
     assert_qkv_grads_close(case, leaf.grad, ref_leaf.grad)
+
+
+@pytest.mark.parametrize("case", [CPU_CASES[0], CPU_CASES[2]] + GPU_CASES[:1] * ON_GPU, ids=str)
+def test_row_scaled_gradients_and_their_dots(case: Case) -> None:
+    """For a qkv whose projection scaled each row by a norm's rstd: the gradients come out times rstd and each head
+    hands back its per-token <d(x), x> of what attention saw (RoPE keeps the dot), which sum to <dqkv, qkv> before
+    RoPE, the rstd gradient's share of that row."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    cu_seqlens, position_ids = offsets(case.doc_lengths), positions(case.doc_lengths)
+    total, heads = sum(case.doc_lengths), case.heads_q + case.heads_kv
+    before_rope = make_qkv(case).detach()
+    q, k, v = split_qkv(before_rope, case.heads_q, case.heads_kv)
+    q, k = apply_rope_reference(q, k, position_ids)
+    rotated = torch.cat([q, k, v], dim=1).flatten(1).to(case.dtype)
+    cos, sin = rope_tables(position_ids, case.head_dim, 10000.0)
+    scale = resolve_softmax_scale(case.head_dim, None)
+    settings = (max(case.doc_lengths), case.heads_q, case.heads_kv, scale)
+    out, lse, doc_order = attend_rotated_qkv(rotated, cu_seqlens, settings[0], case.heads_q, case.heads_kv, scale)
+    grad_out = torch.randn_like(out)
+    plain = rotated_qkv_attention_grad(grad_out, rotated, out, lse, cu_seqlens, doc_order, cos, sin, settings)
+    rstd = torch.rand(total, device=DEVICE) + 0.5
+    dots = torch.full((heads, total), float("nan"), device=DEVICE)
+    scaled = rotated_qkv_attention_grad(
+        grad_out, rotated, out, lse, cu_seqlens, doc_order, cos, sin, settings, row_scale=(rstd, dots)
+    )
+    assert_qkv_grads_close(case, scaled, (plain.float() * rstd[:, None]).to(case.dtype))
+    per_head = (plain.float() * before_rope.float()).view(total, heads + case.heads_kv, case.head_dim).sum(-1)
+    expected = torch.cat([per_head[:, : case.heads_q], per_head[:, case.heads_q : heads] + per_head[:, heads:]], 1)
+    assert_close("dots", dots, expected.T, TOLERANCE[case.dtype])
 
 
 def test_reference_path_matches_the_oracle() -> None:

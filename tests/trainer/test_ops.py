@@ -111,6 +111,39 @@ def test_attention_takes_quack_only_where_enabled_and_goes_on_when_it_fails(
     assert_close("out", out, expected, 1.5e-2)
 
 
+@pytest.mark.parametrize("quack_qkv", [True, False])
+def test_the_folded_norm_falls_back_to_the_norm_kernel(monkeypatch: pytest.MonkeyPatch, quack_qkv: bool) -> None:
+    """ops.norm_project_rotary_attention with an rstd: the folded path is tried only where quack's qkv GEMMs are on,
+    and when it fails the norm runs as a kernel of its own (from the stream itself, not the given rstd)."""
+    calls = []
+
+    def failing_quack(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append("quack")
+        raise QuackQKVFailed("TypeError: no fail-closed semantic key")
+
+    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)  # the interpreter runs attention on CPU
+    monkeypatch.setattr(ops, "normed_projected_rotary_qkv_attention_unavailable_reason", lambda *args: None)
+    monkeypatch.setattr(ops, "normed_projected_rotary_qkv_attention", failing_quack)
+    monkeypatch.setattr(ops, "projected_rotary_qkv_attention_unavailable_reason", lambda *args: "not here")
+    stream, weight, segments = _attention_inputs()
+    norm_weight = 1 + 0.1 * torch.randn(stream.shape[1])
+    ops.enable_kernels(True, quack_qkv=quack_qkv)
+    try:
+        out, handed_back = ops.norm_project_rotary_attention(
+            stream, torch.full((stream.shape[0],), 7.0), norm_weight, 1e-5, weight, 4, 1, 10000.0, segments
+        )
+    finally:
+        ops.enable_kernels(True)
+    assert calls == (["quack"] if quack_qkv else [])
+    assert torch.equal(handed_back, stream)
+    normed = stream.float() * torch.rsqrt(stream.float().square().mean(-1, keepdim=True) + 1e-5) * norm_weight
+    expected = rotary_qkv_attention_reference(
+        F.linear(normed, weight.float()), segments.position_ids, segments.cu_seqlens, segments.max_seqlen,
+        n_heads=4, n_kv_heads=1,
+    )
+    assert_close("out", out, expected, 2e-2)
+
+
 @pytest.mark.parametrize("quack_projections", [True, False])
 @pytest.mark.parametrize("with_stream", [False, True], ids=["plain", "into-stream"])
 def test_projections_take_quack_only_where_enabled_and_go_on_when_it_fails(

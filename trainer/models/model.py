@@ -23,7 +23,9 @@ class AttentionBlock(nn.Module):
     epilogue and the MLP's first GEMM applies them; elsewhere the norm's kernel adds the projection's output into
     the stream (one kernel reads both and writes the stream and its norm; through cuBLAS an epilogue add would
     cost a copy of the stream, as ATen's addmm copies it into the output first). The MLP adds into the stream in
-    its down projection's epilogue, so the next block's norm reads only the stream."""
+    its down projection's epilogue, so the next block's norm reads only the stream; where that block is an attention
+    block, the same epilogue sums each row's squares and the next norm folds into its qkv projection on quack's GEMMs
+    (`ops.norm_project_rotary_attention`): no norm pass in either direction."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -32,11 +34,16 @@ class AttentionBlock(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_hidden)
 
-    def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
-        h, stream = self.attn_norm(stream)
+    def forward(
+        self, stream: torch.Tensor, segments: Segments, rstd: torch.Tensor | None = None,
+        next_norm_eps: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the stream out, its rows' rstd or None): with `next_norm_eps` the MLP's last GEMM also sums the squares
+        of the rows it writes, so the next attention block's norm needs no pass (`rstd` is that for this block)."""
+        core, stream = self.attn(stream, self.attn_norm, segments, rstd)
         return ops.project_norm_mlp(
-            self.attn(h, segments), self.attn.wo.weight, stream, self.mlp_norm.weight, self.mlp_norm.eps,
-            self.mlp.gate_up.weight, self.mlp.down.weight,
+            core, self.attn.wo.weight, stream, self.mlp_norm.weight, self.mlp_norm.eps, self.mlp.gate_up.weight,
+            self.mlp.down.weight, next_norm_eps,
         )  # fmt: skip
 
 
@@ -48,9 +55,15 @@ class MambaBlock(nn.Module):
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mixer = Mamba2(cfg)
 
-    def forward(self, stream: torch.Tensor, segments: Segments) -> torch.Tensor:
+    def forward(
+        self, stream: torch.Tensor, segments: Segments, rstd: torch.Tensor | None = None,
+        next_norm_eps: float | None = None,
+    ) -> tuple[torch.Tensor, None]:
+        """(the stream out, None): takes `AttentionBlock`'s arguments, but neither uses an rstd nor hands one on."""
+        if rstd is not None:
+            raise ValueError("MambaBlock norms its input itself: it takes no rstd from the block before")
         h, stream = self.norm(stream)
-        return self.mixer(h, segments, stream)
+        return self.mixer(h, segments, stream), None
 
 
 _BLOCKS = {"A": AttentionBlock, "M": MambaBlock}
@@ -64,6 +77,8 @@ class LanguageModel(nn.Module):
         self.layers = nn.ModuleList(_BLOCKS[kind](cfg) for kind in cfg.layer_pattern)
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.output = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        # a block followed by an attention block may hand it the stream's rstd (the norm folded into its GEMMs)
+        self._next_norm_eps = [cfg.norm_eps if kind == "A" else None for kind in cfg.layer_pattern[1:]] + [None]
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -84,8 +99,9 @@ class LanguageModel(nn.Module):
             # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream
             # would make every projection cast its input again and double the residual adds' memory traffic.
             x = x.to(torch.get_autocast_dtype(x.device.type))
-        for layer in self.layers:
-            x = layer(x, segments)
+        rstd = None
+        for layer, next_norm_eps in zip(self.layers, self._next_norm_eps):
+            x, rstd = layer(x, segments, rstd, next_norm_eps)
         x, _ = self.norm(x)
         head = self.embed.weight if self.output is None else self.output.weight
         return ops.linear_cross_entropy(

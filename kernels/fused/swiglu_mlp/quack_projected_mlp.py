@@ -23,7 +23,7 @@ from gristmill.kernels.fused.swiglu_mlp.quack_mlp import interleave_gate_up, swi
 
 class _ProjectedNormMLP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, core, w_out, stream, norm_weight, eps, w_gate_up, w_down, gemms):
+    def forward(ctx, core, w_out, stream, norm_weight, eps, w_gate_up, w_down, gemms, next_eps):
         hidden = torch.empty_like(stream)
         weighted, rstd = gemms.gemm_rms(
             core, w_out.T, C=stream, norm_weight=norm_weight, premult_out=hidden, eps=eps, dynamic_scheduler=True
@@ -33,10 +33,15 @@ class _ProjectedNormMLP(torch.autograd.Function):
         )
         ctx.save_for_backward(core, w_out, hidden, weighted, rstd, norm_weight, w_gate_up, preact, postact, w_down)
         ctx.gemms = gemms
-        return gemms.gemm_add(postact, w_down.T, hidden)
+        if next_eps is None:
+            return gemms.gemm_add(postact, w_down.T, hidden), None
+        # the next block's norm statistics from the float32 sum before it is rounded into the stream
+        out, rstd = gemms.gemm_rms(postact, w_down.T, C=hidden, eps=next_eps, dynamic_scheduler=True)
+        ctx.mark_non_differentiable(rstd)
+        return out, rstd
 
     @staticmethod
-    def backward(ctx, dout):
+    def backward(ctx, dout, _):
         core, w_out, hidden, weighted, rstd, norm_weight, w_gate_up, preact, postact, w_down = ctx.saved_tensors
         gemms: quack_mlp._QuackGEMMs = ctx.gemms
         dout = dout if dout.stride(-1) == 1 else dout.contiguous()
@@ -53,7 +58,7 @@ class _ProjectedNormMLP(torch.autograd.Function):
         dhidden, dnorm_weight = applied["D"], applied["dw"].to(norm_weight.dtype)
         dcore = gemms.gemm(dhidden, w_out, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
         dw_out = dhidden.T @ core
-        return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None
+        return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None, None
 
 
 def projected_norm_mlp_unavailable_reason(
@@ -77,12 +82,16 @@ def projected_norm_mlp(
     eps: float,
     w_gate_up: torch.Tensor,
     w_down: torch.Tensor,
-) -> torch.Tensor:
-    """h + down(swiglu(rmsnorm(h) @ w_gate_up.T)) with h = stream + core @ w_out.T, differentiable in all but eps;
-    w_gate_up's rows are [gate | up]. Check `projected_norm_mlp_unavailable_reason` first. The norm's statistics
-    come from h in float32 before it is rounded to the stream's dtype (the unfused norm reads it rounded). Under
-    autocast the matmul operands are cast as a matmul would cast them; norm_weight stays as it is. A failure
-    inside quack raises `QuackMLPFailed` and makes every later availability check of either MLP op name it."""
+    next_norm_eps: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(h + down(swiglu(rmsnorm(h) @ w_gate_up.T)) with h = stream + core @ w_out.T, None), differentiable in all
+    but eps; w_gate_up's rows are [gate | up]. With `next_norm_eps`, the None is each output row's rstd for the next
+    block's RMSNorm with that eps (float32 `[T]`, from the down GEMM's epilogue; no gradient flows through it, its
+    consumer routes rstd's gradient to the stream, as `normed_projected_rotary_qkv_attention` does). Check
+    `projected_norm_mlp_unavailable_reason` first. The norm's statistics come from h in float32 before it is
+    rounded to the stream's dtype (the unfused norm reads it rounded). Under autocast the matmul operands are cast
+    as a matmul would cast them; norm_weight stays as it is. A failure inside quack raises `QuackMLPFailed` and
+    makes every later availability check of either MLP op name it."""
     gemms, reason = quack_mlp._quack_gemms()
     if gemms is None:
         raise ValueError(f"projected_norm_mlp needs quack-kernels: {reason}")
@@ -97,5 +106,5 @@ def projected_norm_mlp(
     with torch.autocast("cuda", enabled=False):
         return quack_mlp._failures.call(  # one record for both MLP paths: they run the same library
             _ProjectedNormMLP.apply, core, w_out, stream, norm_weight, eps, interleave_gate_up(w_gate_up), w_down,
-            gemms,
+            gemms, next_norm_eps,
         )  # fmt: skip
