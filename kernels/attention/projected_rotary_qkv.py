@@ -185,27 +185,35 @@ def projected_rotary_qkv_attention(
     gemms, reason = _quack_gemms()
     if gemms is None:
         raise ValueError(f"projected_rotary_qkv_attention needs quack-kernels: {reason}")
+    rope = _rope_operands(x, weight, position_ids, cu_seqlens, max_seqlen, n_heads, n_kv_heads, theta, softmax_scale)
+    if torch.is_autocast_enabled("cuda"):
+        x, weight = x.to(compute_dtype(x)), weight.to(compute_dtype(x))
+    if x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
+        raise ValueError(f"projected_rotary_qkv_attention: x {x.dtype} and weight {weight.dtype} need one dtype "
+                         "outside autocast")
+    with torch.autocast("cuda", enabled=False):
+        return _failures.call(_ProjectedRotaryAttention.apply, x, weight, *rope, gemms)
+
+
+def _rope_operands(
+    x: torch.Tensor, weight: torch.Tensor, position_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+    n_heads: int, n_kv_heads: int, theta: float, softmax_scale: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, tuple[int, int, int, float]]:
+    """Checks the caller's heads, theta, positions and offsets (ValueErrors that keep quack on) and returns what both
+    autograd functions take after their GEMM operands: positions, frequencies, cos, sin, cu_seqlens, max_seqlen and
+    the settings (max_seqlen, n_heads, n_kv_heads, softmax_scale)."""
     if n_heads < 1 or n_kv_heads < 1 or n_heads % n_kv_heads:
         raise ValueError(f"n_kv_heads ({n_kv_heads}) must be positive and divide n_heads ({n_heads})")
     if theta <= 0:
         raise ValueError(f"theta must be positive, got {theta}")
     check_position_ids(position_ids, x.shape[0])
     check_cu_seqlens(cu_seqlens, x.shape[0], max_seqlen, x.device)
-    if torch.is_autocast_enabled("cuda"):
-        x, weight = x.to(compute_dtype(x)), weight.to(compute_dtype(x))
-    if x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
-        raise ValueError(f"projected_rotary_qkv_attention: x {x.dtype} and weight {weight.dtype} need one dtype "
-                         "outside autocast")
     head_dim = weight.shape[0] // (n_heads + 2 * n_kv_heads)
     cos, sin = rope_tables(position_ids, head_dim, theta)
     positions = _POSITIONS.get(position_ids, "float32", lambda: position_ids.to(torch.float32))
     frequencies = _frequencies(head_dim, float(theta), n_heads, n_kv_heads, x.device)
     settings = (max_seqlen, n_heads, n_kv_heads, resolve_softmax_scale(head_dim, softmax_scale))
-    with torch.autocast("cuda", enabled=False):
-        return _failures.call(
-            _ProjectedRotaryAttention.apply, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen,
-            settings, gemms,
-        )  # fmt: skip
+    return positions, frequencies, cos, sin, cu_seqlens, max_seqlen, settings
 
 
 def normed_projected_rotary_qkv_attention_unavailable_reason(
@@ -244,25 +252,14 @@ def normed_projected_rotary_qkv_attention(
         raise ValueError(f"rstd {tuple(rstd.shape)} {rstd.dtype} must be float32 [{stream.shape[0]}], one per row")
     if norm_weight.shape != (stream.shape[1],):
         raise ValueError(f"norm_weight {tuple(norm_weight.shape)} does not match the stream's width {stream.shape[1]}")
-    if n_heads < 1 or n_kv_heads < 1 or n_heads % n_kv_heads:
-        raise ValueError(f"n_kv_heads ({n_kv_heads}) must be positive and divide n_heads ({n_heads})")
-    if theta <= 0:
-        raise ValueError(f"theta must be positive, got {theta}")
-    check_position_ids(position_ids, stream.shape[0])
-    check_cu_seqlens(cu_seqlens, stream.shape[0], max_seqlen, stream.device)
+    rope = _rope_operands(
+        stream, weight, position_ids, cu_seqlens, max_seqlen, n_heads, n_kv_heads, theta, softmax_scale
+    )
     dtype = compute_dtype(stream)
     if stream.dtype != dtype:
         raise ValueError(f"normed_projected_rotary_qkv_attention: the stream is {stream.dtype}, the matmuls run in "
                          f"{dtype}")
     # the norm's weight scales the projection's input columns: taken into the weight, it needs no pass over the stream
     folded = (weight.float() * norm_weight.float()).to(dtype)
-    head_dim = weight.shape[0] // (n_heads + 2 * n_kv_heads)
-    cos, sin = rope_tables(position_ids, head_dim, theta)
-    positions = _POSITIONS.get(position_ids, "float32", lambda: position_ids.to(torch.float32))
-    frequencies = _frequencies(head_dim, float(theta), n_heads, n_kv_heads, stream.device)
-    settings = (max_seqlen, n_heads, n_kv_heads, resolve_softmax_scale(head_dim, softmax_scale))
     with torch.autocast("cuda", enabled=False):
-        return _failures.call(
-            _NormedProjectedRotaryAttention.apply, stream, rstd.contiguous(), folded, positions, frequencies, cos,
-            sin, cu_seqlens, max_seqlen, settings, gemms,
-        )  # fmt: skip
+        return _failures.call(_NormedProjectedRotaryAttention.apply, stream, rstd.contiguous(), folded, *rope, gemms)

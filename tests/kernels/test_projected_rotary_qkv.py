@@ -14,6 +14,7 @@ from gristmill.kernels.attention.projected_rotary_qkv import (
 from gristmill.kernels.attention.rotary_qkv import split_qkv
 from gristmill.kernels.fused import apply_rope_reference, rms_norm_reference
 from gristmill.kernels.fused.quack_support import FailureRecord
+from gristmill.kernels.interpreter import interpreting
 from gristmill.kernels.testing import assert_close
 
 
@@ -26,6 +27,12 @@ def _quack_ready() -> bool:
 
 ON_QUACK = pytest.mark.skipif(not _quack_ready(), reason="needs a Hopper GPU with quack-kernels installed")
 THETA = 10000.0
+REFERENCE_SHAPES = pytest.mark.parametrize("doc_lengths, width, heads, head_dim", [
+    ([1, 700, 1, 3000, 129, 1, 4361], 1024, (16, 4), 64),
+    ([2048, 1, 1000, 1047], 512, (8, 2), 128),
+    ([37, 3], 128, (2, 2), 64),
+])
+AUTOCAST = pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weight"])
 
 
 def _offsets(doc_lengths: list[int], device: str) -> torch.Tensor:
@@ -101,12 +108,8 @@ def test_callers_mistakes_are_value_errors_that_keep_quack_on(mistake: str, mess
 
 
 @ON_QUACK
-@pytest.mark.parametrize("doc_lengths, width, heads, head_dim", [
-    ([1, 700, 1, 3000, 129, 1, 4361], 1024, (16, 4), 64),
-    ([2048, 1, 1000, 1047], 512, (8, 2), 128),
-    ([37, 3], 128, (2, 2), 64),
-])
-@pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weight"])
+@REFERENCE_SHAPES
+@AUTOCAST
 def test_matches_reference(doc_lengths: list[int], width: int, heads: tuple[int, int], head_dim: int,
                            autocast: bool) -> None:
     torch.manual_seed(int(torch.randint(0, 2**31, ())))
@@ -154,13 +157,58 @@ def test_packed_row_equals_documents_one_by_one() -> None:
         start += length
 
 
+def _stand_in_gemms(n_heads: int, n_kv_heads: int) -> tuple[object, object]:
+    """quack's GEMMs and epilogues for the normed path, in float32 torch ops: what they compute, not how."""
+
+    def rotary_gemm(x, weight_t, pos, freq, rstd=None, dynamic_scheduler=True):
+        acc = x.float() @ weight_t.float() * (1.0 if rstd is None else rstd[:, None])
+        q, k, v = split_qkv(acc, n_heads, n_kv_heads)
+        q, k = apply_rope_reference(q, k, pos, THETA)
+        return {"D": torch.cat([q, k, v], dim=1).flatten(1).to(x.dtype)}
+
+    def stream_grad(a, b, c, y, corr, out, dynamic_scheduler=True):
+        out["D"].copy_(a.float() @ b.float() + c.float() + y.float() * corr[:, None])
+        return out
+
+    def frequencies(inv_freq: torch.Tensor, rotary_n: int, nonrotary_n: int) -> torch.Tensor:
+        return torch.zeros(rotary_n + nonrotary_n)
+
+    plain = projected_rotary_qkv._QuackGEMMs(rotary_gemm, frequencies, None)
+    return plain, projected_rotary_qkv._NormedGEMMs(rotary_gemm, stream_grad)
+
+
+@pytest.mark.skipif(not interpreting(), reason="runs the Triton attention on CPU tensors: needs TRITON_INTERPRET=1")
+def test_normed_backward_against_reference_with_stand_in_gemms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The normed path's own math (rstd scaling, the kernels' dots, the stream's correction, the folded weight's
+    gradients) with quack's GEMMs replaced by torch stand-ins, so CI checks it without a GPU."""
+    torch.manual_seed(int(torch.randint(0, 2**31, ())))
+    doc_lengths, n_heads, n_kv_heads, width, eps = [5, 1, 26], 4, 2, 64, 1e-5
+    plain, normed = _stand_in_gemms(n_heads, n_kv_heads)
+    monkeypatch.setattr(projected_rotary_qkv, "_quack_gemms", lambda: (plain, None))
+    monkeypatch.setattr(projected_rotary_qkv, "_normed_gemms", lambda: (normed, None))
+    monkeypatch.setattr(projected_rotary_qkv, "_frequencies", lambda *args: torch.zeros(1))
+    stream = (3 * torch.randn(sum(doc_lengths), width)).bfloat16().requires_grad_()
+    norm_weight = (1 + 0.1 * torch.randn(width)).requires_grad_()
+    weight = (torch.randn((n_heads + 2 * n_kv_heads) * 64, width) / 8).bfloat16().requires_grad_()
+    rstd = torch.rsqrt(stream.detach().float().square().mean(-1) + eps)
+    out, handed_back = normed_projected_rotary_qkv_attention(
+        stream, rstd, norm_weight, weight, _positions(doc_lengths, "cpu"), _offsets(doc_lengths, "cpu"),
+        max(doc_lengths), n_heads=n_heads, n_kv_heads=n_kv_heads,
+    )
+    leaves = (stream, norm_weight, weight)
+    refs = [t.detach().double().requires_grad_() for t in leaves]
+    out_ref = _reference(rms_norm_reference(refs[0], refs[1], eps), refs[2], doc_lengths, n_heads, n_kv_heads)
+    assert_close("out", out, out_ref, 2e-2)
+    dout, dstream = torch.randn_like(out), torch.randn_like(stream)
+    grads = torch.autograd.grad((out, handed_back), leaves, (dout, dstream))
+    ref_grads = torch.autograd.grad((out_ref, refs[0]), refs, (dout.double(), dstream.double()))
+    for name, grad, ref in zip(["dstream", "dnorm_weight", "dweight"], grads, ref_grads):
+        assert_close(name, grad, ref, 2e-2)
+
+
 @ON_QUACK
-@pytest.mark.parametrize("doc_lengths, width, heads, head_dim", [
-    ([1, 700, 1, 3000, 129, 1, 4361], 1024, (16, 4), 64),
-    ([2048, 1, 1000, 1047], 512, (8, 2), 128),
-    ([37, 3], 128, (2, 2), 64),
-])
-@pytest.mark.parametrize("autocast", [False, True], ids=["bf16", "autocast-fp32-weight"])
+@REFERENCE_SHAPES
+@AUTOCAST
 def test_normed_matches_reference(doc_lengths: list[int], width: int, heads: tuple[int, int], head_dim: int,
                                   autocast: bool) -> None:
     """rmsnorm(stream) * norm_weight projected and attended, with rstd given as the previous GEMM computes it, and the
