@@ -157,6 +157,23 @@ def test_packed_row_equals_documents_one_by_one() -> None:
         start += length
 
 
+def _assert_normed_matches_reference(
+    out: torch.Tensor, handed_back: torch.Tensor, leaves: tuple[torch.Tensor, ...], eps: float,
+    doc_lengths: list[int], n_heads: int, n_kv_heads: int,
+) -> None:
+    """The normed op's output and the gradients of its leaves (stream, norm weight, weight) against the float64
+    composition of RMSNorm and `_reference`, a random gradient flowing into the handed-back stream too."""
+    refs = [t.detach().double().requires_grad_() for t in leaves]
+    out_ref = _reference(rms_norm_reference(refs[0], refs[1], eps), refs[2], doc_lengths, n_heads, n_kv_heads)
+    assert_close("out", out, out_ref, 2e-2)
+    dout, dstream = torch.randn_like(out), torch.randn_like(handed_back)
+    grads = torch.autograd.grad((out, handed_back), leaves, (dout, dstream))
+    ref_grads = torch.autograd.grad((out_ref, refs[0]), refs, (dout.double(), dstream.double()))
+    for name, grad, ref, leaf in zip(["dstream", "dnorm_weight", "dweight"], grads, ref_grads, leaves):
+        assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
+        assert_close(name, grad, ref, 2e-2)
+
+
 def _stand_in_gemms(n_heads: int, n_kv_heads: int) -> tuple[object, object]:
     """quack's GEMMs and epilogues for the normed path, in float32 torch ops: what they compute, not how."""
 
@@ -195,15 +212,8 @@ def test_normed_backward_against_reference_with_stand_in_gemms(monkeypatch: pyte
         stream, rstd, norm_weight, weight, _positions(doc_lengths, "cpu"), _offsets(doc_lengths, "cpu"),
         max(doc_lengths), n_heads=n_heads, n_kv_heads=n_kv_heads,
     )
-    leaves = (stream, norm_weight, weight)
-    refs = [t.detach().double().requires_grad_() for t in leaves]
-    out_ref = _reference(rms_norm_reference(refs[0], refs[1], eps), refs[2], doc_lengths, n_heads, n_kv_heads)
-    assert_close("out", out, out_ref, 2e-2)
-    dout, dstream = torch.randn_like(out), torch.randn_like(stream)
-    grads = torch.autograd.grad((out, handed_back), leaves, (dout, dstream))
-    ref_grads = torch.autograd.grad((out_ref, refs[0]), refs, (dout.double(), dstream.double()))
-    for name, grad, ref in zip(["dstream", "dnorm_weight", "dweight"], grads, ref_grads):
-        assert_close(name, grad, ref, 2e-2)
+    _assert_normed_matches_reference(out, handed_back, (stream, norm_weight, weight), eps, doc_lengths, n_heads,
+                                     n_kv_heads)
 
 
 @ON_QUACK
@@ -232,13 +242,5 @@ def test_normed_matches_reference(doc_lengths: list[int], width: int, heads: tup
         )
     assert out.shape == (tokens, n_heads, head_dim) and out.dtype == torch.bfloat16
     assert torch.equal(handed_back, stream)
-    leaves = (stream, norm_weight, weight)
-    refs = [t.detach().double().requires_grad_() for t in leaves]
-    out_ref = _reference(rms_norm_reference(refs[0], refs[1], eps), refs[2], doc_lengths, n_heads, n_kv_heads)
-    assert_close("out", out, out_ref, 2e-2)
-    dout, dstream = torch.randn_like(out), torch.randn_like(stream)
-    grads = torch.autograd.grad((out, handed_back), leaves, (dout, dstream))
-    ref_grads = torch.autograd.grad((out_ref, refs[0]), refs, (dout.double(), dstream.double()))
-    for name, grad, ref, leaf in zip(["dstream", "dnorm_weight", "dweight"], grads, ref_grads, leaves):
-        assert grad.dtype == leaf.dtype, f"{name} dtype {grad.dtype} != {leaf.dtype}"
-        assert_close(name, grad, ref, 2e-2)
+    _assert_normed_matches_reference(out, handed_back, (stream, norm_weight, weight), eps, doc_lengths, n_heads,
+                                     n_kv_heads)
