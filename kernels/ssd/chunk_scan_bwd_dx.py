@@ -28,7 +28,7 @@ from gristmill.kernels.ssd.blocks import (
     state_offsets, token_block,
 )
 from gristmill.kernels.ssd.documents import ChunkPlan
-from gristmill.kernels.ssd.tuning import candidates, head_dim_blocks_within_lanes
+from gristmill.kernels.ssd.tuning import candidates, document_walk_grid, head_dim_blocks_within_lanes
 
 
 @triton.autotune(
@@ -187,10 +187,7 @@ def chunk_scan_bwd_dx(
     dfirst = None
     if keep_initial_gradient:
         dfirst = torch.empty(plan.num_docs, H, P, N, device=x.device, dtype=torch.float32)
-    def grid(meta: dict) -> tuple[int, int, int]:
-        return (triton.cdiv(P, meta["BLOCK_P"]), H, plan.num_docs)
-
-    _ssd_bwd_kernel_dx[grid](
+    _ssd_bwd_kernel_dx[document_walk_grid(P, H, plan.num_docs)](
         x, dt, a, B, C, D, dy, entering, dfinal_state, dleaving, dfirst, dx, ddt_direct, dD, dchunk_decay,
         plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, plan.longest_first, T, plan.num_chunks,
         x.stride(0), B.stride(0), C.stride(0), dy.stride(0), dx.stride(0),

@@ -24,7 +24,7 @@ import triton.language as tl
 from gristmill.kernels.fast_exp import exp_ftz
 from gristmill.kernels.ssd.blocks import document_walk_start, head_state_lanes, lane_width, state_offsets
 from gristmill.kernels.ssd.documents import ChunkPlan
-from gristmill.kernels.ssd.tuning import candidates, head_dim_blocks_within_lanes
+from gristmill.kernels.ssd.tuning import candidates, document_walk_grid, head_dim_blocks_within_lanes
 
 
 # H100 triton 3.6 (bench/results/ssd.md run 11): BLOCK_M 64 wins at head dims 64 and 128; 8 warps, BLOCK_P 32,
@@ -145,10 +145,7 @@ def chunk_scan_fwd(
     entering = torch.empty(plan.num_chunks, H, P, N, device=x.device, dtype=x.dtype)
     last = torch.empty(plan.num_docs, H, P, N, device=x.device, dtype=torch.float32) if keep_final_state else None
 
-    def grid(meta: dict) -> tuple[int, int, int]:
-        return (triton.cdiv(P, meta["BLOCK_P"]), H, plan.num_docs)
-
-    _ssd_fwd_kernel_output[grid](
+    _ssd_fwd_kernel_output[document_walk_grid(P, H, plan.num_docs)](
         x, dt, a, B, C, D, initial_state, entering, last, y,
         plan.chunk_start, plan.chunk_len, plan.doc_chunk_offsets, plan.longest_first, T,
         x.stride(0), B.stride(0), C.stride(0), y.stride(0),

@@ -4,6 +4,8 @@ Under TRITON_INTERPRET=1 the CPU interpreter would time every candidate, so it g
 blocks of 16 tokens split even the tests' small chunks into several blocks.
 """
 
+from collections.abc import Callable
+
 import triton
 
 from gristmill.kernels.interpreter import interpreting
@@ -31,3 +33,8 @@ def head_dim_blocks_within_lanes(configs: list[triton.Config], named_args: dict,
         )
         for config in configs
     ]
+
+
+def document_walk_grid(P: int, H: int, docs: int) -> Callable[[dict], tuple[int, int, int]]:
+    """The launch grid of a document walk: (head-dim block, head, document) programs for the tuned BLOCK_P."""
+    return lambda meta: (triton.cdiv(P, meta["BLOCK_P"]), H, docs)
