@@ -27,6 +27,7 @@ import torch
 from gristmill.kernels.attention.function import SUPPORTED_HEAD_DIMS
 from gristmill.kernels.attention.inputs import check_cu_seqlens, resolve_softmax_scale
 from gristmill.kernels.attention.rotary_qkv import attend_rotated_qkv, rope_tables, rotated_qkv_attention_grad
+from gristmill.kernels.fused.column_scale import column_scale
 from gristmill.kernels.fused.quack_support import (
     FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason, import_quack,
 )
@@ -260,6 +261,6 @@ def normed_projected_rotary_qkv_attention(
         raise ValueError(f"normed_projected_rotary_qkv_attention: the stream is {stream.dtype}, the matmuls run in "
                          f"{dtype}")
     # the norm's weight scales the projection's input columns: taken into the weight, it needs no pass over the stream
-    folded = (weight.float() * norm_weight.float()).to(dtype)
+    folded = column_scale(weight, norm_weight, dtype)
     with torch.autocast("cuda", enabled=False):
         return _failures.call(_NormedProjectedRotaryAttention.apply, stream, rstd.contiguous(), folded, *rope, gemms)

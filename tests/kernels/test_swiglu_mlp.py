@@ -35,6 +35,19 @@ def test_interleaved_rows_pair_each_gate_with_its_up() -> None:
     torch.testing.assert_close(F.silu(pairs[:, 0::2]) * pairs[:, 1::2], swiglu_halves_reference(F.linear(x, w)))
 
 
+def test_interleaving_copy_casts_and_its_gradient_comes_back_in_the_weight_layout() -> None:
+    """One copy casts and interleaves; the gradient of the interleaved bf16 copy returns de-interleaved in float32."""
+    hidden, width = 6, 4
+    w = torch.randn(2 * hidden, width, requires_grad=True)
+    interleaved = interleave_gate_up(w, torch.bfloat16)
+    assert interleaved.dtype == torch.bfloat16
+    torch.testing.assert_close(interleaved, interleave_gate_up(w.detach()).bfloat16(), rtol=0, atol=0)
+    grad = torch.randn(2 * hidden, width).bfloat16()
+    interleaved.backward(grad)
+    assert w.grad.dtype == torch.float32
+    torch.testing.assert_close(w.grad, torch.cat([grad[0::2], grad[1::2]]).float(), rtol=0, atol=0)
+
+
 def test_declines_cpu_and_odd_shapes() -> None:
     x, w1, w2 = torch.randn(4, 16), torch.randn(32, 16), torch.randn(16, 16)
     assert "CUDA" in swiglu_mlp_unavailable_reason(x, w1, w2)

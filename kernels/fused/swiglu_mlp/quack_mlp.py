@@ -7,7 +7,7 @@ cost about 12 ms per transformer_350m step on an H100. Our own Triton GEMMs with
 the epilogue with the next tile's main loop. The down projection adds the residual stream in its epilogue too, so
 the norm after the MLP reads one tensor instead of a delta and the stream. quack wants gate and up interleaved column
 by column; the model keeps `[gate | up]` rows (checkpoints and the CPU path unchanged) and interleaves a copy per
-call, whose gradient autograd turns back.
+call, cast to the compute dtype in the same copy, whose backward turns the gradient back.
 """
 
 import functools
@@ -101,10 +101,30 @@ def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_do
     return _quack_gemms()[1]
 
 
-def interleave_gate_up(w_gate_up: torch.Tensor) -> torch.Tensor:
-    """`[gate | up]` rows `[2F, d]` -> rows gate_0, up_0, gate_1, up_1, ... (the layout quack's gated GEMM reads)."""
-    hidden = w_gate_up.shape[0] // 2
-    return w_gate_up.view(2, hidden, -1).transpose(0, 1).reshape(2 * hidden, -1)
+class _InterleavedGateUp(torch.autograd.Function):
+    """The interleaving copy with the cast in it: a cast and then the interleave would each copy the whole weight,
+    forward and again backward."""
+
+    @staticmethod
+    def forward(ctx, w_gate_up: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        ctx.weight_dtype = w_gate_up.dtype
+        hidden = w_gate_up.shape[0] // 2
+        out = torch.empty(w_gate_up.shape, dtype=dtype, device=w_gate_up.device)
+        out.view(hidden, 2, -1).copy_(w_gate_up.view(2, hidden, -1).transpose(0, 1))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        hidden = grad.shape[0] // 2
+        out = torch.empty(grad.shape, dtype=ctx.weight_dtype, device=grad.device)
+        out.view(2, hidden, -1).copy_(grad.reshape(hidden, 2, -1).transpose(0, 1))
+        return out, None
+
+
+def interleave_gate_up(w_gate_up: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`[gate | up]` rows `[2F, d]` -> rows gate_0, up_0, gate_1, up_1, ... (the layout quack's gated GEMM reads), in
+    `dtype` (default: w_gate_up's), cast in the same copy; its gradient comes back in w_gate_up's dtype and layout."""
+    return _InterleavedGateUp.apply(w_gate_up.contiguous(), dtype or w_gate_up.dtype)
 
 
 def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
@@ -117,11 +137,11 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
         raise ValueError(f"swiglu_mlp needs quack-kernels: {reason}")
     if stream.shape != x.shape:
         raise ValueError(f"swiglu_mlp: stream {tuple(stream.shape)} must be shaped like x {tuple(x.shape)}")
-    if torch.is_autocast_enabled("cuda"):
+    if torch.is_autocast_enabled("cuda"):  # w_gate_up is cast in its interleaving copy (`_mlp`)
         dtype = torch.get_autocast_dtype("cuda")
-        x, w_gate_up, w_down, stream = (t.to(dtype) for t in (x, w_gate_up, w_down, stream))
-    dtypes = [t.dtype for t in (x, w_gate_up, w_down, stream)]
-    if len(set(dtypes)) > 1:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
+        x, w_down, stream = (t.to(dtype) for t in (x, w_down, stream))
+    elif len(dtypes := {t.dtype for t in (x, w_gate_up, w_down, stream)}) > 1:
+        # a caller's mix-up, not quack's failure: it must not switch quack off for the run
         raise ValueError(f"swiglu_mlp: x, w_gate_up, w_down and stream need one dtype outside autocast, got {dtypes}")
     with torch.autocast("cuda", enabled=False):
         return _failures.call(_mlp, x, w_gate_up, w_down, stream, gemms)
@@ -130,5 +150,5 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
 def _mlp(
     x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor, gemms: _QuackGEMMs
 ) -> torch.Tensor:
-    preact, postact = gemms.gated_linear(x, interleave_gate_up(w_gate_up), "swiglu", store_preact=True)
+    preact, postact = gemms.gated_linear(x, interleave_gate_up(w_gate_up, x.dtype), "swiglu", store_preact=True)
     return _DownIntoStream.apply(preact, w_down, postact, stream, gemms)

@@ -95,16 +95,14 @@ def projected_norm_mlp(
     gemms, reason = quack_mlp._quack_gemms()
     if gemms is None:
         raise ValueError(f"projected_norm_mlp needs quack-kernels: {reason}")
-    operands = (core, w_out, stream, w_gate_up, w_down)
-    if torch.is_autocast_enabled("cuda"):
-        operands = tuple(t.to(compute_dtype(core)) for t in operands)
-    dtypes = [t.dtype for t in operands]
-    if len(set(dtypes)) > 1:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
+    if torch.is_autocast_enabled("cuda"):  # w_gate_up is cast in its interleaving copy, below
+        core, w_out, stream, w_down = (t.to(compute_dtype(core)) for t in (core, w_out, stream, w_down))
+    elif len(dtypes := {t.dtype for t in (core, w_out, stream, w_gate_up, w_down)}) > 1:
+        # a caller's mix-up, not quack's failure: it must not switch quack off for the run
         raise ValueError(f"projected_norm_mlp: core, w_out, stream, w_gate_up and w_down need one dtype outside "
                          f"autocast, got {dtypes}")
-    core, w_out, stream, w_gate_up, w_down = operands
     with torch.autocast("cuda", enabled=False):
         return quack_mlp._failures.call(  # one record for both MLP paths: they run the same library
-            _ProjectedNormMLP.apply, core, w_out, stream, norm_weight, eps, interleave_gate_up(w_gate_up), w_down,
-            gemms, next_norm_eps,
+            _ProjectedNormMLP.apply, core, w_out, stream, norm_weight, eps, interleave_gate_up(w_gate_up, core.dtype),
+            w_down, gemms, next_norm_eps,
         )  # fmt: skip
