@@ -29,7 +29,8 @@ def _check_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 
 def check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: int, device: torch.device) -> None:
     """Raises ValueError unless cu_seqlens is int32 offsets on `device` from 0 to total_tokens, no document longer than
-    max_seqlen; reads the values back once per tensor (and per in-place change), never while traced or captured."""
+    max_seqlen; reads the values back once per tensor (and per in-place change), never while traced or captured,
+    nor for a tensor whose maker checked its values on the host (`mark_offsets_checked`)."""
     if not isinstance(cu_seqlens, torch.Tensor) or cu_seqlens.dtype != torch.int32:
         kind = cu_seqlens.dtype if isinstance(cu_seqlens, torch.Tensor) else type(cu_seqlens).__name__
         raise ValueError(f"cu_seqlens must be an int32 tensor, got {kind}")
@@ -41,8 +42,21 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: in
         raise ValueError(f"max_seqlen must be a non-negative int, got {max_seqlen!r}")
     if torch.compiler.is_compiling() or (cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()):
         return  # reading values back would break the traced or captured graph; eager calls check them
-    key = ("checked", total_tokens, max_seqlen)
-    OFFSETS_MEMO.get(cu_seqlens, key, lambda: _check_offset_values(cu_seqlens, total_tokens, max_seqlen))
+    OFFSETS_MEMO.get(
+        cu_seqlens, _checked_key(total_tokens, max_seqlen),
+        lambda: _check_offset_values(cu_seqlens, total_tokens, max_seqlen),
+    )  # fmt: skip
+
+
+def mark_offsets_checked(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: int) -> None:
+    """Records cu_seqlens' values as checked for these bounds (its maker checked them on the host), so
+    `check_cu_seqlens` reads nothing back for this tensor (`gristmill.kernels.host_offsets`)."""
+    OFFSETS_MEMO.get(cu_seqlens, _checked_key(total_tokens, max_seqlen), lambda: True)
+
+
+def _checked_key(total_tokens: int, max_seqlen: int) -> tuple[str, int, int]:
+    """The memo key under which a cu_seqlens counts as checked for these bounds."""
+    return ("checked", total_tokens, max_seqlen)
 
 
 def _check_offset_values(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen: int) -> bool:

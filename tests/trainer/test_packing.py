@@ -136,3 +136,19 @@ def test_best_fit_rows_leave_in_seeded_random_order() -> None:
     assert first == again
     assert sorted(first) == sorted(other) and first != other
     assert any(len(row) > 1 for row in first[: len(first) // 2]), "rows still in packing order"
+
+
+def test_moving_a_batch_marks_its_offsets_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offsets are checked on the host as the batch moves, so the attention kernels read nothing back."""
+    from gristmill.kernels.attention import inputs as attention_inputs
+
+    batch = pack_all(make_packer("best_fit", random_documents(np.random.default_rng(0), 12, SEQ_LEN)))[0]
+
+    def read_back(*_: object) -> None:
+        raise AssertionError("the offsets were read back from the device")
+
+    monkeypatch.setattr(attention_inputs, "_check_offset_values", read_back)
+    moved = batch.to(torch.device("cpu"))
+    segments = moved.segments
+    attention_inputs.check_cu_seqlens(segments.cu_seqlens, moved.input_ids.numel(), segments.max_seqlen,
+                                      segments.cu_seqlens.device)
