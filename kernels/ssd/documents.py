@@ -74,9 +74,6 @@ def token_doc_start(cu_seqlens: torch.Tensor, total_tokens: int) -> torch.Tensor
     return cu_seqlens[doc].to(torch.int32)
 
 
-_CHECKED = ("checked",)
-"""The memo key's head under which a cu_seqlens counts as checked (its tail: the stream's token count)."""
-
 _LAYOUTS = TensorMemo()
 """What the SSD and conv kernels derive from the last `cu_seqlens`: every layer of a step gets the same packing,
 so only the first pays the host sync of the offset check (none where the offsets' maker checked them on the host,
@@ -89,14 +86,19 @@ def _layout(cu_seqlens: torch.Tensor, total_tokens: int, key: tuple[str, int], b
     eagerly), so neither checks."""
     capturing = cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing()
     if not torch.compiler.is_compiling() and not capturing:
-        _LAYOUTS.get(cu_seqlens, _CHECKED + (total_tokens,), lambda: check_cu_seqlens_values(cu_seqlens, total_tokens))
+        _LAYOUTS.get(cu_seqlens, _checked_key(total_tokens), lambda: check_cu_seqlens_values(cu_seqlens, total_tokens))
     return _LAYOUTS.get(cu_seqlens, (*key, total_tokens), build)
 
 
 def mark_offsets_checked(cu_seqlens: torch.Tensor, total_tokens: int) -> None:
     """Records cu_seqlens' values as checked for a stream of `total_tokens` (its maker checked them on the host), so
     the first layer of a batch reads nothing back (`gristmill.kernels.host_offsets`)."""
-    _LAYOUTS.get(cu_seqlens, _CHECKED + (total_tokens,), lambda: None)
+    _LAYOUTS.get(cu_seqlens, _checked_key(total_tokens), lambda: None)
+
+
+def _checked_key(total_tokens: int) -> tuple[str, int]:
+    """The memo key under which a cu_seqlens counts as checked for a stream of `total_tokens`."""
+    return ("checked", total_tokens)
 
 
 def cached_chunk_plan(cu_seqlens: torch.Tensor, total_tokens: int, chunk_size: int) -> ChunkPlan:
