@@ -19,16 +19,25 @@ from gristmill.trainer.models.segments import Segments
 pytestmark = pytest.mark.skipif(not interpreting(), reason="runs Triton on CPU tensors: needs TRITON_INTERPRET=1")
 
 
+def _failing_quack(monkeypatch: pytest.MonkeyPatch, op: str, reason: str, failure: type[Exception]) -> list[str]:
+    """Puts ops on its kernel path (the interpreter runs the kernels on CPU tensors), with quack's `op` reported
+    available by `reason` but raising `failure` when called; returns the list each call appends "quack" to."""
+    calls: list[str] = []
+
+    def failing_quack(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append("quack")
+        raise failure("TypeError: no fail-closed semantic key")
+
+    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)
+    monkeypatch.setattr(ops, reason, lambda *args, **kwargs: None)
+    monkeypatch.setattr(ops, op, failing_quack)
+    return calls
+
+
 def test_the_mlp_goes_on_without_quack_when_quack_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     """ops.swiglu_mlp on the kernel path: if quack's MLP raises QuackMLPFailed, the step still gets the stream plus
     the MLP's value, from two matmuls around the SwiGLU kernel."""
-
-    def failing_quack(*args: object) -> torch.Tensor:
-        raise QuackMLPFailed("TypeError: no fail-closed semantic key")
-
-    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)  # the interpreter runs the SwiGLU kernel on CPU
-    monkeypatch.setattr(ops, "swiglu_mlp_unavailable_reason", lambda *tensors: None)
-    monkeypatch.setattr(ops, "swiglu_mlp_kernel", failing_quack)
+    _failing_quack(monkeypatch, "swiglu_mlp_kernel", "swiglu_mlp_unavailable_reason", QuackMLPFailed)
     x, w1, w2, stream = torch.randn(5, 16), torch.randn(48, 16), torch.randn(16, 24), torch.randn(5, 16)
     expected = stream + F.linear(swiglu_halves_reference(F.linear(x, w1)), w2)
     torch.testing.assert_close(ops.swiglu_mlp(x, w1, w2, stream), expected)
@@ -41,13 +50,9 @@ def _loss_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_the_loss_goes_on_without_quack_when_quack_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     """ops.linear_cross_entropy on the kernel path: if quack's loss raises QuackLossFailed, the step still gets the
     summed loss, from our chunked kernel."""
-
-    def failing_quack(*args: object, **kwargs: object) -> torch.Tensor:
-        raise QuackLossFailed("TypeError: no fail-closed semantic key")
-
-    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)  # the interpreter runs our kernel on CPU
-    monkeypatch.setattr(ops, "quack_linear_cross_entropy_unavailable_reason", lambda *tensors, **options: None)
-    monkeypatch.setattr(ops, "quack_linear_cross_entropy", failing_quack)
+    _failing_quack(
+        monkeypatch, "quack_linear_cross_entropy", "quack_linear_cross_entropy_unavailable_reason", QuackLossFailed
+    )
     hidden, weight, labels = _loss_inputs()
     expected = F.cross_entropy(hidden @ weight.T, labels, ignore_index=-100, reduction="sum")
     loss = ops.linear_cross_entropy(hidden, weight, labels, ignore_index=-100, z_loss=0.0)
@@ -88,15 +93,10 @@ def test_attention_takes_quack_only_where_enabled_and_goes_on_when_it_fails(
 ) -> None:
     """ops.project_rotary_attention on the kernel path: quack's projection is tried only where enabled, and when it
     raises QuackQKVFailed the step still gets attention's value, from a matmul and the RoPE + attention kernels."""
-    calls = []
-
-    def failing_quack(*args: object, **kwargs: object) -> torch.Tensor:
-        calls.append("quack")
-        raise QuackQKVFailed("TypeError: no fail-closed semantic key")
-
-    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)  # the interpreter runs attention on CPU
-    monkeypatch.setattr(ops, "projected_rotary_qkv_attention_unavailable_reason", lambda *args: None)
-    monkeypatch.setattr(ops, "projected_rotary_qkv_attention", failing_quack)
+    calls = _failing_quack(
+        monkeypatch, "projected_rotary_qkv_attention", "projected_rotary_qkv_attention_unavailable_reason",
+        QuackQKVFailed,
+    )
     x, weight, segments = _attention_inputs()
     ops.enable_kernels(True, quack_qkv=quack_qkv)
     try:
@@ -115,15 +115,8 @@ def test_attention_takes_quack_only_where_enabled_and_goes_on_when_it_fails(
 def test_the_folded_norm_falls_back_to_the_norm_kernel(monkeypatch: pytest.MonkeyPatch, quack_qkv: bool) -> None:
     """ops.norm_project_rotary_attention with an rstd: the folded path is tried only where quack's qkv GEMMs are on,
     and when it fails the norm runs as a kernel of its own (from the stream itself, not the given rstd)."""
-    calls = []
-
-    def failing_quack(*args: object, **kwargs: object) -> torch.Tensor:
-        calls.append("quack")
-        raise QuackQKVFailed("TypeError: no fail-closed semantic key")
-
-    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)  # the interpreter runs attention on CPU
-    monkeypatch.setattr(ops, "normed_projected_rotary_qkv_attention_unavailable_reason", lambda *args: None)
-    monkeypatch.setattr(ops, "normed_projected_rotary_qkv_attention", failing_quack)
+    op = "normed_projected_rotary_qkv_attention"
+    calls = _failing_quack(monkeypatch, op, f"{op}_unavailable_reason", QuackQKVFailed)
     monkeypatch.setattr(ops, "projected_rotary_qkv_attention_unavailable_reason", lambda *args: "not here")
     stream, weight, segments = _attention_inputs()
     norm_weight = 1 + 0.1 * torch.randn(stream.shape[1])
@@ -149,15 +142,9 @@ def test_the_folded_norm_falls_back_to_the_norm_kernel(monkeypatch: pytest.Monke
 def test_projections_take_quack_only_where_enabled_and_go_on_when_it_fails(
     monkeypatch: pytest.MonkeyPatch, quack_projections: bool, with_stream: bool
 ) -> None:
-    calls = []
-
-    def failing_quack(*args: object) -> torch.Tensor:
-        calls.append("quack")
-        raise QuackProjectionFailed("TypeError: no fail-closed semantic key")
-
-    monkeypatch.setattr(ops, "_on_kernel", lambda tensor: True)
-    monkeypatch.setattr(ops, "quack_projection_unavailable_reason", lambda *tensors: None)
-    monkeypatch.setattr(ops, "quack_projection", failing_quack)
+    calls = _failing_quack(
+        monkeypatch, "quack_projection", "quack_projection_unavailable_reason", QuackProjectionFailed
+    )
     monkeypatch.setattr(ops, "QUACK_PROJECTION_MIN_TOKENS", 5)
     x, weight, stream = torch.randn(5, 16), torch.randn(24, 16), torch.randn(5, 24)
     ops.enable_kernels(True, quack_projections=quack_projections)
