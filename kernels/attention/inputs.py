@@ -64,13 +64,24 @@ def _check_offset_values(cu_seqlens: torch.Tensor, total_tokens: int, max_seqlen
     document; one device-to-host read."""
     lengths = cu_seqlens[1:] - cu_seqlens[:-1]
     first, last, shortest, longest = torch.stack([cu_seqlens[0], cu_seqlens[-1], lengths.min(), lengths.max()]).tolist()
-    if first != 0 or last != total_tokens:
-        raise ValueError(f"cu_seqlens must run from 0 to T={total_tokens}, got {first} .. {last}")
-    if shortest < 0:
-        raise ValueError("cu_seqlens must be non-decreasing (a document length is negative)")
-    if longest > max_seqlen:
-        raise ValueError(f"max_seqlen={max_seqlen} is below the longest document ({longest} tokens)")
+    problem = offsets_problem(first, last, shortest, longest, total_tokens, max_seqlen)
+    if problem is not None:
+        raise ValueError(problem)
     return True
+
+
+def offsets_problem(
+    first: int, last: int, shortest: int, longest: int, total_tokens: int, max_seqlen: int
+) -> str | None:
+    """What is wrong with offsets whose first and last values and shortest and longest document these are, or None:
+    they must run from 0 to T without falling, and max_seqlen must bound every document."""
+    if first != 0 or last != total_tokens:
+        return f"cu_seqlens must run from 0 to T={total_tokens}, got {first} .. {last}"
+    if shortest < 0:
+        return "cu_seqlens must be non-decreasing (a document length is negative)"
+    if longest > max_seqlen:
+        return f"max_seqlen={max_seqlen} is below the longest document ({longest} tokens)"
+    return None
 
 
 def check_attention_inputs(

@@ -50,8 +50,8 @@ def test_other_bounds_are_checked_again(no_read_back: None) -> None:
 @pytest.mark.parametrize(
     "host, message",
     [
-        ([1, 3], "start at 0"),
-        ([0], "start at 0"),
+        ([1, 3], "run from 0"),
+        ([0], "at least 2 entries"),
         ([0, 5, 3], "non-decreasing"),
         ([0, 9], "below the longest document"),
     ],
