@@ -30,6 +30,7 @@ from triton.runtime.errors import OutOfResources
 
 from bench.harness import markdown_table, peak_memory_mb, run_stamp, time_ms, write_report
 from gristmill.kernels import fused
+from gristmill.kernels.fused.embedding import embedding, embedding_reference
 from gristmill.kernels.fused.linear_cross_entropy.reference import cross_entropy_reference
 from gristmill.kernels.fused.linear_cross_entropy.rows_kernel import RowsLaunch, cross_entropy_rows
 from gristmill.kernels.fused.linear_cross_entropy.triton_fwd_bwd import default_chunk_size
@@ -135,6 +136,21 @@ def linear_cross_entropy_case(tokens: int = 8192, dim: int = 4096, vocab: int = 
 
     return Case("linear_cross_entropy", f"N{tokens} D{dim} V{vocab} bf16", fused.linear_cross_entropy,
                 fused.linear_cross_entropy_reference, step, flops=3 * 2 * tokens * dim * vocab)
+
+
+def embedding_case(tokens: int = 65536, vocab: int = 50304, dim: int = 1024) -> Case:
+    """The models' token lookup into their bf16 stream: a float32 table, the ids of a uniform random 16-row step."""
+    (weight,) = _leaves(torch.randn(vocab, dim, device=DEVICE))
+    ids = torch.randint(0, vocab, (tokens,), device=DEVICE)
+    dy = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
+
+    def step(fn):
+        y = fn(ids, weight, torch.bfloat16)
+        return (y, *torch.autograd.grad(y, (weight,), dy))
+
+    # fwd reads the float32 rows, writes bf16; bwd reads dy, writes the float32 table gradient
+    return Case("embedding", f"T{tokens} V{vocab} D{dim} f32 table, bf16 out", embedding, embedding_reference, step,
+                min_bytes=tokens * dim * (4 + 2 + 2) + vocab * dim * 4)
 
 
 ROWS_SHAPES = ((32768, 50304), (8192, 128256), (32768, 32000))  # the 350m models; the issue's 128k; a 32k vocab
@@ -534,6 +550,7 @@ CASES = {
     "gated_rms_norm": gated_rms_norm_case,
     "swiglu": swiglu_case,
     "rope": rope_case,
+    "embedding": embedding_case,
 }
 
 

@@ -17,6 +17,8 @@ from gristmill.kernels.attention.projected_rotary_qkv import (
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention as rotary_qkv_attention_kernel
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
 from gristmill.kernels.fused import linear_cross_entropy as linear_cross_entropy_kernel
+from gristmill.kernels.fused.embedding import embedding as embedding_kernel
+from gristmill.kernels.fused.embedding import embedding_reference
 from gristmill.kernels.fused import rms_norm as rms_norm_kernel
 from gristmill.kernels.fused import swiglu_halves as swiglu_halves_kernel
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
@@ -46,6 +48,7 @@ def _opaque_to_compile(kernel: Callable) -> Callable:
     return torch.compiler.disable(kernel)
 
 
+embedding_kernel = _opaque_to_compile(embedding_kernel)
 rotary_qkv_attention_kernel = _opaque_to_compile(rotary_qkv_attention_kernel)
 projected_rotary_qkv_attention = _opaque_to_compile(projected_rotary_qkv_attention)
 normed_projected_rotary_qkv_attention = _opaque_to_compile(normed_projected_rotary_qkv_attention)
@@ -81,6 +84,13 @@ def enable_kernels(
 
 def _on_kernel(tensor: torch.Tensor) -> bool:
     return _kernels_enabled and tensor.is_cuda
+
+
+def embed(ids: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """weight's rows at ids `[T]` in `dtype`, the residual stream's: on CUDA one gather that casts as it goes, whose
+    backward sums the table's gradient in sorted order (deterministic, no host wait); else F.embedding and a cast."""
+    kernel = embedding_kernel if _on_kernel(weight) else embedding_reference
+    return kernel(ids, weight, dtype)
 
 
 def project_rotary_attention(

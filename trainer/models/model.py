@@ -94,11 +94,11 @@ class LanguageModel(nn.Module):
         self, input_ids: torch.Tensor, labels: torch.Tensor, segments: Segments
     ) -> torch.Tensor:
         """input_ids, labels [B, L] -> the summed loss over labels != IGNORE_INDEX (a scalar)."""
-        x = self.embed(input_ids.reshape(-1))
-        if torch.is_autocast_enabled(x.device.type):
-            # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream
-            # would make every projection cast its input again and double the residual adds' memory traffic.
-            x = x.to(torch.get_autocast_dtype(x.device.type))
+        # The residual stream in the compute dtype (as FSDP2's bf16 parameters make it): a float32 stream would
+        # make every projection cast its input again and double the residual adds' memory traffic.
+        device = input_ids.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.embed.weight.dtype
+        x = ops.embed(input_ids.reshape(-1), self.embed.weight, dtype)
         rstd = None
         for layer, next_norm_eps in zip(self.layers, self._next_norm_eps):
             x, rstd = layer(x, segments, rstd, next_norm_eps)
