@@ -14,10 +14,24 @@ import triton
 import triton.language as tl
 
 from gristmill.kernels.fused.launch import check_triton_device
+from gristmill.kernels.interpreter import interpreting
 
 BLOCK_TOKENS = 16
-"""Rows per gather program, and rows summed per step of a gradient program (a frequent id takes several steps)."""
+"""Rows per gather program."""
 BLOCK_COLS = 256
+
+
+def _gradient_configs() -> list[triton.Config]:
+    """Rows summed per step of a gradient program (a frequent id takes several steps) and columns per program. Most
+    programs sum a row or two, so their dependent loads (bounds, positions, rows) set the pace: wider column blocks
+    mean fewer such chains per table row. Not timed on a GPU yet; the autotuner picks (every launch writes the whole
+    gradient, so its trial launches change nothing)."""
+    if interpreting():
+        return [triton.Config({"BLOCK_TOKENS": 16, "BLOCK_COLS": 256}, num_warps=4)]
+    return [
+        triton.Config({"BLOCK_TOKENS": tokens, "BLOCK_COLS": cols}, num_warps=warps)
+        for tokens, cols, warps in ((16, 256, 4), (8, 512, 4), (8, 1024, 8), (4, 1024, 4))
+    ]
 
 
 def embedding_reference(ids: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -37,6 +51,7 @@ def _embedding_gather_kernel(
     tl.store(out + token[:, None].to(tl.int64) * width + col[None, :], values.to(out.dtype.element_ty), mask=inside)
 
 
+@triton.autotune(configs=_gradient_configs(), key=["width"])
 @triton.jit
 def _embedding_grad_kernel(
     grad, order, starts, dweight, width, BLOCK_TOKENS: tl.constexpr, BLOCK_COLS: tl.constexpr,
@@ -75,8 +90,8 @@ class _Embedding(torch.autograd.Function):
         sorted_ids, order = torch.sort(ids, stable=True)
         starts = torch.searchsorted(sorted_ids, torch.arange(rows + 1, device=ids.device, dtype=sorted_ids.dtype))
         dweight = torch.empty(rows, width, dtype=ctx.table_dtype, device=grad.device)
-        _embedding_grad_kernel[(rows, triton.cdiv(width, BLOCK_COLS))](
-            grad.contiguous(), order, starts, dweight, width, BLOCK_TOKENS=BLOCK_TOKENS, BLOCK_COLS=BLOCK_COLS
+        _embedding_grad_kernel[lambda meta: (rows, triton.cdiv(width, meta["BLOCK_COLS"]))](
+            grad.contiguous(), order, starts, dweight, width
         )
         return None, dweight, None
 
