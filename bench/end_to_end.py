@@ -97,9 +97,13 @@ def loss_backend(model: str) -> str:
     return f"Triton chunked linear + cross-entropy ({reason.splitlines()[0][:80]})"
 
 
-def bench_config(model: str, corpus: Path, out_dir: Path, rows: int, variant: str) -> TrainConfig:
+def bench_config(
+    model: str, corpus: Path, out_dir: Path, rows: int, variant: str, ffn_hidden: int = 0
+) -> TrainConfig:
+    """`ffn_hidden` > 0 replaces the preset's SwiGLU width."""
     cfg = transformer_350m_2k()
     cfg.model = getattr(model_presets, model)()
+    cfg.model.ffn_hidden = ffn_hidden or cfg.model.ffn_hidden
     cfg.data.manifests, cfg.data.seq_len = [corpus], 4096
     chosen = VARIANTS[variant]
     cfg.kernels, cfg.cuda_graphs = chosen.kernels, chosen.cuda_graphs
@@ -132,7 +136,7 @@ def compile_model(trainer: Trainer) -> None:
 
 def run_variant(args: argparse.Namespace, model: str, name: str, corpus: Path, work: Path) -> dict | str:
     compiled = VARIANTS[name].compiled
-    cfg = bench_config(model, corpus, work / f"{model}-{name}", args.rows, name)
+    cfg = bench_config(model, corpus, work / f"{model}-{name}", args.rows, name, args.ffn_hidden)
     try:
         return measure(cfg, True, args.warmup, args.steps, compile_model if compiled else None)
     except Exception as error:  # a variant that cannot run is reported as failed; the others still run
@@ -147,7 +151,7 @@ def profile_variant(args: argparse.Namespace, model: str, name: str, corpus: Pat
     from torch.profiler import ProfilerActivity, profile
 
     compiled = VARIANTS[name].compiled
-    cfg = bench_config(model, corpus, work / f"{model}-{name}-profile", args.rows, name)
+    cfg = bench_config(model, corpus, work / f"{model}-{name}-profile", args.rows, name, args.ffn_hidden)
     trainer, batches = warmed_up(cfg, True, args.warmup, compile_model if compiled else None)
     torch.cuda.synchronize()
     steps = 3
@@ -174,6 +178,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps (torch.compile compiles here)")
     parser.add_argument("--documents", type=int, default=8000)
+    parser.add_argument("--ffn-hidden", type=int, default=0, help="the models' SwiGLU width instead of the "
+                        "presets' (8/3 d_model rounded up to 64): to time another width, a tile-aligned one say")
     parser.add_argument("--out", type=Path, help="append the markdown result to this file")
     parser.add_argument("--profile", default="", help="comma-separated variants to profile after timing")
     parser.add_argument("--profile-rows", type=int, default=25)
@@ -184,6 +190,8 @@ def main() -> None:
     unknown = sorted(set(models) - set(MODELS)) + sorted(set(variants) - set(VARIANTS))
     if unknown:
         sys.exit(f"unknown model or variant: {', '.join(unknown)}")
+    if args.ffn_hidden < 0:
+        sys.exit(f"--ffn-hidden must be a width > 0 (or 0 for the presets'), got {args.ffn_hidden}")
 
     work = Path(tempfile.mkdtemp(prefix="end-to-end-bench-"))
     corpus = synthetic_corpus(work / "tokens", vocab_size=50304, documents=args.documents)
@@ -211,7 +219,8 @@ def main() -> None:
     square_tflops = 2 * SQUARE**3 / time_gemm(SQUARE, SQUARE, SQUARE, "dgrad") / 1e9
     report = (
         f"{today()} · {machine()} · rev {git_revision()} · `python -m bench.end_to_end` (rows {args.rows} x 4096, "
-        f"steps {args.steps}, warmup {args.warmup}) · our MLP: {mlp_backend()} · our loss: "
+        f"steps {args.steps}, warmup {args.warmup}{f', ffn_hidden {args.ffn_hidden}' if args.ffn_hidden else ''}) "
+        f"· our MLP: {mlp_backend()} · our loss: "
         f"{'; '.join(f'{model} {loss_backend(model)}' for model in models)} · this card's square {SQUARE} bf16 "
         f"GEMM (cuBLAS): {square_tflops:.0f} TFLOP/s\n\n" + markdown_table(header, rows)
     )
