@@ -17,10 +17,10 @@ from gristmill.kernels.attention.projected_rotary_qkv import (
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention as rotary_qkv_attention_kernel
 from gristmill.kernels.attention.rotary_qkv import rotary_qkv_attention_reference
 from gristmill.kernels.fused import linear_cross_entropy as linear_cross_entropy_kernel
-from gristmill.kernels.fused.embedding import embedding as embedding_kernel
-from gristmill.kernels.fused.embedding import embedding_reference
 from gristmill.kernels.fused import rms_norm as rms_norm_kernel
 from gristmill.kernels.fused import swiglu_halves as swiglu_halves_kernel
+from gristmill.kernels.fused.embedding import embedding as embedding_kernel
+from gristmill.kernels.fused.embedding import embedding_reference
 from gristmill.kernels.fused.linear_cross_entropy.quack_lce import (
     QuackLossFailed, quack_linear_cross_entropy, quack_linear_cross_entropy_unavailable_reason,
 )

@@ -77,10 +77,11 @@ class _Embedding(torch.autograd.Function):
         ctx.save_for_backward(ids)
         ctx.table_shape, ctx.table_dtype = weight.shape, weight.dtype
         out = torch.empty(ids.numel(), weight.shape[1], dtype=dtype, device=weight.device)
-        grid = (triton.cdiv(ids.numel(), BLOCK_TOKENS), triton.cdiv(weight.shape[1], BLOCK_COLS))
-        _embedding_gather_kernel[grid](
-            ids, weight, out, ids.numel(), weight.shape[1], BLOCK_TOKENS=BLOCK_TOKENS, BLOCK_COLS=BLOCK_COLS
-        )
+        if ids.numel():
+            grid = (triton.cdiv(ids.numel(), BLOCK_TOKENS), triton.cdiv(weight.shape[1], BLOCK_COLS))
+            _embedding_gather_kernel[grid](
+                ids, weight, out, ids.numel(), weight.shape[1], BLOCK_TOKENS=BLOCK_TOKENS, BLOCK_COLS=BLOCK_COLS
+            )
         return out
 
     @staticmethod

@@ -56,6 +56,14 @@ def test_gradient_is_the_same_every_run() -> None:
     assert torch.equal(grads[0], grads[1])
 
 
+def test_no_ids_give_an_empty_output_and_a_zero_gradient() -> None:
+    weight = torch.randn(6, 40, device=DEVICE, requires_grad=True)
+    out = embedding(torch.zeros(0, dtype=torch.long, device=DEVICE), weight, torch.bfloat16)
+    assert out.shape == (0, 40)
+    out.float().sum().backward()
+    assert weight.grad.shape == weight.shape and not weight.grad.any()
+
+
 def test_rejects_ids_that_are_not_one_dimensional_integers() -> None:
     weight = torch.randn(10, 8, device=DEVICE)
     with pytest.raises(ValueError, match="1-D integer ids"):
