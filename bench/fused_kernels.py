@@ -138,10 +138,16 @@ def linear_cross_entropy_case(tokens: int = 8192, dim: int = 4096, vocab: int = 
                 fused.linear_cross_entropy_reference, step, flops=3 * 2 * tokens * dim * vocab)
 
 
-def embedding_case(tokens: int = 65536, vocab: int = 50304, dim: int = 1024) -> Case:
-    """The models' token lookup into their bf16 stream: a float32 table, the ids of a uniform random 16-row step."""
+def embedding_case(tokens: int = 65536, vocab: int = 50304, dim: int = 1024, zipf: bool = False) -> Case:
+    """The models' token lookup into their bf16 stream: a float32 table and a 16-row step's ids, uniform at random
+    (as bench/end_to_end.py's synthetic corpus draws them) or, with `zipf`, by rank with probability ~ 1/rank, as
+    words in text (the most frequent id then takes ~9% of the tokens)."""
     (weight,) = _leaves(torch.randn(vocab, dim, device=DEVICE))
-    ids = torch.randint(0, vocab, (tokens,), device=DEVICE)
+    if zipf:
+        ranks = torch.arange(1, vocab + 1, device=DEVICE, dtype=torch.float64)
+        ids = torch.multinomial(1 / ranks, tokens, replacement=True)
+    else:
+        ids = torch.randint(0, vocab, (tokens,), device=DEVICE)
     dy = torch.randn(tokens, dim, device=DEVICE, dtype=torch.bfloat16)
 
     def step(fn):
@@ -149,7 +155,8 @@ def embedding_case(tokens: int = 65536, vocab: int = 50304, dim: int = 1024) -> 
         return (y, *torch.autograd.grad(y, (weight,), dy))
 
     # fwd reads the float32 rows, writes bf16; bwd reads dy, writes the float32 table gradient
-    return Case("embedding", f"T{tokens} V{vocab} D{dim} f32 table, bf16 out", embedding, embedding_reference, step,
+    return Case("embedding", f"T{tokens} V{vocab} D{dim} f32 table, bf16 out, {'zipf' if zipf else 'uniform'} ids",
+                embedding, embedding_reference, step,
                 min_bytes=tokens * dim * (4 + 2 + 2) + vocab * dim * 4)
 
 
@@ -551,6 +558,7 @@ CASES = {
     "swiglu": swiglu_case,
     "rope": rope_case,
     "embedding": embedding_case,
+    "embedding_zipf": partial(embedding_case, zipf=True),
 }
 
 

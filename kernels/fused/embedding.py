@@ -22,15 +22,16 @@ BLOCK_COLS = 256
 
 
 def _gradient_configs() -> list[triton.Config]:
-    """Rows summed per step of a gradient program (a frequent id takes several steps) and columns per program. Most
-    programs sum a row or two, so their dependent loads (bounds, positions, rows) set the pace: wider column blocks
-    mean fewer such chains per table row. Not timed on a GPU yet; the autotuner picks (every launch writes the whole
-    gradient, so its trial launches change nothing)."""
+    """Rows summed per step of a gradient program and columns per program. Most programs sum a row or two, so their
+    dependent loads (bounds, positions, rows) set the pace and wider column blocks mean fewer such chains per table
+    row; but in text a few ids take several percent of the tokens (thousands of rows per batch), and their programs
+    take one step per BLOCK_TOKENS rows, so no config sums fewer than 16 rows a step. Not timed on a GPU yet; the
+    autotuner picks (every launch writes the whole gradient, so its trial launches change nothing)."""
     if interpreting():
         return [triton.Config({"BLOCK_TOKENS": 16, "BLOCK_COLS": 256}, num_warps=4)]
     return [
         triton.Config({"BLOCK_TOKENS": tokens, "BLOCK_COLS": cols}, num_warps=warps)
-        for tokens, cols, warps in ((16, 256, 4), (8, 512, 4), (8, 1024, 8), (4, 1024, 4))
+        for tokens, cols, warps in ((32, 256, 4), (16, 512, 4), (16, 1024, 8), (32, 512, 8), (64, 256, 8))
     ]
 
 
