@@ -35,6 +35,7 @@ from gristmill.kernels.fused.linear_cross_entropy.reference import cross_entropy
 from gristmill.kernels.fused.linear_cross_entropy.rows_kernel import RowsLaunch, cross_entropy_rows
 from gristmill.kernels.fused.linear_cross_entropy.triton_fwd_bwd import default_chunk_size
 from gristmill.kernels.fused.rms_norm import gated_rms_norm_reference, rms_norm_reference
+from gristmill.kernels.fused.swiglu_mlp.interleave import interleave_gate_up, interleave_rows_reference
 from gristmill.kernels.ssd import causal_conv1d_reference
 from gristmill.kernels.ssd.documents import stream_doc_start
 from gristmill.kernels.testing import relative_error
@@ -158,6 +159,24 @@ def embedding_case(tokens: int = 65536, vocab: int = 50304, dim: int = 1024, zip
     return Case("embedding", f"T{tokens} V{vocab} D{dim} f32 table, bf16 out, {'zipf' if zipf else 'uniform'} ids",
                 embedding, embedding_reference, step,
                 min_bytes=tokens * dim * (4 + 2 + 2) + vocab * dim * 4)
+
+
+def gate_up_interleave_case(hidden: int = 2752, dim: int = 1024) -> Case:
+    """The MLP's float32 [gate | up] weight into quack's interleaved bf16 rows, and the gradient back (once per
+    layer and step; transformer_350m's shape)."""
+    (weight,) = _leaves(torch.randn(2 * hidden, dim, device=DEVICE))
+    dy = torch.randn(2 * hidden, dim, device=DEVICE, dtype=torch.bfloat16)
+
+    def step(fn):
+        y = fn(weight, torch.bfloat16)
+        return (y, *torch.autograd.grad(y, (weight,), dy))
+
+    def one_copy(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:  # copy_ between permuted views, as before
+        return interleave_rows_reference(w, dtype, interleave=True)
+
+    # fwd reads float32, writes bf16; bwd reads bf16, writes float32
+    return Case("gate_up_interleave", f"F{hidden} D{dim} f32 -> bf16", interleave_gate_up, one_copy, step,
+                min_bytes=2 * weight.numel() * (4 + 2))
 
 
 ROWS_SHAPES = ((32768, 50304), (8192, 128256), (32768, 32000))  # the 350m models; the issue's 128k; a 32k vocab
@@ -559,6 +578,7 @@ CASES = {
     "rope": rope_case,
     "embedding": embedding_case,
     "embedding_zipf": partial(embedding_case, zipf=True),
+    "gate_up_interleave": gate_up_interleave_case,
 }
 
 

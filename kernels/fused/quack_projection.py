@@ -16,6 +16,7 @@ import torch
 from gristmill.kernels.fused.quack_support import (
     FailureRecord, QuackFailed, compute_dtype, half_precision_hopper_reason, import_quack,
 )
+from gristmill.kernels.fused.weight_gradient import weight_gradient
 
 class QuackProjectionFailed(QuackFailed):
     """quack raised on a projection; the run can go on with cuBLAS."""
@@ -40,8 +41,13 @@ def _quack_gemms() -> tuple[_QuackGEMMs | None, str | None]:
 
 
 class _QuackProjection(torch.autograd.Function):
+    """The weight comes in its own dtype and is cast here, so its gradient leaves cuBLAS in that dtype
+    (weight_gradient.py)."""
+
     @staticmethod
     def forward(ctx, x, weight, stream, gemms):
+        ctx.weight_dtype = weight.dtype
+        weight = weight.to(x.dtype)
         ctx.save_for_backward(x, weight)
         ctx.gemms, ctx.has_stream = gemms, stream is not None
         if stream is None:
@@ -53,7 +59,7 @@ class _QuackProjection(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         dy = dy if dy.stride(-1) == 1 else dy.contiguous()
         dx = ctx.gemms.gemm(dy, weight, dynamic_scheduler=True)
-        return dx, dy.T @ x, dy if ctx.has_stream else None, None
+        return dx, weight_gradient(dy.T, x, ctx.weight_dtype), dy if ctx.has_stream else None, None
 
 
 def quack_projection_unavailable_reason(x: torch.Tensor, weight: torch.Tensor) -> str | None:
@@ -74,11 +80,11 @@ def quack_projection(x: torch.Tensor, weight: torch.Tensor, stream: torch.Tensor
     gemms, reason = _quack_gemms()
     if gemms is None:
         raise ValueError(f"quack_projection needs quack-kernels: {reason}")
-    if torch.is_autocast_enabled("cuda"):
-        dtype = compute_dtype(x)
-        x, weight = x.to(dtype), weight.to(dtype)
-        stream = None if stream is None else stream.to(dtype)
-    dtypes = [t.dtype for t in (x, weight, stream) if t is not None]
+    autocast = torch.is_autocast_enabled("cuda")
+    if autocast:  # the weight is cast inside the op
+        x = x.to(compute_dtype(x))
+        stream = None if stream is None else stream.to(x.dtype)
+    dtypes = [t.dtype for t in (x, stream, None if autocast else weight) if t is not None]
     if len(set(dtypes)) > 1:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
         raise ValueError(f"quack_projection: x, weight and stream need one dtype outside autocast, got {dtypes}")
     if stream is not None and stream.shape != (x.shape[0], weight.shape[0]):

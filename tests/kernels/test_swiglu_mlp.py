@@ -10,6 +10,7 @@ from gristmill.kernels.fused import swiglu_halves_reference
 from gristmill.kernels.fused.swiglu_mlp import (
     QuackMLPFailed, interleave_gate_up, quack_mlp, swiglu_mlp, swiglu_mlp_unavailable_reason,
 )
+from gristmill.kernels.fused.swiglu_mlp.interleave import interleave_rows_reference
 from gristmill.kernels.testing import assert_close
 
 
@@ -35,17 +36,29 @@ def test_interleaved_rows_pair_each_gate_with_its_up() -> None:
     torch.testing.assert_close(F.silu(pairs[:, 0::2]) * pairs[:, 1::2], swiglu_halves_reference(F.linear(x, w)))
 
 
-def test_interleaving_copy_casts_and_its_gradient_comes_back_in_the_weight_layout() -> None:
-    """One copy casts and interleaves; the gradient of the interleaved bf16 copy returns de-interleaved in float32."""
-    hidden, width = 6, 4
-    w = torch.randn(2 * hidden, width, requires_grad=True)
+@pytest.mark.parametrize("hidden, width", [(6, 4), (37, 300), (40, 256), (1, 1)])
+def test_interleaving_copy_casts_and_its_gradient_comes_back_in_the_weight_layout(hidden: int, width: int) -> None:
+    """One pass casts and interleaves (the Triton kernel on CUDA and in the CPU interpreter, ragged row and column
+    blocks included); the gradient of the interleaved bf16 copy returns de-interleaved in float32."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    w = torch.randn(2 * hidden, width, device=device, requires_grad=True)
     interleaved = interleave_gate_up(w, torch.bfloat16)
     assert interleaved.dtype == torch.bfloat16
-    torch.testing.assert_close(interleaved, interleave_gate_up(w.detach()).bfloat16(), rtol=0, atol=0)
-    grad = torch.randn(2 * hidden, width).bfloat16()
+    expected = torch.stack([w[:hidden], w[hidden:]], dim=1).reshape(2 * hidden, width).detach()
+    # exact on a GPU; Triton's CPU interpreter truncates float32 to bf16 (one bf16 step, 2^-7, off torch's rounding)
+    rounding = 0 if torch.cuda.is_available() else 2**-7
+    torch.testing.assert_close(interleaved.float(), expected.bfloat16().float(), rtol=rounding, atol=0)
+    torch.testing.assert_close(interleaved.float(), interleave_rows_reference(w.detach(), torch.bfloat16, True).float(),
+                               rtol=rounding, atol=0)
+    grad = torch.randn(2 * hidden, width, device=device).bfloat16()
     interleaved.backward(grad)
     assert w.grad.dtype == torch.float32
     torch.testing.assert_close(w.grad, torch.cat([grad[0::2], grad[1::2]]).float(), rtol=0, atol=0)
+
+
+def test_interleaving_rejects_an_odd_row_count() -> None:
+    with pytest.raises(ValueError, match="gate/up"):
+        interleave_gate_up(torch.randn(5, 4))
 
 
 def test_declines_cpu_and_odd_shapes() -> None:

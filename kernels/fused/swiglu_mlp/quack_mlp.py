@@ -7,7 +7,7 @@ cost about 12 ms per transformer_350m step on an H100. Our own Triton GEMMs with
 the epilogue with the next tile's main loop. The down projection adds the residual stream in its epilogue too, so
 the norm after the MLP reads one tensor instead of a delta and the stream. quack wants gate and up interleaved column
 by column; the model keeps `[gate | up]` rows (checkpoints and the CPU path unchanged) and interleaves a copy per
-call, cast to the compute dtype in the same copy, whose backward turns the gradient back.
+call, cast to the compute dtype in the same copy, whose backward turns the gradient back (interleave.py).
 """
 
 import functools
@@ -19,6 +19,7 @@ import torch
 from gristmill.kernels.fused.quack_support import (
     FailureRecord, QuackFailed, compute_dtype, hopper_reason, import_quack,
 )
+from gristmill.kernels.fused.swiglu_mlp.interleave import interleave_gate_up
 
 class QuackMLPFailed(QuackFailed):
     """quack raised on the MLP; the MLP can go on with cuBLAS and the Triton SwiGLU."""
@@ -63,10 +64,14 @@ class _DownIntoStream(torch.autograd.Function):
     """stream + postact @ w_down.T in one GEMM (the stream read in its epilogue); the backward's dA GEMM turns
     dout @ w_down into d(preact) through the SwiGLU's gradient in its epilogue. The activation is kept from the
     forward for w_down's gradient (half the pre-activation's memory per MLP) rather than recomputed and stored by
-    that epilogue: the store made it the slowest GEMM of the step. quack's own MLP has no stream to add into."""
+    that epilogue: the store made it the slowest GEMM of the step. quack's own MLP has no stream to add into.
+    w_down comes in its own dtype and is cast here, so its gradient leaves the GEMM in that dtype
+    (weight_gradient.py)."""
 
     @staticmethod
     def forward(ctx, preact, w_down, postact, stream, gemms):
+        ctx.weight_dtype = w_down.dtype
+        w_down = w_down.to(postact.dtype)
         ctx.save_for_backward(preact, w_down, postact)
         ctx.gemms = gemms
         return gemms.gemm_add(postact, w_down.T, stream)
@@ -78,7 +83,7 @@ class _DownIntoStream(torch.autograd.Function):
         dout = dout if dout.stride(-1) == 1 else dout.contiguous()
         dpreact = torch.empty_like(preact)
         gemms.swiglu_grad(dout, w_down, preact, out={"D": dpreact}, dynamic_scheduler=True)
-        dw_down = gemms.gemm(dout.T, postact, out_dtype=w_down.dtype, dynamic_scheduler=True)
+        dw_down = gemms.gemm(dout.T, postact, out_dtype=ctx.weight_dtype, dynamic_scheduler=True)
         return dpreact, dw_down, None, dout, None
 
 
@@ -101,32 +106,6 @@ def swiglu_mlp_unavailable_reason(x: torch.Tensor, w_gate_up: torch.Tensor, w_do
     return _quack_gemms()[1]
 
 
-class _InterleavedGateUp(torch.autograd.Function):
-    """The interleaving copy with the cast in it: a cast and then the interleave would each copy the whole weight,
-    forward and again backward."""
-
-    @staticmethod
-    def forward(ctx, w_gate_up: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        ctx.weight_dtype = w_gate_up.dtype
-        hidden = w_gate_up.shape[0] // 2
-        out = torch.empty(w_gate_up.shape, dtype=dtype, device=w_gate_up.device)
-        out.view(hidden, 2, -1).copy_(w_gate_up.view(2, hidden, -1).transpose(0, 1))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        hidden = grad.shape[0] // 2
-        out = torch.empty(grad.shape, dtype=ctx.weight_dtype, device=grad.device)
-        out.view(2, hidden, -1).copy_(grad.reshape(hidden, 2, -1).transpose(0, 1))
-        return out, None
-
-
-def interleave_gate_up(w_gate_up: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """`[gate | up]` rows `[2F, d]` -> rows gate_0, up_0, gate_1, up_1, ... (the layout quack's gated GEMM reads), in
-    `dtype` (default: w_gate_up's), cast in the same copy; its gradient comes back in w_gate_up's dtype and layout."""
-    return _InterleavedGateUp.apply(w_gate_up.contiguous(), dtype or w_gate_up.dtype)
-
-
 def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
     """stream + down(silu(gate) * up) for x `[T, d]`, stream `[T, d]`, differentiable in all four; check
     `swiglu_mlp_unavailable_reason` first. Under autocast the inputs are cast as a matmul would cast them (quack's
@@ -137,9 +116,9 @@ def swiglu_mlp(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor, s
         raise ValueError(f"swiglu_mlp needs quack-kernels: {reason}")
     if stream.shape != x.shape:
         raise ValueError(f"swiglu_mlp: stream {tuple(stream.shape)} must be shaped like x {tuple(x.shape)}")
-    if torch.is_autocast_enabled("cuda"):  # w_gate_up is cast in its interleaving copy (`_mlp`)
+    if torch.is_autocast_enabled("cuda"):  # w_gate_up is cast in its interleaving copy, w_down in its GEMM's op
         dtype = torch.get_autocast_dtype("cuda")
-        x, w_down, stream = (t.to(dtype) for t in (x, w_down, stream))
+        x, stream = x.to(dtype), stream.to(dtype)
     elif len(dtypes := {t.dtype for t in (x, w_gate_up, w_down, stream)}) > 1:
         # a caller's mix-up, not quack's failure: it must not switch quack off for the run
         raise ValueError(f"swiglu_mlp: x, w_gate_up, w_down and stream need one dtype outside autocast, got {dtypes}")

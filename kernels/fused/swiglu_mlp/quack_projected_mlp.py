@@ -18,12 +18,19 @@ import torch
 
 from gristmill.kernels.fused.quack_support import compute_dtype
 from gristmill.kernels.fused.swiglu_mlp import quack_mlp
-from gristmill.kernels.fused.swiglu_mlp.quack_mlp import interleave_gate_up, swiglu_mlp_unavailable_reason
+from gristmill.kernels.fused.swiglu_mlp.interleave import interleave_gate_up
+from gristmill.kernels.fused.swiglu_mlp.quack_mlp import swiglu_mlp_unavailable_reason
+from gristmill.kernels.fused.weight_gradient import weight_gradient
 
 
 class _ProjectedNormMLP(torch.autograd.Function):
+    """w_out and w_down come in their own dtype and are cast here, so their gradients leave the weight-gradient
+    GEMMs in that dtype (weight_gradient.py)."""
+
     @staticmethod
     def forward(ctx, core, w_out, stream, norm_weight, eps, w_gate_up, w_down, gemms, next_eps):
+        ctx.weight_dtypes = w_out.dtype, w_down.dtype
+        w_out, w_down = w_out.to(core.dtype), w_down.to(core.dtype)
         hidden = torch.empty_like(stream)
         weighted, rstd = gemms.gemm_rms(
             core, w_out.T, C=stream, norm_weight=norm_weight, premult_out=hidden, eps=eps, dynamic_scheduler=True
@@ -48,7 +55,8 @@ class _ProjectedNormMLP(torch.autograd.Function):
         dpreact = torch.empty_like(preact)  # of the unscaled pre-activation, weighted @ w_gate_up.T
         dsum = gemms.swiglu_grad_rstd(dout, w_down, preact, out={"D": dpreact}, rstd=rstd,
                                       dynamic_scheduler=True)["dsum"]
-        dw_down = gemms.gemm(dout.T, postact, out_dtype=w_down.dtype, dynamic_scheduler=True)
+        w_out_dtype, w_down_dtype = ctx.weight_dtypes
+        dw_down = gemms.gemm(dout.T, postact, out_dtype=w_down_dtype, dynamic_scheduler=True)
         dw_gate_up = gemms.gemm(dpreact.T, weighted, out_dtype=w_gate_up.dtype, dynamic_scheduler=True)
         # the norm's backward: dhidden = dweighted * w + hidden * corr + dout (the stream's own gradient), with
         # dweighted = dpreact @ w_gate_up and corr = -rstd^2 / d * dsum, in that GEMM's epilogue
@@ -57,7 +65,7 @@ class _ProjectedNormMLP(torch.autograd.Function):
                                         out={"D": torch.empty_like(hidden)}, dynamic_scheduler=True)
         dhidden, dnorm_weight = applied["D"], applied["dw"].to(norm_weight.dtype)
         dcore = gemms.gemm(dhidden, w_out, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
-        dw_out = dhidden.T @ core
+        dw_out = weight_gradient(dhidden.T, core, w_out_dtype)
         return dcore, dw_out, dhidden, dnorm_weight, None, dw_gate_up, dw_down, None, None
 
 
@@ -95,8 +103,8 @@ def projected_norm_mlp(
     gemms, reason = quack_mlp._quack_gemms()
     if gemms is None:
         raise ValueError(f"projected_norm_mlp needs quack-kernels: {reason}")
-    if torch.is_autocast_enabled("cuda"):  # w_gate_up is cast in its interleaving copy, below
-        core, w_out, stream, w_down = (t.to(compute_dtype(core)) for t in (core, w_out, stream, w_down))
+    if torch.is_autocast_enabled("cuda"):  # w_gate_up is cast in its interleaving copy, w_out and w_down in the op
+        core, stream = core.to(compute_dtype(core)), stream.to(compute_dtype(core))
     elif len(dtypes := {t.dtype for t in (core, w_out, stream, w_gate_up, w_down)}) > 1:
         # a caller's mix-up, not quack's failure: it must not switch quack off for the run
         raise ValueError(f"projected_norm_mlp: core, w_out, stream, w_gate_up and w_down need one dtype outside "
