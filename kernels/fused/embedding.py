@@ -25,8 +25,9 @@ def _gradient_configs() -> list[triton.Config]:
     """Rows summed per step of a gradient program and columns per program. Most programs sum a row or two, so their
     dependent loads (bounds, positions, rows) set the pace and wider column blocks mean fewer such chains per table
     row; but in text a few ids take several percent of the tokens (thousands of rows per batch), and their programs
-    take one step per BLOCK_TOKENS rows, so no config sums fewer than 16 rows a step. Not timed on a GPU yet; the
-    autotuner picks (every launch writes the whole gradient, so its trial launches change nothing)."""
+    take one step per BLOCK_TOKENS rows, so no config sums fewer than 16 rows a step. The autotuner picks (every
+    launch writes the whole gradient, so its trial launches change nothing); on an H100 the lookup and gradient
+    together took 0.63 ms with uniform ids and 1.06 ms with Zipf ids (bench/results/fused.md run 13)."""
     if interpreting():
         return [triton.Config({"BLOCK_TOKENS": 16, "BLOCK_COLS": 256}, num_warps=4)]
     return [
