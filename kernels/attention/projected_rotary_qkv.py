@@ -33,6 +33,7 @@ from gristmill.kernels.fused.quack_support import (
 )
 from gristmill.kernels.fused.rope.reference import rope_inv_freq
 from gristmill.kernels.fused.rope.triton_fwd_bwd import check_position_ids
+from gristmill.kernels.fused.weight_gradient import weight_gradient
 from gristmill.kernels.tensor_memo import TensorMemo
 
 class QuackQKVFailed(QuackFailed):
@@ -95,8 +96,13 @@ def _frequencies(
 
 
 class _ProjectedRotaryAttention(torch.autograd.Function):
+    """The weight comes in its own dtype and is cast here, so its gradient leaves cuBLAS in that dtype
+    (weight_gradient.py)."""
+
     @staticmethod
     def forward(ctx, x, weight, positions, frequencies, cos, sin, cu_seqlens, max_seqlen, settings, gemms):
+        ctx.weight_dtype = weight.dtype
+        weight = weight.to(x.dtype)
         _, n_heads, n_kv_heads, softmax_scale = settings
         qkv = gemms.rotary_gemm(x, weight.T, pos=positions, freq=frequencies, dynamic_scheduler=True)["D"]
         out, lse, doc_order = attend_rotated_qkv(qkv, cu_seqlens, max_seqlen, n_heads, n_kv_heads, softmax_scale)
@@ -109,7 +115,7 @@ class _ProjectedRotaryAttention(torch.autograd.Function):
         x, weight, qkv, out, lse, cu_seqlens, doc_order, cos, sin = ctx.saved_tensors
         dqkv = rotated_qkv_attention_grad(grad_out, qkv, out, lse, cu_seqlens, doc_order, cos, sin, ctx.settings)
         dx = ctx.gemms.gemm(dqkv, weight, dynamic_scheduler=True)  # quack beat cuBLAS here (fused.md run 10)
-        return dx, dqkv.T @ x, None, None, None, None, None, None, None, None
+        return dx, weight_gradient(dqkv.T, x, ctx.weight_dtype), None, None, None, None, None, None, None, None
 
 
 class _NormedProjectedRotaryAttention(torch.autograd.Function):
@@ -187,9 +193,10 @@ def projected_rotary_qkv_attention(
     if gemms is None:
         raise ValueError(f"projected_rotary_qkv_attention needs quack-kernels: {reason}")
     rope = _rope_operands(x, weight, position_ids, cu_seqlens, max_seqlen, n_heads, n_kv_heads, theta, softmax_scale)
-    if torch.is_autocast_enabled("cuda"):
-        x, weight = x.to(compute_dtype(x)), weight.to(compute_dtype(x))
-    if x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: it must not switch quack off for the run
+    autocast = torch.is_autocast_enabled("cuda")
+    if autocast:  # the weight is cast inside the op
+        x = x.to(compute_dtype(x))
+    if not autocast and x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: quack stays on
         raise ValueError(f"projected_rotary_qkv_attention: x {x.dtype} and weight {weight.dtype} need one dtype "
                          "outside autocast")
     with torch.autocast("cuda", enabled=False):
