@@ -2,7 +2,6 @@
 
 import datetime
 import os
-import statistics
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -37,18 +36,6 @@ def peak_memory_mb(fn: Callable[[], object]) -> float:
     fn()
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
-def median_cpu_seconds(fn: Callable[[], object], repeat: int = 3) -> float:
-    """Median wall seconds over `repeat` runs, for CPU pipeline benchmarks."""
-    import time
-
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
