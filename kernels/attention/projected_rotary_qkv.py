@@ -193,10 +193,9 @@ def projected_rotary_qkv_attention(
     if gemms is None:
         raise ValueError(f"projected_rotary_qkv_attention needs quack-kernels: {reason}")
     rope = _rope_operands(x, weight, position_ids, cu_seqlens, max_seqlen, n_heads, n_kv_heads, theta, softmax_scale)
-    autocast = torch.is_autocast_enabled("cuda")
-    if autocast:  # the weight is cast inside the op
+    if torch.is_autocast_enabled("cuda"):  # the weight is cast inside the op
         x = x.to(compute_dtype(x))
-    if not autocast and x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: quack stays on
+    elif x.dtype != weight.dtype:  # a caller's mix-up, not quack's failure: quack stays on
         raise ValueError(f"projected_rotary_qkv_attention: x {x.dtype} and weight {weight.dtype} need one dtype "
                          "outside autocast")
     with torch.autocast("cuda", enabled=False):
