@@ -12,6 +12,7 @@ DOCUMENT_SCHEMA = pa.schema(
     ]
 )
 
+
 def text_bytes(batch: pa.RecordBatch) -> int:
     """UTF-8 bytes of the text column: the unit of the `bytes_in` / `bytes_out` stats."""
     if batch.num_rows == 0 or "text" not in batch.schema.names:
